@@ -1,0 +1,1 @@
+"""`twinrun data ...`: obtain and verify Fashion-MNIST."""

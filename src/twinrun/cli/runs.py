@@ -1,0 +1,1 @@
+"""`twinrun runs`, `twinrun show`: look at the run store."""

@@ -1,0 +1,1 @@
+"""`twinrun train`: one run of a built-in workload."""
