@@ -1,1 +1,37 @@
-"""`twinrun train`: one run of a built-in workload."""
+"""`twinrun train`: one run of a built-in workload, in a fresh process, recorded in the store."""
+
+import json
+
+import click
+
+from twinrun.cli import main
+from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
+                                 seed_option, store_option, threads_option)
+
+
+@main.command()
+@backend_option
+@seed_option
+@preset_option
+@click.option("--epochs", default=None, type=int, help="Most epochs (default: the preset's).")
+@click.option("--patience", default=None, type=int, help="Early-stopping patience.")
+@click.option("--no-determinism", is_flag=True,
+              help="Seed only, as a user would by hand; leave the framework's defaults.")
+@threads_option
+@store_option
+@data_dir_option
+@json_option
+def train(backend, seed, preset, epochs, patience, no_determinism, threads, store, data_dir,
+          as_json):
+    """Train the Fashion-MNIST CNN once and record the run."""
+    from twinrun.train import train_once
+
+    result = train_once(backend=backend, seed=seed, preset=preset, epochs=epochs,
+                        patience=patience, determinism=not no_determinism, threads=threads,
+                        store=store, data_dir=data_dir, show_progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result, default=float))
+        return
+    from twinrun.report.terminal import render_run_result
+
+    render_run_result(result)

@@ -1,0 +1,18 @@
+"""Options shared by several commands."""
+
+import click
+
+backend_option = click.option(
+    "--backend", default=None, metavar="tensorflow|jax|torch",
+    help="Keras backend (default: the one Keras would pick: KERAS_BACKEND, ~/.keras/keras.json, "
+         "else tensorflow).")
+seed_option = click.option("--seed", default=0, type=int, show_default=True, help="Run seed.")
+preset_option = click.option("--preset", default="quick", show_default=True,
+                             metavar="quick|full", help="Workload size.")
+store_option = click.option("--store", default=None, metavar="DIR",
+                            help="Run store folder (default ./twinrun-runs or TWINRUN_STORE).")
+data_dir_option = click.option("--data-dir", default=None, metavar="DIR",
+                               help="Folder with the Fashion-MNIST IDX files.")
+threads_option = click.option("--threads", default=None, type=int,
+                              help="Thread-pool size (default: every CPU this process may use).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

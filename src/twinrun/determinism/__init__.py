@@ -1,0 +1,79 @@
+"""One determinism switch for every framework: `twinrun.deterministic(seed, backend=None)`.
+
+The framework-specific work lives in one module per framework with the same functions
+(`environment_variables`, `apply`), the way Keras keeps `backend/<name>/` parallel.
+"""
+
+import importlib
+import os
+import sys
+
+from twinrun.backends import resolve_backend
+from twinrun.determinism.common import (
+    APPLIED, Control, DeterminismReport, hash_seed_control, seed_python_and_numpy,
+)
+from twinrun.seeds import derive_seeds
+
+
+def framework_module(backend):
+    """The determinism module of one backend (`twinrun.determinism.<backend>`)."""
+    return importlib.import_module(f"twinrun.determinism.{resolve_backend(backend)}")
+
+
+def environment_for(backend, threads=None, enabled=True, hash_seed=None):
+    """Environment variables a fresh process needs before it starts, for one backend.
+
+    Arguments:
+        backend: `"tensorflow"`, `"jax"` or `"torch"`.
+        threads: thread-pool size, or None to leave the framework's default.
+        enabled: False for a run with determinism off (seeds only).
+        hash_seed: value for `PYTHONHASHSEED`, or None to leave hashing randomised.
+    """
+    env = dict(framework_module(backend).environment_variables(threads, enabled))
+    env["KERAS_BACKEND"] = backend
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = str(hash_seed)
+    env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(env))
+    return env
+
+
+def deterministic(seed, backend=None, threads=None, enabled=True, seeds=None):
+    """Make this process's training repeat bit for bit, and say what could not be done.
+
+    Seeds Python, NumPy, Keras (when imported) and the framework from seeds derived from
+    `seed` (see `twinrun.seeds`), turns on the framework's op determinism, fixes thread pools,
+    and returns a `DeterminismReport` with one entry per control: applied, already set, not
+    needed, or impossible here and why. Call it before building the model.
+
+    Arguments:
+        seed: the run seed, a non-negative integer.
+        backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
+        threads: fix the framework's thread pools to this size (None keeps its default).
+        enabled: False seeds only, as a user would by hand, and leaves determinism off.
+        seeds: optional dict of derived seeds (from `twinrun.seeds.derive_seeds`) to use
+            instead of deriving them from `seed`.
+
+    Example:
+    >>> report = twinrun.deterministic(7, backend="torch")
+    >>> [c.name for c in report.impossible]
+    []
+    """
+    backend = resolve_backend(backend)
+    seeds = seeds or derive_seeds(seed)
+    report = DeterminismReport(backend=backend, seed=seed, enabled=enabled,
+                               threads=threads, seeds=dict(seeds))
+    report.controls.append(hash_seed_control(enabled))
+    if "keras" in sys.modules:
+        # Keras' own helper also seeds its global SeedGenerator (used by unseeded layers).
+        import keras
+
+        keras.utils.set_random_seed(seeds["backend"])
+        report.controls.append(Control("keras.utils.set_random_seed", APPLIED,
+                                       f"seed {seeds['backend']}"))
+    report.controls.extend(seed_python_and_numpy(seeds))
+    report.controls.extend(framework_module(backend).apply(seeds, threads, enabled))
+    return report
+
+
+__all__ = ["deterministic", "environment_for", "DeterminismReport", "Control"]
+_ = os

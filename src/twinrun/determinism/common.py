@@ -1,0 +1,128 @@
+"""What every framework shares: the report of controls, and Python/NumPy/hash-seed handling.
+
+Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same two functions:
+
+- `environment_variables(threads, enabled)`: what must be in the environment *before* the
+  interpreter or the framework starts (the launcher puts these into every fresh process);
+- `apply(seeds, threads, enabled)`: what can be done from inside the process, returning one
+  `Control` per switch with its state.
+"""
+
+import os
+import random
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+
+APPLIED = "applied"
+ALREADY_SET = "already set"
+IMPOSSIBLE = "impossible"
+NOT_NEEDED = "not needed"
+OFF = "off"
+
+# Thread-pool variables read once by OpenMP, MKL and OpenBLAS when they load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass
+class Control:
+    """One determinism switch and what happened to it.
+
+    `state` is `applied`, `already set`, `not needed`, `off` (the user turned determinism off)
+    or `impossible` (it could not be done here; `detail` says why and what to do).
+    """
+
+    name: str
+    state: str
+    detail: str = ""
+
+
+@dataclass
+class DeterminismReport:
+    """Every control `deterministic()` touched, in the order it touched them."""
+
+    backend: str
+    seed: int
+    enabled: bool
+    threads: int | None
+    seeds: dict = field(default_factory=dict)
+    controls: list = field(default_factory=list)
+
+    @property
+    def impossible(self):
+        """The controls that could not be applied: each one a reason the run may not repeat."""
+        return [c for c in self.controls if c.state == IMPOSSIBLE]
+
+    @property
+    def ok(self):
+        return not self.impossible
+
+    def to_dict(self):
+        return asdict(self)
+
+    def __str__(self):
+        lines = [f"determinism for {self.backend} (seed {self.seed}):"]
+        for c in self.controls:
+            lines.append(f"  {c.name:<34} {c.state:<12} {c.detail}")
+        return "\n".join(lines)
+
+
+def thread_environment(threads):
+    """Thread-pool variables for a fresh process (empty when `threads` is None)."""
+    if threads is None:
+        return {}
+    return {name: str(threads) for name in THREAD_VARIABLES}
+
+
+def seed_python_and_numpy(seeds):
+    """Seed `random` and NumPy's legacy global generator; return their controls."""
+    import numpy as np
+
+    random.seed(seeds["python"])
+    np.random.seed(seeds["numpy"])
+    return [
+        Control("random.seed", APPLIED, f"seed {seeds['python']}"),
+        Control("numpy.random.seed", APPLIED, f"seed {seeds['numpy']}"),
+    ]
+
+
+def _hash_of_probe_in_fresh_interpreter(hash_seed):
+    env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", "print(hash('twinrun-hash-probe'))"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    return probe.stdout.strip()
+
+
+def hash_seed_control(enabled):
+    """Whether string hashing (set and dict-of-str iteration order) is fixed in this process.
+
+    `PYTHONHASHSEED` only works if it is set before the interpreter starts, so setting it
+    here would be a lie. Instead we check whether this interpreter's hashes are the ones a
+    fresh interpreter with the same `PYTHONHASHSEED` computes.
+    """
+    name = "PYTHONHASHSEED"
+    value = os.environ.get(name)
+    if not enabled:
+        return Control(name, OFF, f"left as is ({value or 'random'})")
+    if value in (None, "", "random"):
+        return Control(
+            name, IMPOSSIBLE,
+            "string hashing is randomised: PYTHONHASHSEED was not set when this interpreter "
+            "started; run the training under `twinrun train`/`twinrun check` (fresh processes) "
+            "or start Python with PYTHONHASHSEED set",
+        )
+    if sys.flags.hash_randomization == 0:
+        return Control(name, ALREADY_SET, "0 (hash randomisation off since start-up)")
+    try:
+        fresh = _hash_of_probe_in_fresh_interpreter(value)
+    except (OSError, subprocess.SubprocessError):
+        fresh = None
+    if fresh == str(hash("twinrun-hash-probe")):
+        return Control(name, ALREADY_SET, f"{value} (set before this interpreter started)")
+    return Control(
+        name, IMPOSSIBLE,
+        f"PYTHONHASHSEED={value} was set after this interpreter started, so it has no effect "
+        "here; start Python with it set, or use `twinrun check`",
+    )

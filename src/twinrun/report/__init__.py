@@ -1,0 +1,1 @@
+"""Renderings of runs, verdicts and studies: terminal (Rich), JSON, HTML."""

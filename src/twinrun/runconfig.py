@@ -1,0 +1,79 @@
+"""What one run is asked to do, as plain data that crosses process boundaries as JSON."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+from twinrun.backends import resolve_backend
+from twinrun.errors import TwinrunError
+from twinrun.seeds import derive_seeds, validate_seed
+
+WORKLOADS = ("fashion-cnn", "answer-demo")
+PRESETS = ("quick", "full")
+
+
+@dataclass
+class RunConfig:
+    """One run of a built-in workload.
+
+    Arguments:
+        workload: `"fashion-cnn"` or `"answer-demo"`.
+        backend: Keras backend; None for the one Keras would pick.
+        seed: the run seed (every source's seed derives from it, see `twinrun.seeds`).
+        preset: `"quick"` or `"full"` (fashion-cnn only).
+        epochs: override the preset's maximum number of epochs.
+        patience: override the early-stopping patience.
+        determinism: False trains with seeds only, as a user would by hand.
+        threads: thread-pool size; None for all the CPUs this process may use.
+        data_dir: where Fashion-MNIST lies; None searches the usual places.
+        store: run-store folder; None for the default.
+        seed_overrides: `{source: seed}` replacing single derived seeds.
+        trace: path of the per-step trace to write, or None for no trace.
+    """
+
+    workload: str = "fashion-cnn"
+    backend: str | None = None
+    seed: int = 0
+    preset: str = "quick"
+    epochs: int | None = None
+    patience: int | None = None
+    determinism: bool = True
+    threads: int | None = None
+    data_dir: str | None = None
+    store: str | None = None
+    seed_overrides: dict = field(default_factory=dict)
+    trace: str | None = None
+    record: bool = True
+
+    def validated(self):
+        """Return a copy with the backend resolved, or raise `TwinrunError` with one sentence."""
+        if self.workload not in WORKLOADS:
+            raise TwinrunError(
+                f"Unknown workload {self.workload!r}: expected one of {', '.join(WORKLOADS)}.")
+        if self.preset not in PRESETS:
+            raise TwinrunError(
+                f"Unknown preset {self.preset!r}: expected one of {', '.join(PRESETS)}.")
+        validate_seed(self.seed)
+        for name in ("epochs", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise TwinrunError(
+                    f"Expected --{name} to be a positive integer. Received: {name}={value!r}.")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 0):
+            raise TwinrunError(
+                f"Expected --patience to be zero or a positive integer. Received: "
+                f"patience={self.patience!r}.")
+        derive_seeds(self.seed, self.seed_overrides)  # validates the overrides
+        values = asdict(self)
+        values["backend"] = resolve_backend(self.backend)
+        return RunConfig(**values)
+
+    @property
+    def seeds(self):
+        return derive_seeds(self.seed, self.seed_overrides)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,564 @@
+"""The run store on SQLite: safe with several processes writing at once.
+
+Layout of a store folder:
+
+    runs.sqlite          the `runs` and `epochs` tables
+    runs/<run_id>/       artifacts of one run (weights, traces), created on demand
+
+Why it is safe to share:
+- WAL journal: readers never block the writer and a killed writer loses only its open
+  transaction, never a committed one.
+- Every write is one `BEGIN IMMEDIATE` transaction, so it takes the write lock up front and
+  waits (`busy_timeout`) instead of failing half way; a write that still meets a busy database
+  is retried as a whole.
+- Per-epoch rows are upserts keyed by (run_id, epoch): a retried write replaces, never
+  duplicates.
+- Run ids are the UTC start second plus 24 random bits, and the primary key rejects the rare
+  collision, which is then retried with fresh bits.
+
+The summary fields that `list_runs` shows are real columns (not only JSON), so listing a store of
+thousands of runs reads one index.
+"""
+
+import errno
+import os
+import random
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from twinrun.errors import StoreError
+from twinrun.store.encoding import from_json, to_float, to_json, to_scalar
+from twinrun.store.location import STORE_ENV_VAR, default_store_path
+
+DB_NAME = "runs.sqlite"
+RUNS_DIR = "runs"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+
+_NEXT_STEP = f"Pass --store DIR or set {STORE_ENV_VAR} to a writable folder."
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          TEXT PRIMARY KEY,
+    created_at      TEXT NOT NULL,
+    finished_at     TEXT,
+    status          TEXT NOT NULL,
+    workload        TEXT,
+    backend         TEXT,
+    seed            INTEGER,
+    preset          TEXT,
+    study_id        TEXT,
+    replica         INTEGER,
+    epochs_trained  INTEGER,
+    test_accuracy   REAL,
+    fingerprint     TEXT,
+    wall_time       REAL,
+    error           TEXT,
+    config          TEXT,
+    seeds           TEXT,
+    determinism     TEXT,
+    environment     TEXT,
+    metrics         TEXT,
+    extra           TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_created_at ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_study_id ON runs (study_id);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    epoch       INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    metrics     TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+"""
+
+# What `list_runs` returns for each run, in this order.
+SUMMARY_FIELDS = (
+    "run_id",
+    "created_at",
+    "status",
+    "workload",
+    "backend",
+    "seed",
+    "preset",
+    "study_id",
+    "replica",
+    "epochs_trained",
+    "test_accuracy",
+    "fingerprint",
+    "wall_time",
+)
+_FILTERABLE = ("status", "workload", "backend", "seed", "preset", "study_id", "replica",
+               "fingerprint")
+_JSON_COLUMNS = ("config", "seeds", "determinism", "environment", "metrics", "extra")
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _new_run_id(now):
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _test_accuracy(metrics):
+    """The test accuracy inside a metrics dict, under the names training code tends to use."""
+    if not isinstance(metrics, dict):
+        return None
+    for key in ("test_accuracy", "test_acc"):
+        if key in metrics:
+            return to_float(metrics[key])
+    test = metrics.get("test")
+    if isinstance(test, dict):
+        return to_float(test.get("accuracy", test.get("acc")))
+    return None
+
+
+def _epoch_record(epoch, metrics):
+    return {"epoch": epoch, **metrics} if isinstance(metrics, dict) else {"epoch": epoch, "value": metrics}
+
+
+def store_exists(path=None):
+    """True when `path` (default: `default_store_path()`) already holds a run store database."""
+    path = Path(path).expanduser() if path is not None else default_store_path()
+    return (path / DB_NAME).is_file()
+
+
+class Store:
+    """A folder of runs, shared safely between processes.
+
+    Arguments:
+        path: the store folder; default `$TWINRUN_STORE`, else `./twinrun-runs`.
+        create: when False, a missing store is an error instead of being created (for commands
+            that only read).
+
+    Raises `StoreError` (one sentence, with the next step) when the folder cannot be created or
+    written, is a file, or holds a database that is corrupt or from a newer twinrun.
+
+    Example:
+
+        with Store("/tmp/runs") as store:
+            for run in store.list_runs(limit=5):
+                print(run["run_id"], run["status"])
+    """
+
+    def __init__(self, path=None, *, create=True):
+        self.path = Path(path).expanduser() if path is not None else default_store_path()
+        self.db_path = self.path / DB_NAME
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = None
+        if create:
+            self._prepare_folder()
+        elif not self.db_path.is_file():
+            raise StoreError(
+                f"There is no run store at {self.path}; `twinrun train` creates one there, "
+                f"or pass --store DIR to read another."
+            )
+        self._connection()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _cannot_write(self, error):
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        return StoreError(f"Cannot write the run store at {self.path}: {reason}. {_NEXT_STEP}")
+
+    def _prepare_folder(self):
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(
+                f"Cannot use {self.path} as the run store: it is a file, not a folder. {_NEXT_STEP}"
+            )
+        try:
+            (self.path / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+            # Checked now, with a real file, because os.access says yes to root on a read-only
+            # mount and a store that fails at the end of a long training loses the run.
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-check-"):
+                pass
+        except NotADirectoryError as error:
+            raise StoreError(
+                f"Cannot create the run store at {self.path}: a parent of it is a file, "
+                f"not a folder. {_NEXT_STEP}"
+            ) from error
+        except OSError as error:
+            raise self._cannot_write(error) from error
+        if self.db_path.exists() and not os.access(self.db_path, os.R_OK | os.W_OK):
+            raise self._cannot_write(OSError(errno.EACCES, "permission denied"))
+
+    def _connection(self):
+        """The open connection, reopened in a forked child (SQLite handles must not cross a fork)."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        conn = None
+        try:
+            conn = sqlite3.connect(
+                self.db_path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                check_same_thread=False,  # guarded by self._lock
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The run store at {self.path} was written by a newer twinrun "
+                    f"(schema {version}); upgrade twinrun or pass --store DIR."
+                )
+            if version < SCHEMA_VERSION:
+                self._create_schema(conn)
+            # NORMAL is durable against a killed process in WAL mode (only an OS crash can lose
+            # the last commits) and avoids an fsync per epoch.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.DatabaseError, StoreError) as error:
+            if conn is not None:
+                conn.close()
+            if isinstance(error, StoreError):
+                raise
+            raise self._database_error(error) from error
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _create_schema(self, conn):
+        def create():
+            # Switching to WAL needs the database to itself; it is a no-op once done.
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    # One statement at a time: executescript() would COMMIT our transaction.
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._retry_busy(create)
+
+    def _database_error(self, error):
+        message = str(error).lower()
+        if isinstance(error, sqlite3.OperationalError):
+            if "locked" in message or "busy" in message:
+                return StoreError(
+                    f"The run store at {self.path} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT_S:.0f} s; try again when it has finished."
+                )
+            if "readonly" in message or "unable to open" in message or "disk i/o" in message:
+                return StoreError(f"Cannot write the run store at {self.path}: {error}. {_NEXT_STEP}")
+        if "not a database" in message or "malformed" in message or "corrupt" in message:
+            return StoreError(
+                f"The run store database {self.db_path} is corrupt ({error}); move it aside and "
+                f"start a new store, or pass --store DIR."
+            )
+        return StoreError(f"The run store at {self.path} could not be used: {error}. {_NEXT_STEP}")
+
+    @staticmethod
+    def _retry_busy(action):
+        # busy_timeout covers most waits, but SQLite returns SQLITE_BUSY at once when waiting
+        # could deadlock (e.g. two connections upgrading to WAL); retrying the whole step is safe.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                text = str(error).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))  # jitter: waiters do not collide again
+                delay = min(delay * 2, 0.25)
+
+    def _write(self, body):
+        """Run `body(conn)` in one BEGIN IMMEDIATE transaction, retried as a whole when busy."""
+        with self._lock:
+            conn = self._connection()
+
+            def transaction():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+            try:
+                return self._retry_busy(transaction)
+            except sqlite3.DatabaseError as error:
+                raise self._database_error(error) from error
+
+    def _read(self, sql, params=()):
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as error:
+                raise self._database_error(error) from error
+
+    def close(self):
+        """Close the database connection; the store can be reopened with `Store(path)`."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return f"Store({str(self.path)!r})"
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def start_run(self, *, workload, backend, seed, config, seeds, determinism, environment,
+                  study_id=None, replica=None):
+        """Record a new run with status "running" and return its id.
+
+        Arguments:
+            workload: the workload's name, e.g. `"fashion-cnn"`.
+            backend: `"tensorflow"`, `"jax"`, `"torch"` (or another name the caller uses).
+            seed: the run's main seed.
+            config, seeds, determinism, environment: dicts stored as JSON; `config["preset"]`
+                is also kept as a column for listing.
+            study_id, replica: set when the run belongs to a study / is one of several replicas.
+
+        Example:
+
+            run_id = store.start_run(workload="answer-demo", backend="torch", seed=1, config={},
+                                     seeds={"python": 1}, determinism={}, environment={})
+        """
+        preset = config.get("preset") if isinstance(config, dict) else None
+        values = {
+            "status": "running",
+            "workload": workload,
+            "backend": backend,
+            "seed": to_scalar(seed),
+            "preset": None if preset is None else str(preset),
+            "study_id": study_id,
+            "replica": to_scalar(replica),
+            "epochs_trained": 0,
+            "config": to_json(config),
+            "seeds": to_json(seeds),
+            "determinism": to_json(determinism),
+            "environment": to_json(environment),
+        }
+
+        def insert(conn):
+            for _ in range(20):
+                now = _now()
+                run_id = _new_run_id(now)
+                row = dict(values, run_id=run_id, created_at=now.isoformat())
+                try:
+                    conn.execute(
+                        f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        tuple(row.values()),
+                    )
+                    return run_id
+                except sqlite3.IntegrityError:
+                    continue  # same second, same 24 random bits: draw again
+            raise StoreError(f"Could not find a free run id in the run store at {self.path}.")
+
+        return self._write(insert)
+
+    def run_dir(self, run_id):
+        """The artifact folder of `run_id` (`<store>/runs/<run_id>/`), created if missing."""
+        folder = self.path / RUNS_DIR / run_id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._cannot_write(error) from error
+        return folder
+
+    def _require_run(self, conn, run_id):
+        if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+            raise self._unknown_run(run_id)
+
+    def record_epoch(self, run_id, epoch, metrics):
+        """Store the metrics of one epoch; writing the same epoch again replaces it.
+
+        Arguments:
+            run_id: the id `start_run` returned.
+            epoch: the epoch number (any integer numbering, kept as given).
+            metrics: e.g. `{"loss": 0.41, "val_loss": 0.45, "accuracy": 0.86}`.
+        """
+        epoch = to_scalar(epoch)
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise TypeError(f"Expected `epoch` to be an integer. Received: epoch={epoch!r} "
+                            f"(of type {type(epoch)})")
+        metrics_json = to_json(metrics)
+
+        def upsert(conn):
+            self._require_run(conn, run_id)
+            conn.execute(
+                "INSERT INTO epochs (run_id, epoch, recorded_at, metrics) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id, epoch) DO UPDATE SET "
+                "recorded_at = excluded.recorded_at, metrics = excluded.metrics",
+                (run_id, epoch, _now().isoformat(), metrics_json),
+            )
+            # Keeps `twinrun runs` showing progress while the run is still going.
+            conn.execute(
+                "UPDATE runs SET epochs_trained = "
+                "(SELECT COUNT(*) FROM epochs WHERE run_id = ?) "
+                "WHERE run_id = ? AND status = 'running'",
+                (run_id, run_id),
+            )
+
+        self._write(upsert)
+
+    def finish_run(self, run_id, *, fingerprint, metrics, epochs_trained, wall_time, extra=None):
+        """Mark `run_id` finished with its weight fingerprint and final metrics.
+
+        Arguments:
+            fingerprint: the digest of the final weights.
+            metrics: final metrics; `test_accuracy` (or `test_acc`, or `test.accuracy`) is also
+                kept as a column for listing.
+            epochs_trained: how many epochs actually ran (early stopping may end sooner).
+            wall_time: seconds the training took.
+            extra: anything else worth keeping, as a JSON-compatible dict.
+        """
+        row = {
+            "status": "finished",
+            "finished_at": _now().isoformat(),
+            "fingerprint": fingerprint,
+            "metrics": to_json(metrics),
+            "test_accuracy": _test_accuracy(metrics),
+            "epochs_trained": to_scalar(epochs_trained),
+            "wall_time": to_float(wall_time),
+            "extra": to_json(extra),
+            "error": None,
+        }
+        self._update(run_id, row)
+
+    def fail_run(self, run_id, message):
+        """Mark `run_id` failed, keeping `message` (one sentence saying what went wrong)."""
+        self._update(run_id, {"status": "failed", "finished_at": _now().isoformat(),
+                              "error": str(message)})
+
+    def _update(self, run_id, row):
+        def update(conn):
+            self._require_run(conn, run_id)
+            assignments = ", ".join(f"{column} = ?" for column in row)
+            conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?",
+                         (*row.values(), run_id))
+
+        self._write(update)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def list_runs(self, limit=None, **filters):
+        """Summaries of the stored runs, newest first.
+
+        Arguments:
+            limit: at most this many runs (None: all).
+            **filters: equality filters on summary columns (`status`, `workload`, `backend`,
+                `seed`, `preset`, `study_id`, `replica`, `fingerprint`); a list or tuple means
+                "any of these", None means "not set".
+
+        Returns a list of dicts with the keys in `SUMMARY_FIELDS`.
+
+        Example:
+
+            store.list_runs(limit=10, backend="jax", status="finished")
+        """
+        where, params = self._where(filters)
+        sql = f"SELECT {', '.join(SUMMARY_FIELDS)} FROM runs{where}"
+        sql += " ORDER BY created_at DESC, run_id DESC"
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"Expected `limit` to be a non-negative integer or None. "
+                                 f"Received: limit={limit!r}")
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [dict(row) for row in self._read(sql, params)]
+
+    def count_runs(self, **filters):
+        """How many runs match `filters` (the same filters as `list_runs`)."""
+        where, params = self._where(filters)
+        return self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0]
+
+    @staticmethod
+    def _where(filters):
+        clauses, params = [], []
+        for name, value in filters.items():
+            if name not in _FILTERABLE:
+                raise ValueError(f"Expected a filter among {', '.join(_FILTERABLE)}. "
+                                 f"Received: {name}={value!r}")
+            if value is None:
+                clauses.append(f"{name} IS NULL")
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                values = [to_scalar(v) for v in value]
+                clauses.append(f"{name} IN ({', '.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+            else:
+                clauses.append(f"{name} = ?")
+                params.append(to_scalar(value))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _unknown_run(self, run_id):
+        return StoreError(f"No run {run_id} in store {self.path}; `twinrun runs` lists them.")
+
+    def resolve_run_id(self, run_id_or_prefix):
+        """The full id of the one run whose id is, or starts with, `run_id_or_prefix`."""
+        key = str(run_id_or_prefix).strip()
+        if not key:
+            raise StoreError("Give a run id (or its first characters); `twinrun runs` lists them.")
+        if self._read("SELECT 1 FROM runs WHERE run_id = ?", (key,)):
+            return key
+        escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._read(
+            "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id LIMIT 3",
+            (escaped + "%",),
+        )
+        if not rows:
+            raise self._unknown_run(key)
+        if len(rows) > 1:
+            shown = ", ".join(row["run_id"] for row in rows[:2])
+            raise StoreError(
+                f"Run id prefix {key} matches several runs in store {self.path} ({shown}, ...); "
+                f"give more characters."
+            )
+        return rows[0]["run_id"]
+
+    def get_run(self, run_id):
+        """The full record of one run, with its per-epoch `history` ordered by epoch.
+
+        Arguments:
+            run_id: the run id, or a prefix of it that matches exactly one run.
+
+        Raises `StoreError` when no run, or more than one, matches.
+
+        Example:
+
+            run = store.get_run("20240501-1200")
+            losses = [epoch["loss"] for epoch in run["history"]]
+        """
+        full_id = self.resolve_run_id(run_id)
+        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (full_id,))
+        if not rows:
+            raise self._unknown_run(full_id)
+        run = dict(rows[0])
+        for column in _JSON_COLUMNS:
+            run[column] = from_json(run[column])
+        history = self._read(
+            "SELECT epoch, metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (full_id,)
+        )
+        run["history"] = [_epoch_record(row["epoch"], from_json(row["metrics"])) for row in history]
+        run["run_dir"] = str(self.path / RUNS_DIR / full_id)
+        return run
+
+    def count_epochs(self, run_id=None):
+        """How many per-epoch rows the store holds (for one run, or for all)."""
+        if run_id is None:
+            return self._read("SELECT COUNT(*) FROM epochs")[0][0]
+        return self._read("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,))[0][0]

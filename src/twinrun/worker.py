@@ -1,0 +1,117 @@
+"""The inside of a fresh-process run: `python -m twinrun.worker CONFIG RESULT [--quiet]`.
+
+The launcher has already put the environment in place (see `twinrun.launch`). This process
+makes itself deterministic, trains, records the run in the store and writes its result as
+JSON. A failure a user can fix is written as `{"error": sentence}`, never as a traceback.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from twinrun.errors import TwinrunError
+from twinrun.runconfig import RunConfig
+
+
+def _say(message, quiet):
+    if not quiet:
+        print(message, flush=True)
+
+
+def execute(config, quiet=False):
+    """Run one validated `RunConfig` in this process and return its result dict."""
+    started = time.perf_counter()
+    from twinrun.environment import fingerprint_environment
+    from twinrun.store import Store
+    from twinrun.workloads import fashion_mnist
+
+    # Open the store and load the data before importing a framework: a bad store or missing
+    # data should fail in a second, not after TensorFlow's start-up.
+    store = Store(config.store) if config.record else None
+    data = fashion_mnist.load(config.data_dir) if config.workload == "fashion-cnn" else None
+
+    import keras  # noqa: F401  (imports the backend named by KERAS_BACKEND)
+
+    from twinrun.determinism import deterministic
+
+    report = deterministic(config.seed, backend=config.backend, threads=config.threads,
+                           enabled=config.determinism, seeds=config.seeds)
+    if config.determinism and report.impossible:
+        names = ", ".join(c.name for c in report.impossible)
+        print(f"Warning: this run may not repeat: could not fix {names}.", file=sys.stderr)
+        for control in report.impossible:
+            print(f"  {control.name}: {control.detail}", file=sys.stderr)
+    environment = fingerprint_environment(backend=config.backend, threads=config.threads)
+
+    run_id = None
+    if store is not None:
+        run_id = store.start_run(
+            workload=config.workload, backend=config.backend, seed=config.seed,
+            config=config.to_dict(), seeds=config.seeds, determinism=report.to_dict(),
+            environment=environment)
+        _say(f"run {run_id}: {config.workload} ({config.preset}) on {config.backend}, "
+             f"seed {config.seed}, determinism {'on' if config.determinism else 'off'}", quiet)
+    try:
+        result = _train(config, data, store, run_id, quiet)
+    except BaseException as error:
+        if store is not None:
+            store.fail_run(run_id, str(error) or type(error).__name__)
+        raise
+    wall_time = time.perf_counter() - started
+    metrics = {k: result[k] for k in ("test_loss", "test_accuracy", "per_class",
+                                      "confusion_matrix", "best_epoch", "best_val_loss")
+               if k in result}
+    if store is not None:
+        store.finish_run(run_id, fingerprint=result["fingerprint"], metrics=metrics,
+                         epochs_trained=result["epochs_trained"], wall_time=wall_time,
+                         extra={"steps_per_epoch": result.get("steps_per_epoch")})
+    return {
+        "run_id": run_id,
+        "workload": config.workload,
+        "backend": config.backend,
+        "seed": config.seed,
+        "preset": config.preset,
+        "determinism": config.determinism,
+        "threads": config.threads,
+        "fingerprint": result["fingerprint"],
+        "epochs_trained": result["epochs_trained"],
+        "wall_time": wall_time,
+        "impossible_controls": [c.name for c in report.impossible],
+        **{k: v for k, v in result.items() if k not in ("model", "fingerprint")},
+    }
+
+
+def _train(config, data, store, run_id, quiet):
+    from twinrun.progress import progress_callback, store_callback
+    from twinrun.workloads import fashion_cnn
+
+    preset = fashion_cnn.PRESETS[config.preset]
+    callbacks = []
+    if store is not None:
+        callbacks.append(store_callback(store, run_id))
+
+    def attach(batches):
+        callbacks.append(progress_callback(config.epochs or preset.epochs, len(batches),
+                                           enabled=not quiet))
+
+    return fashion_cnn.train(config, data, callbacks=callbacks, on_dataset=attach)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = "--quiet" in argv
+    config_path, result_path = [a for a in argv if a != "--quiet"][:2]
+    result_file = Path(result_path)
+    try:
+        config = RunConfig.from_dict(json.loads(Path(config_path).read_text())).validated()
+        result = execute(config, quiet=quiet)
+    except TwinrunError as error:
+        result_file.write_text(json.dumps({"error": str(error)}))
+        return error.exit_code
+    result_file.write_text(json.dumps(result, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Built-in workloads: the Fashion-MNIST data, the seed CNN and the answer's experiment."""

@@ -1,0 +1,241 @@
+"""The seed's workload: the Fashion-MNIST CNN from the question, trained exactly as asked.
+
+Conv2D(32, 3x3)-BN-ReLU, Conv2D(32, 3x3)-BN-ReLU, MaxPool 2x2, Dropout .25, Flatten,
+Dense 512-BN-ReLU, Dropout .5, Dense 10 softmax; Glorot-uniform init; categorical
+cross-entropy; Adam 1e-3; batch 64; a stratified 80/20 train/validation split of the 60k
+training images with `random_state=42`; early stopping on `val_loss` (patience 20, best weights
+restored); up to 200 epochs; then accuracy, per-class precision/recall/F1 and the confusion
+matrix on the 10k test images.
+
+Keras is imported inside the functions: the backend must be chosen (KERAS_BACKEND) before
+the first `import keras`, which the launcher does in a fresh process.
+"""
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from twinrun.fingerprint import digest_arrays
+
+SPLIT_RANDOM_STATE = 42
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    epochs: int
+    patience: int
+    train_subset: int | None  # a stratified subset of the 60k training images, or all
+
+
+PRESETS = {
+    "full": Preset("full", epochs=200, patience=20, train_subset=None),
+    "quick": Preset("quick", epochs=2, patience=20, train_subset=6000),
+}
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels_test: np.ndarray
+
+
+def make_splits(data, preset):
+    """Scale to [0, 1], one-hot the labels and split 80/20, stratified, `random_state=42`.
+
+    The quick preset first draws a stratified subset of the training images (same
+    `random_state`), so its class balance matches the full set's.
+    """
+    from sklearn.model_selection import train_test_split
+
+    x, y = data.x_train, data.y_train
+    if preset.train_subset is not None:
+        x, _, y, _ = train_test_split(x, y, train_size=preset.train_subset, stratify=y,
+                                      random_state=SPLIT_RANDOM_STATE)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=SPLIT_RANDOM_STATE)
+    return Splits(
+        x_train=_images(x_train), y_train=_one_hot(y_train),
+        x_val=_images(x_val), y_val=_one_hot(y_val),
+        x_test=_images(data.x_test), y_test=_one_hot(data.y_test),
+        labels_test=data.y_test.astype(np.int64),
+    )
+
+
+def _images(x):
+    return (x.astype(np.float32) / 255.0)[..., None]
+
+
+def _one_hot(y):
+    return np.eye(10, dtype=np.float32)[y]
+
+
+def build_model(seeds):
+    """The seed CNN with every initialiser and dropout layer seeded from `seeds`.
+
+    Layer k's initialiser gets `seeds["init"] + k` and dropout layer k `seeds["dropout"] + k`,
+    so the sources can be varied one at a time.
+    """
+    import keras
+    from keras import layers
+
+    def glorot(k):
+        return keras.initializers.GlorotUniform(seed=seeds["init"] + k)
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(32, (3, 3), kernel_initializer=glorot(0), name="conv1"),
+            layers.BatchNormalization(name="bn1"),
+            layers.Activation("relu", name="relu1"),
+            layers.Conv2D(32, (3, 3), kernel_initializer=glorot(1), name="conv2"),
+            layers.BatchNormalization(name="bn2"),
+            layers.Activation("relu", name="relu2"),
+            layers.MaxPooling2D((2, 2), name="pool"),
+            layers.Dropout(0.25, seed=seeds["dropout"] + 0, name="dropout1"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(512, kernel_initializer=glorot(2), name="dense1"),
+            layers.BatchNormalization(name="bn3"),
+            layers.Activation("relu", name="relu3"),
+            layers.Dropout(0.5, seed=seeds["dropout"] + 1, name="dropout2"),
+            layers.Dense(10, activation="softmax", kernel_initializer=glorot(3), name="dense2"),
+        ],
+        name="fashion_cnn",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def shuffled_batches(x, y, batch_size, seed):
+    """Training batches in an order drawn from `seed`: one permutation per epoch.
+
+    A `keras.utils.PyDataset` rather than `fit(shuffle=True)`: each backend shuffles arrays
+    with its own generator, so the data order would depend on the backend and could not be
+    varied apart from the weight initialisation. Epoch e's order is
+    `numpy.random.default_rng([seed, e]).permutation(n)`.
+
+    Each batch's fingerprint (inputs and labels) is queued in `batch_fingerprints` when the
+    batch is produced, for a trace to consume in step order.
+    """
+    import keras
+
+    class ShuffledBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=2)
+            self.epoch = 0
+            self.batch_fingerprints = deque()
+            self.record_fingerprints = False
+            self._order = self._permutation()
+
+        def _permutation(self):
+            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
+
+        def __len__(self):
+            return math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, index):
+            rows = self._order[index * batch_size:(index + 1) * batch_size]
+            bx, by = x[rows], y[rows]
+            if self.record_fingerprints:
+                self.batch_fingerprints.append(digest_arrays([bx, by]))
+            return bx, by
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._order = self._permutation()
+
+    return ShuffledBatches()
+
+
+def evaluate(model, splits):
+    """Test loss and accuracy, per-class precision/recall/F1 and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    scores = model.evaluate(splits.x_test, splits.y_test, batch_size=BATCH_SIZE, verbose=0,
+                            return_dict=True)
+    probabilities = model.predict(splits.x_test, batch_size=256, verbose=0)
+    predicted = np.argmax(probabilities, axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        splits.labels_test, predicted, labels=list(range(10)), zero_division=0)
+    return {
+        "test_loss": float(scores["loss"]),
+        "test_accuracy": float(np.mean(predicted == splits.labels_test)),
+        "per_class": {
+            "precision": [float(v) for v in precision],
+            "recall": [float(v) for v in recall],
+            "f1": [float(v) for v in f1],
+            "support": [int(v) for v in support],
+        },
+        "confusion_matrix": confusion_matrix(splits.labels_test, predicted,
+                                             labels=list(range(10))).tolist(),
+    }
+
+
+def weights_fingerprint(model):
+    """Bit-exact digest of every model variable, trainable or not (BatchNorm statistics too)."""
+    return digest_arrays([np.asarray(v.numpy()) for v in model.weights])
+
+
+def train(config, data, callbacks=(), on_dataset=None):
+    """Train the seed CNN under `config` on the loaded Fashion-MNIST `data`.
+
+    Arguments:
+        config: a validated `RunConfig` (its preset, epochs, patience and seeds are used).
+        data: a `twinrun.workloads.fashion_mnist.FashionMNIST`.
+        callbacks: extra Keras callbacks (progress display, store, trace).
+        on_dataset: optional function called with the training PyDataset before `fit`.
+
+    Returns a dict with `history`, `epochs_trained`, `best_epoch`, `best_val_loss`, test
+    metrics and the final weights `fingerprint`.
+    """
+    import keras
+
+    preset = PRESETS[config.preset]
+    epochs = config.epochs or preset.epochs
+    patience = preset.patience if config.patience is None else config.patience
+    seeds = config.seeds
+    splits = make_splits(data, preset)
+    model = build_model(seeds)
+    batches = shuffled_batches(splits.x_train, splits.y_train, BATCH_SIZE, seeds["shuffle"])
+    if on_dataset is not None:
+        on_dataset(batches)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                            restore_best_weights=True)
+    history = model.fit(
+        batches, validation_data=(splits.x_val, splits.y_val), batch_size=None,
+        epochs=epochs, callbacks=[stopper, *callbacks], verbose=0,
+    )
+    val_losses = history.history["val_loss"]
+    best = int(np.argmin(val_losses))
+    result = {
+        "model": model,
+        "history": _history_rows(history.history),
+        "epochs_trained": len(val_losses),
+        "best_epoch": best + 1,
+        "best_val_loss": float(val_losses[best]),
+        "steps_per_epoch": len(batches),
+        "train_size": len(splits.x_train),
+        "val_size": len(splits.x_val),
+    }
+    result.update(evaluate(model, splits))
+    result["fingerprint"] = weights_fingerprint(model)
+    return result
+
+
+def _history_rows(history):
+    names = sorted(history)
+    count = len(history[names[0]]) if names else 0
+    return [{"epoch": i + 1, **{n: float(history[n][i]) for n in names}} for i in range(count)]
