@@ -86,12 +86,16 @@ def truncated_labels():
 
 
 class _MirrorHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files; under /cut/ it announces the full length but closes halfway."""
+    """Serves files; /cut/ serves the real ones, but closes halfway through train-labels."""
 
     def do_GET(self):
         if not self.path.startswith("/cut/"):
             return super().do_GET()
-        content = (REAL / self.path.rsplit("/", 1)[-1]).read_bytes()
+        name = self.path.rsplit("/", 1)[-1]
+        if name != LABELS:
+            self.path = f"/good/{name}"
+            return super().do_GET()
+        content = (REAL / name).read_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
@@ -123,7 +127,10 @@ def mirror(tmp_path_factory):
 def run_twinrun(*args, env=None):
     if not TWINRUN.exists():
         pytest.skip(f"the twinrun script is not installed beside {sys.executable}")
-    environment = {k: v for k, v in os.environ.items() if k not in ("TWINRUN_DATA_DIR", "KERAS_HOME")}
+    environment = {
+        key: value for key, value in os.environ.items()
+        if key not in ("TWINRUN_DATA_DIR", "KERAS_HOME")
+    }
     environment.update(env or {})
     return subprocess.run(
         [str(TWINRUN), *args], capture_output=True, text=True, env=environment, timeout=60
@@ -240,7 +247,9 @@ def test_a_wrong_idx_header_is_rejected_naming_the_file(tmp_path, header, expect
 def test_an_images_file_of_other_dimensions_is_rejected(tmp_path):
     real = real_bytes("t10k-images-idx3-ubyte.gz")
     content = real[:8] + (32).to_bytes(4, "big") + (32).to_bytes(4, "big") + real[16:]
-    directory = data_dir(tmp_path / "data", {"t10k-images-idx3-ubyte.gz": gzip.compress(content, 1)})
+    directory = data_dir(
+        tmp_path / "data", {"t10k-images-idx3-ubyte.gz": gzip.compress(content, compresslevel=1)}
+    )
 
     with pytest.raises(DataError, match="holds images of 32x32 pixels, expected 28x28"):
         fashion_mnist.load(directory)
@@ -258,7 +267,9 @@ def test_altered_content_reports_expected_and_actual_sha256(tmp_path):
     assert f"SHA-256 {actual}" in message and f"expected {SHA256[LABELS]}" in message
 
 
-@pytest.mark.parametrize("make_copy", [damaged_labels, truncated_labels], ids=["damaged", "truncated"])
+@pytest.mark.parametrize(
+    "make_copy", [damaged_labels, truncated_labels], ids=["damaged", "truncated"]
+)
 def test_a_damaged_or_truncated_gzip_is_rejected_naming_the_file_and_expected_sha256(
     tmp_path, make_copy
 ):
@@ -270,7 +281,8 @@ def test_a_damaged_or_truncated_gzip_is_rejected_naming_the_file_and_expected_sh
 
     assert str(directory / LABELS) in str(error.value)
     assert SHA256[LABELS] in str(error.value)
-    assert [name for name, entry in report.items() if not entry["ok"]] == ["train-labels-idx1-ubyte"]
+    failed = [name for name, entry in report.items() if not entry["ok"]]
+    assert failed == ["train-labels-idx1-ubyte"]
     assert report["train-labels-idx1-ubyte"]["problem"] == str(error.value)
 
 
@@ -299,7 +311,9 @@ def test_download_defaults_to_the_keras_cache_and_skips_files_already_verified(
     states = []
 
     # A mirror that would answer 404 to everything proves nothing is fetched.
-    directory = fashion_mnist.download(base_url=f"{mirror}/nowhere", progress=lambda *a: states.append(a))
+    directory = fashion_mnist.download(
+        base_url=f"{mirror}/nowhere", progress=lambda *args: states.append(args)
+    )
 
     assert directory == cache
     assert states == [(name, "present") for name in NAMES]
@@ -338,6 +352,9 @@ def test_damaged_truncated_or_cut_off_download_is_rejected_and_leaves_no_file(
 
     assert f"{mirror}/{copy}/{LABELS}" in str(error.value)
     assert f"nothing was saved as {dest / LABELS}" in str(error.value)
+    if copy == "cut":
+        size = (REAL / LABELS).stat().st_size
+        assert f"the connection closed after {size // 2} of {size} bytes" in str(error.value)
     assert leftovers(dest) == ["train-images-idx3-ubyte.gz"]
 
 
@@ -395,7 +412,9 @@ def test_cli_verify_of_a_corrupt_copy_fails_with_one_error_line(tmp_path):
 
 
 def test_cli_download_from_a_missing_mirror_fails_with_one_error_line(tmp_path, mirror):
-    result = run_twinrun("data", "download", "--data-dir", str(tmp_path), "--url", f"{mirror}/nowhere")
+    result = run_twinrun(
+        "data", "download", "--data-dir", str(tmp_path), "--url", f"{mirror}/nowhere"
+    )
 
     assert result.returncode != 0
     assert "HTTP 404" in assert_one_error_line(result.stderr)

@@ -37,7 +37,8 @@ def download(data_dir, url):
     from twinrun.workloads import fashion_mnist
 
     def progress(name, state):
-        click.echo(f"{name}: {'already present and verified' if state == 'present' else 'downloaded and verified'}")
+        done = "already present and verified" if state == "present" else "downloaded and verified"
+        click.echo(f"{name}: {done}")
 
     directory = fashion_mnist.download(
         data_dir, base_url=url or fashion_mnist.DEFAULT_URL, progress=progress

@@ -12,10 +12,12 @@ from twinrun.cli import main
 # `twinrun --help` stays instant.
 
 DEFAULT_LIMIT = 50
+_RICH_TABLE_MAX_ROWS = 100
 
 _store_option = click.option(
     "--store",
     "store_dir",
+    metavar="DIR",
     type=click.Path(path_type=Path),
     envvar="TWINRUN_STORE",
     default=None,
@@ -30,6 +32,7 @@ _STATUS_STYLE = {"finished": "green", "failed": "red", "running": "yellow"}
 @_store_option
 @click.option(
     "--limit",
+    metavar="N",
     type=click.IntRange(min=0),
     default=DEFAULT_LIMIT,
     show_default=True,
@@ -52,8 +55,7 @@ def runs(store_dir, limit, as_json):
         return
     console = _console()
     if not summaries:
-        console.print(f"No runs in {path} yet; `twinrun train` records one.", markup=False,
-                      highlight=False)
+        click.echo(f"No runs in {path} yet; `twinrun train` records one.")
         return
     columns = ["run id", "when", "status", "workload", "backend", "seed", "preset", "epochs",
                "test acc", "fingerprint", "wall time"]
@@ -76,8 +78,7 @@ def runs(store_dir, limit, as_json):
     _print_table(console, f"Runs in {path}", columns, rows,
                  right_aligned={"seed", "epochs", "test acc", "wall time"})
     if total > len(summaries):
-        console.print(f"Showing the newest {len(summaries)} of {total} runs; "
-                      f"--limit 0 shows all.", markup=False, highlight=False)
+        click.echo(f"Showing the newest {len(summaries)} of {total} runs; --limit 0 shows all.")
 
 
 @main.command()
@@ -137,25 +138,43 @@ def _styled(text, style):
 
 
 def _print_table(console, title, columns, rows, right_aligned=(), show_header=True):
-    """A Rich table on a terminal; aligned plain text (no boxes, no colour) in a pipe or file."""
+    """A Rich table on a terminal; aligned plain text (no boxes, no colour) in a pipe or file.
+
+    Past `_RICH_TABLE_MAX_ROWS` rows a terminal gets the aligned layout too, with colour: Rich
+    measures every cell and needs about a second for a thousand runs.
+    """
     cells = [[_plain(cell) for cell in row] for row in rows]
+    if console.is_terminal and len(rows) <= _RICH_TABLE_MAX_ROWS:
+        _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header)
+        return
+    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+
+    def aligned(value, width, column):
+        return value.rjust(width) if column in right_aligned else value.ljust(width)
+
     if not console.is_terminal:
-        widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
-
-        def line(values):
-            padded = [
-                value.rjust(width) if column in right_aligned else value.ljust(width)
-                for value, width, column in zip(values, widths, columns)
-            ]
-            return "  ".join(padded).rstrip()
-
         click.echo(title)
-        if show_header:
-            click.echo(line(columns))
-        for row in cells:
-            click.echo(line(row))
+        lines = ([columns] if show_header else []) + cells
+        for line in lines:
+            click.echo("  ".join(map(aligned, line, widths, columns)).rstrip())
         click.echo()
         return
+    from rich.text import Text
+
+    text = Text(no_wrap=True, overflow="ignore")
+    text.append(title + "\n", style="italic")
+    if show_header:
+        text.append("  ".join(map(aligned, columns, widths, columns)).rstrip() + "\n", style="bold")
+    for row, plain_row in zip(rows, cells):
+        for i, (cell, value, width, column) in enumerate(zip(row, plain_row, widths, columns)):
+            style = cell[1] if isinstance(cell, tuple) else None
+            text.append("  " if i else "")
+            text.append(aligned(value, width, column), style=style)
+        text.append("\n")
+    console.print(text, soft_wrap=True)
+
+
+def _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header):
     from rich.table import Table
     from rich.text import Text
 

@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS runs (
     metrics         TEXT,
     extra           TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_created_at ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_created_at ON runs (created_at, run_id);
 CREATE INDEX IF NOT EXISTS runs_study_id ON runs (study_id);
 CREATE TABLE IF NOT EXISTS epochs (
     run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,

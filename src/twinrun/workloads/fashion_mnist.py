@@ -367,8 +367,8 @@ def _decompressed(path: Path, spec: _IdxSpec, remedy: str, shown_as=None, gzippe
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise DataError(
-            f"{shown_as} is a damaged or incomplete gzip file ({error}), so its content cannot have "
-            f"the expected SHA-256 {spec.sha256}; {remedy}"
+            f"{shown_as} is a damaged or incomplete gzip file ({error}), so its content "
+            f"cannot have the expected SHA-256 {spec.sha256}; {remedy}"
         ) from None
 
 
@@ -446,6 +446,7 @@ def _copy_url(url: str, out, timeout: float, nothing_saved: str) -> None:
         response = urllib.request.urlopen(url, timeout=timeout)
     except (OSError, http.client.HTTPException, ValueError) as error:
         raise _download_error(url, error, nothing_saved) from None
+    received = 0
     with response:
         while True:
             try:
@@ -453,8 +454,16 @@ def _copy_url(url: str, out, timeout: float, nothing_saved: str) -> None:
             except (OSError, http.client.HTTPException) as error:
                 raise _download_error(url, error, nothing_saved) from None
             if not chunk:
-                return
+                break
             out.write(chunk)
+            received += len(chunk)
+        # http.client's read(n) returns b"" instead of raising when the server closes the
+        # connection early, leaving `length` (the bytes still announced) above zero.
+        if response.length:
+            raise DataError(
+                f"Cannot download {url} (the connection closed after {received} of "
+                f"{received + response.length} bytes); {nothing_saved}"
+            )
 
 
 def _download_error(url: str, error: Exception, nothing_saved: str) -> DataError:

@@ -1,0 +1,134 @@
+"""The environment fingerprint: what it records, what it costs, and how two of them differ."""
+
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from twinrun.environment import NUMERICS_ENV_VARS, environment_diff, fingerprint_environment
+from twinrun.errors import BackendError
+
+
+def test_fingerprint_names_the_cpu_model_cores_and_python_version():
+    env = fingerprint_environment()
+
+    assert env["python"]["version"] == platform.python_version()
+    assert env["python"]["executable"] == sys.executable
+    assert env["cpu"]["logical_cores"] == os.cpu_count()
+    assert env["cpu"]["model"]
+    assert env["cpu"]["affinity"] == sorted(os.sched_getaffinity(0))
+    assert env["os"]["kernel"] == platform.release()
+    assert env["packages"]["numpy"] and env["packages"]["twinrun"]
+
+
+def test_fingerprint_is_json_and_keeps_cpu_flags_sorted():
+    env = fingerprint_environment(threads={"intra_op": 1, "inter_op": 1})
+
+    assert json.loads(json.dumps(env)) == env
+    assert env["cpu"]["flags"] == sorted(env["cpu"]["flags"])
+    assert env["threads"] == {"intra_op": 1, "inter_op": 1}
+    assert env["framework"] is None
+
+
+def test_fingerprint_records_thread_and_determinism_variables(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+
+    env = fingerprint_environment()
+
+    assert set(env["env"]) == set(NUMERICS_ENV_VARS)
+    assert env["env"]["OMP_NUM_THREADS"] == "1"
+    assert env["env"]["XLA_FLAGS"] is None
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
+def test_without_a_gpu_the_gpu_fields_are_empty():
+    assert fingerprint_environment()["gpu"] == {"devices": [], "driver": None, "cuda": None,
+                                                "cudnn": None}
+
+
+def test_diff_finds_a_changed_thread_variable(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    first = fingerprint_environment()
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    second = fingerprint_environment()
+
+    assert environment_diff([first, second]) == [
+        {"key": "env.OMP_NUM_THREADS", "values": ["1", "4"]}
+    ]
+
+
+def test_diff_of_fingerprints_from_two_processes_ignores_pid_and_capture_time():
+    code = "import json; from twinrun.environment import fingerprint_environment as f; " \
+           "print(json.dumps(f()))"
+    envs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                      text=True, check=True, timeout=60).stdout)
+            for _ in range(2)]
+
+    assert envs[0]["pid"] != envs[1]["pid"]
+    assert environment_diff(envs) == []
+
+
+def test_diff_flattens_nested_keys_keeps_hostname_and_counts_missing_keys_as_none():
+    envs = [
+        {"hostname": "a", "cpu": {"model": "X", "flags": ["avx"]}, "pid": 1},
+        {"hostname": "b", "cpu": {"model": "X", "flags": ["avx", "avx2"]}, "pid": 2},
+        {"hostname": "a", "cpu": {"model": "X", "flags": ["avx"]}, "gpu": {"driver": "550"}},
+    ]
+    assert environment_diff(envs) == [
+        {"key": "cpu.flags", "values": [["avx"], ["avx", "avx2"], ["avx"]]},
+        {"key": "gpu.driver", "values": [None, None, "550"]},
+        {"key": "hostname", "values": ["a", "b", "a"]},
+    ]
+
+
+def test_fingerprint_without_a_backend_imports_no_framework_and_is_fast():
+    code = textwrap.dedent("""
+        import json, sys, time
+        from twinrun.environment import fingerprint_environment
+        start = time.perf_counter()
+        fingerprint_environment()
+        seconds = time.perf_counter() - start
+        loaded = [m for m in ("tensorflow", "jax", "torch", "keras") if m in sys.modules]
+        print(json.dumps({"seconds": seconds, "loaded": loaded}))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60)
+    report = json.loads(result.stdout)
+    assert report["loaded"] == []
+    assert report["seconds"] < 0.3
+
+
+def test_an_unknown_backend_is_refused_by_name():
+    with pytest.raises(BackendError, match="Unknown backend 'mxnet'"):
+        fingerprint_environment(backend="mxnet")
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+def test_naming_a_backend_adds_that_frameworks_build_and_devices_only(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    code = textwrap.dedent(f"""
+        import json, sys
+        from twinrun.environment import fingerprint_environment
+        env = fingerprint_environment(backend={backend!r})
+        others = [m for m in ("tensorflow", "jax", "torch") if m != {backend!r} and m in sys.modules]
+        print(json.dumps({{"framework": env["framework"], "gpu": env["gpu"], "others": others}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    framework = report["framework"]
+    assert framework["name"] == backend
+    assert framework["version"]
+    assert framework["devices"]
+    # TensorFlow 2.21 imports jax by itself; twinrun must not import any other framework.
+    assert set(report["others"]) <= ({"jax"} if backend == "tensorflow" else set())
+    assert set(report["gpu"]) == {"devices", "driver", "cuda", "cudnn"}

@@ -1,0 +1,395 @@
+"""The run store: real SQLite files, real processes writing at once, real CLI invocations."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from twinrun.cli import main
+from twinrun.errors import StoreError
+from twinrun.store import Store, default_store_path
+
+TWINRUN = Path(sys.executable).parent / "twinrun"
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+def start(store, seed=0, **overrides):
+    arguments = dict(
+        workload="answer-demo",
+        backend="jax",
+        seed=seed,
+        config={"preset": "quick", "batch_size": 64},
+        seeds={"python": seed, "numpy": seed},
+        determinism={"controls": [{"name": "PYTHONHASHSEED", "state": "set", "detail": "0"}]},
+        environment={"python": {"version": "3.11.7"}, "cpu": {"model": "Test CPU"}},
+    )
+    arguments.update(overrides)
+    return store.start_run(**arguments)
+
+
+def finished_run(store, seed=0, epochs=3):
+    run_id = start(store, seed)
+    for epoch in range(1, epochs + 1):
+        store.record_epoch(run_id, epoch, {"loss": 1.0 / epoch, "val_loss": 1.5 / epoch})
+    store.finish_run(run_id, fingerprint="ab" * 32, metrics={"test_accuracy": 0.875},
+                     epochs_trained=epochs, wall_time=12.5, extra={"note": "ok"})
+    return run_id
+
+
+# -- one process -------------------------------------------------------------------------------
+
+
+def test_a_finished_run_reads_back_with_everything_that_was_recorded(tmp_path):
+    store = Store(tmp_path / "store")
+    run_id = finished_run(store, seed=7)
+
+    run = store.get_run(run_id)
+
+    assert RUN_ID.match(run_id)
+    assert run["status"] == "finished"
+    assert (run["workload"], run["backend"], run["seed"], run["preset"]) == (
+        "answer-demo", "jax", 7, "quick")
+    assert run["config"] == {"preset": "quick", "batch_size": 64}
+    assert run["seeds"] == {"python": 7, "numpy": 7}
+    assert run["determinism"]["controls"][0]["name"] == "PYTHONHASHSEED"
+    assert run["environment"]["cpu"]["model"] == "Test CPU"
+    assert run["metrics"] == {"test_accuracy": 0.875}
+    assert run["test_accuracy"] == 0.875
+    assert run["fingerprint"] == "ab" * 32
+    assert (run["epochs_trained"], run["wall_time"], run["extra"]) == (3, 12.5, {"note": "ok"})
+    assert [epoch["epoch"] for epoch in run["history"]] == [1, 2, 3]
+    assert run["history"][1] == {"epoch": 2, "loss": 0.5, "val_loss": 0.75}
+    assert (tmp_path / "store" / "runs.sqlite").is_file()
+
+
+def test_a_new_run_is_running_until_finished_or_failed(tmp_path):
+    store = Store(tmp_path)
+    running, failing = start(store, 1), start(store, 2)
+    store.fail_run(failing, "The replica crashed with signal 9.")
+
+    assert store.get_run(running)["status"] == "running"
+    failed = store.get_run(failing)
+    assert (failed["status"], failed["error"]) == ("failed", "The replica crashed with signal 9.")
+    assert failed["finished_at"] is not None
+
+
+def test_numpy_scalars_and_arrays_are_stored_as_plain_json(tmp_path):
+    store = Store(tmp_path)
+    run_id = start(store, seed=np.int64(3), config={"preset": "quick", "lr": np.float32(0.5)})
+    store.record_epoch(run_id, np.int64(1), {"loss": np.float32(0.25), "per_class": np.arange(3)})
+    store.finish_run(run_id, fingerprint="f", metrics={"test_accuracy": np.float64(0.5)},
+                     epochs_trained=np.int32(1), wall_time=np.float32(2.0))
+
+    run = store.get_run(run_id)
+
+    assert run["seed"] == 3 and type(run["seed"]) is int
+    assert run["config"]["lr"] == 0.5
+    assert run["history"] == [{"epoch": 1, "loss": 0.25, "per_class": [0, 1, 2]}]
+    assert (run["test_accuracy"], run["epochs_trained"], run["wall_time"]) == (0.5, 1, 2.0)
+
+
+def test_recording_the_same_epoch_again_replaces_it_instead_of_duplicating(tmp_path):
+    store = Store(tmp_path)
+    run_id = start(store)
+    store.record_epoch(run_id, 1, {"loss": 0.9})
+    store.record_epoch(run_id, 2, {"loss": 0.8})
+    store.record_epoch(run_id, 2, {"loss": 0.7})  # a retried write
+
+    assert store.get_run(run_id)["history"] == [{"epoch": 1, "loss": 0.9},
+                                                {"epoch": 2, "loss": 0.7}]
+    assert store.count_epochs(run_id) == 2
+    assert store.list_runs()[0]["epochs_trained"] == 2  # progress shows while running
+
+
+def test_writes_to_an_unknown_run_raise_store_error(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(StoreError, match="No run nope in store"):
+        store.record_epoch("nope", 1, {"loss": 1.0})
+    with pytest.raises(StoreError, match="No run nope in store"):
+        store.finish_run("nope", fingerprint="f", metrics={}, epochs_trained=0, wall_time=0.0)
+    assert store.count_epochs() == 0
+
+
+def test_list_runs_gives_summaries_newest_first_and_filters_by_column(tmp_path):
+    store = Store(tmp_path)
+    ids = [start(store, seed, backend=backend)
+           for seed, backend in enumerate(["jax", "torch", "jax", "tensorflow"])]
+
+    runs = store.list_runs()
+
+    assert [run["run_id"] for run in runs] == ids[::-1]
+    assert set(runs[0]) >= {"run_id", "created_at", "status", "workload", "backend", "seed",
+                            "preset", "epochs_trained", "test_accuracy", "fingerprint",
+                            "wall_time"}
+    assert [run["seed"] for run in store.list_runs(backend="jax")] == [2, 0]
+    assert [run["seed"] for run in store.list_runs(limit=2)] == [3, 2]
+    assert len(store.list_runs(backend=["torch", "tensorflow"])) == 2
+    assert store.count_runs(status="running") == 4
+    with pytest.raises(ValueError, match="Expected a filter among"):
+        store.list_runs(colour="red")
+
+
+def test_a_run_is_found_by_a_unique_prefix_and_an_ambiguous_prefix_is_refused(tmp_path):
+    store = Store(tmp_path)
+    first, second = start(store, 1), start(store, 2)
+
+    assert store.get_run(first[:-1])["run_id"] == first
+    common = os.path.commonprefix([first, second])
+    with pytest.raises(StoreError, match="matches several runs"):
+        store.get_run(common)
+
+
+def test_an_unknown_run_id_names_the_store_and_how_to_list_runs(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(StoreError) as error:
+        store.get_run("ABC")
+    assert str(error.value) == f"No run ABC in store {tmp_path}; `twinrun runs` lists them."
+
+
+def test_run_dir_is_a_folder_per_run_inside_the_store(tmp_path):
+    store = Store(tmp_path)
+    run_id = start(store)
+    folder = store.run_dir(run_id)
+    assert folder == tmp_path / "runs" / run_id and folder.is_dir()
+
+
+def test_the_default_store_is_twinrun_runs_unless_TWINRUN_STORE_is_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("TWINRUN_STORE", raising=False)
+    assert default_store_path() == Path("twinrun-runs")
+    monkeypatch.setenv("TWINRUN_STORE", str(tmp_path / "elsewhere"))
+    assert default_store_path() == tmp_path / "elsewhere"
+    assert Store().path == tmp_path / "elsewhere"
+
+
+# -- unusable stores ---------------------------------------------------------------------------
+
+
+def test_a_store_under_a_regular_file_is_refused_with_the_next_step(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(StoreError, match="Pass --store DIR or set TWINRUN_STORE") as error:
+        Store(tmp_path / "afile" / "store")
+    assert str(tmp_path / "afile" / "store") in str(error.value)
+
+
+def test_a_store_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(StoreError, match="it is a file, not a folder"):
+        Store(tmp_path / "afile")
+
+
+def test_a_store_on_a_filesystem_that_refuses_writes_is_refused_even_for_root():
+    target = Path("/sys/twinrun-store-test")
+    if not Path("/sys").is_dir():
+        pytest.skip("needs /sys, which refuses new folders even to root")
+    with pytest.raises(StoreError, match=r"Cannot write the run store at /sys/twinrun-store-test"):
+        Store(target)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 000 folder anyway")
+def test_a_folder_without_write_permission_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="permission denied"):
+            Store(locked)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_corrupt_database_is_reported_with_what_to_do(tmp_path):
+    (tmp_path / "runs.sqlite").write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(StoreError, match="is corrupt .*move it aside"):
+        Store(tmp_path)
+
+
+def test_reading_a_store_that_does_not_exist_does_not_create_it(tmp_path):
+    with pytest.raises(StoreError, match="There is no run store at"):
+        Store(tmp_path / "missing", create=False)
+    assert not (tmp_path / "missing").exists()
+
+
+# -- several processes -------------------------------------------------------------------------
+
+WRITER = textwrap.dedent("""
+    import json, os, sys, time
+    from twinrun.store import Store
+    store_dir, go_file, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = Store(store_dir)
+    while not os.path.exists(go_file):
+        time.sleep(0.001)
+    ids = []
+    for i in range(runs):
+        run_id = store.start_run(workload="w", backend="jax", seed=i, config={}, seeds={},
+                                 determinism={}, environment={"pid": os.getpid()})
+        for epoch in range(5):
+            store.record_epoch(run_id, epoch, {"loss": 1.0 / (epoch + 1)})
+        store.record_epoch(run_id, 4, {"loss": 0.2})  # a retry must not add a row
+        store.finish_run(run_id, fingerprint=run_id, metrics={}, epochs_trained=5, wall_time=0.1)
+        ids.append(run_id)
+    print(json.dumps(ids))
+""")
+
+
+def test_four_processes_writing_at_once_lose_nothing_and_duplicate_nothing(tmp_path):
+    store_dir, go_file = tmp_path / "store", tmp_path / "go"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(store_dir), str(go_file), "25"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    time.sleep(0.5)  # let all four import and open the store
+    go_file.touch()
+    reported = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        reported += json.loads(out)
+
+    store = Store(store_dir)
+    runs = store.list_runs()
+    assert len(reported) == len(set(reported)) == 100
+    assert sorted(run["run_id"] for run in runs) == sorted(reported)
+    assert store.count_epochs() == 500
+    assert {run["status"] for run in runs} == {"finished"}
+    assert {run["epochs_trained"] for run in runs} == {5}
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys
+    from twinrun.store import Store
+    store = Store(sys.argv[1])
+    while True:
+        run_id = store.start_run(workload="w", backend="torch", seed=0, config={}, seeds={},
+                                 determinism={}, environment={})
+        for epoch in range(3):
+            store.record_epoch(run_id, epoch, {"loss": float(epoch)})
+        store.finish_run(run_id, fingerprint="f", metrics={}, epochs_trained=3, wall_time=1.0)
+        print(run_id, flush=True)
+""")
+
+
+def test_a_writer_killed_mid_write_loses_nothing_it_had_committed(tmp_path):
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    committed = [writer.stdout.readline().strip() for _ in range(30)]
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=10)
+    writer.stdout.close()
+
+    store = Store(tmp_path)
+    for run_id in committed:
+        run = store.get_run(run_id)
+        assert run["status"] == "finished"
+        assert [epoch["epoch"] for epoch in run["history"]] == [0, 1, 2]
+    assert len(store.list_runs()) >= len(committed)
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert RUN_ID.match(start(store))  # and it still takes writes
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_twinrun_runs_prints_a_plain_table_when_piped(tmp_path):
+    store = Store(tmp_path)
+    run_id = finished_run(store, seed=5)
+
+    result = CliRunner().invoke(main, ["runs", "--store", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[1]
+    assert header.split()[:3] == ["run", "id", "when"]
+    row = next(line for line in result.output.splitlines() if line.startswith(run_id))
+    assert "finished" in row and "answer-demo" in row and "0.875" in row and "abababababababab" in row
+    assert "12.5 s" in row
+    assert "\x1b[" not in result.output and "┃" not in result.output
+
+
+def test_twinrun_runs_says_how_to_record_a_run_when_the_store_is_empty(tmp_path):
+    result = CliRunner().invoke(main, ["runs", "--store", str(tmp_path / "fresh")])
+    assert result.exit_code == 0
+    assert result.output.strip() == (
+        f"No runs in {tmp_path / 'fresh'} yet; `twinrun train` records one.")
+
+
+def test_twinrun_runs_json_and_limit(tmp_path):
+    store = Store(tmp_path)
+    ids = [finished_run(store, seed) for seed in range(3)]
+
+    result = CliRunner().invoke(main, ["runs", "--store", str(tmp_path), "--json", "--limit", "2"])
+
+    assert result.exit_code == 0
+    assert [run["run_id"] for run in json.loads(result.output)] == ids[::-1][:2]
+
+
+def test_twinrun_show_renders_every_section_of_a_run(tmp_path):
+    store = Store(tmp_path)
+    run_id = finished_run(store, seed=9)
+
+    result = CliRunner().invoke(main, ["show", run_id[:-2], "--store", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    for section in ("Config", "Seeds", "Determinism", "Environment", "History", "Metrics"):
+        assert section in result.output.splitlines()
+    assert "PYTHONHASHSEED" in result.output and "Test CPU" in result.output
+    assert "ab" * 32 in result.output
+
+
+def test_twinrun_show_prints_a_determinism_report_without_controls_as_json(tmp_path):
+    store = Store(tmp_path)
+    run_id = start(store, determinism={"torch": {"deterministic_algorithms": True}})
+
+    result = CliRunner().invoke(main, ["show", run_id, "--store", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert '"deterministic_algorithms": true' in result.output
+
+
+def test_twinrun_show_json_is_the_full_record(tmp_path):
+    store = Store(tmp_path)
+    run_id = finished_run(store)
+    result = CliRunner().invoke(main, ["show", run_id, "--store", str(tmp_path), "--json"])
+    assert json.loads(result.output) == json.loads(json.dumps(store.get_run(run_id)))
+
+
+def test_twinrun_show_of_an_unknown_run_exits_2_with_one_sentence_and_no_traceback(tmp_path):
+    finished_run(Store(tmp_path))
+    result = subprocess.run([TWINRUN, "show", "ABC", "--store", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"Error: No run ABC in store {tmp_path}; `twinrun runs` lists them."
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_twinrun_runs_on_an_unusable_store_exits_2_without_traceback(tmp_path):
+    (tmp_path / "runs.sqlite").write_bytes(b"garbage" * 1000)
+    result = subprocess.run([TWINRUN, "runs", "--store", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: The run store database") and "corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_twinrun_runs_imports_no_deep_learning_framework(tmp_path):
+    finished_run(Store(tmp_path))
+    code = textwrap.dedent(f"""
+        import sys
+        from twinrun.cli import main
+        main(["runs", "--store", {str(tmp_path)!r}], standalone_mode=False)
+        print(sorted(m for m in ("tensorflow", "jax", "torch", "keras") if m in sys.modules))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
