@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 
-def deterministic(seed, backend=None, threads=None, enabled=True, seeds=None):
+def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=None):
     """Make this process's training deterministic; see `twinrun.determinism.deterministic`."""
     from twinrun.determinism import deterministic as _deterministic
 

@@ -27,6 +27,9 @@ class RunConfig:
         store: run-store folder; None for the default.
         seed_overrides: `{source: seed}` replacing single derived seeds.
         trace: path of the per-step trace to write, or None for no trace.
+        record: record the run in the store.
+        study_id: the check or study this run belongs to.
+        replica: the replica's index within its check.
     """
 
     workload: str = "fashion-cnn"
@@ -42,6 +45,8 @@ class RunConfig:
     seed_overrides: dict = field(default_factory=dict)
     trace: str | None = None
     record: bool = True
+    study_id: str | None = None
+    replica: int | None = None
 
     def validated(self):
         """Return a copy with the backend resolved, or raise `TwinrunError` with one sentence."""

@@ -19,11 +19,12 @@ Sources:
 - `shuffle`: the order of training batches (a NumPy `Generator` that draws one permutation per
   epoch)
 - `hash`: `PYTHONHASHSEED` of the fresh process (string hashing, set iteration order)
+- `data`: synthetic data (the random inputs and labels of `answer-demo`)
 """
 
 import hashlib
 
-SOURCES = ("python", "numpy", "backend", "init", "dropout", "shuffle", "hash")
+SOURCES = ("python", "numpy", "backend", "init", "dropout", "shuffle", "hash", "data")
 
 
 def validate_seed(seed):

@@ -24,12 +24,12 @@ def execute(config, quiet=False):
     started = time.perf_counter()
     from twinrun.environment import fingerprint_environment
     from twinrun.store import Store
-    from twinrun.workloads import fashion_mnist
 
+    workload = workload_module(config.workload)
     # Open the store and load the data before importing a framework: a bad store or missing
     # data should fail in a second, not after TensorFlow's start-up.
     store = Store(config.store) if config.record else None
-    data = fashion_mnist.load(config.data_dir) if config.workload == "fashion-cnn" else None
+    data = workload.load_data(config)
 
     import keras  # noqa: F401  (imports the backend named by KERAS_BACKEND)
 
@@ -49,7 +49,7 @@ def execute(config, quiet=False):
         run_id = store.start_run(
             workload=config.workload, backend=config.backend, seed=config.seed,
             config=config.to_dict(), seeds=config.seeds, determinism=report.to_dict(),
-            environment=environment)
+            environment=environment, study_id=config.study_id, replica=config.replica)
         _say(f"run {run_id}: {config.workload} ({config.preset}) on {config.backend}, "
              f"seed {config.seed}, determinism {'on' if config.determinism else 'off'}", quiet)
     try:
@@ -82,20 +82,40 @@ def execute(config, quiet=False):
     }
 
 
+def workload_module(name):
+    """The module of a built-in workload: it has `load_data(config)` and `train(...)`."""
+    import importlib
+
+    return importlib.import_module(f"twinrun.workloads.{name.replace('-', '_')}")
+
+
 def _train(config, data, store, run_id, quiet):
     from twinrun.progress import progress_callback, store_callback
-    from twinrun.workloads import fashion_cnn
 
-    preset = fashion_cnn.PRESETS[config.preset]
+    workload = workload_module(config.workload)
     callbacks = []
     if store is not None:
         callbacks.append(store_callback(store, run_id))
 
     def attach(batches):
-        callbacks.append(progress_callback(config.epochs or preset.epochs, len(batches),
-                                           enabled=not quiet))
+        callbacks.append(progress_callback(epochs_of(config), len(batches), enabled=not quiet))
+        if config.trace:
+            from twinrun.keras import Trace
 
-    return fashion_cnn.train(config, data, callbacks=callbacks, on_dataset=attach)
+            callbacks.append(Trace(config.trace, batches=batches))
+
+    return workload.train(config, data, callbacks=callbacks, on_dataset=attach)
+
+
+def epochs_of(config):
+    """The most epochs a run may train."""
+    if config.epochs:
+        return config.epochs
+    if config.workload == "answer-demo":
+        return 1
+    from twinrun.workloads.fashion_cnn import PRESETS
+
+    return PRESETS[config.preset].epochs
 
 
 def main(argv=None):

@@ -34,7 +34,7 @@ def main():
 
 def _register():
     # Imported here (not at the top) so each module can `from twinrun.cli import main`.
-    from twinrun.cli import data, runs, train  # noqa: F401
+    from twinrun.cli import check, data, doctor, runs, train  # noqa: F401
 
 
 _register()

@@ -31,13 +31,33 @@ def environment_for(backend, threads=None, enabled=True, hash_seed=None):
     """
     env = dict(framework_module(backend).environment_variables(threads, enabled))
     env["KERAS_BACKEND"] = backend
+    env["TWINRUN_DETERMINISM"] = "1" if enabled else "0"
+    if threads is not None:
+        env["TWINRUN_THREADS"] = str(threads)
     if hash_seed is not None:
         env["PYTHONHASHSEED"] = str(hash_seed)
     env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(env))
     return env
 
 
-def deterministic(seed, backend=None, threads=None, enabled=True, seeds=None):
+def _from_launcher(seed, threads, enabled):
+    """Fill what the caller left out from what `twinrun check` passed to this process."""
+    if seed is None:
+        value = os.environ.get("TWINRUN_SEED")
+        if value is None:
+            from twinrun.errors import TwinrunError
+
+            raise TwinrunError("deterministic() needs a seed: pass one, or run the script under "
+                               "`twinrun check`, which passes --seed as TWINRUN_SEED.")
+        seed = int(value)
+    if threads is None and os.environ.get("TWINRUN_THREADS"):
+        threads = int(os.environ["TWINRUN_THREADS"])
+    if enabled is None:
+        enabled = os.environ.get("TWINRUN_DETERMINISM", "1") != "0"
+    return seed, threads, enabled
+
+
+def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=None):
     """Make this process's training repeat bit for bit, and say what could not be done.
 
     Seeds Python, NumPy, Keras (when imported) and the framework from seeds derived from
@@ -46,10 +66,12 @@ def deterministic(seed, backend=None, threads=None, enabled=True, seeds=None):
     needed, or impossible here and why. Call it before building the model.
 
     Arguments:
-        seed: the run seed, a non-negative integer.
+        seed: the run seed, a non-negative integer; None takes it from `twinrun check`
+            (`TWINRUN_SEED`).
         backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
         threads: fix the framework's thread pools to this size (None keeps its default).
-        enabled: False seeds only, as a user would by hand, and leaves determinism off.
+        enabled: False seeds only, as a user would by hand, and leaves determinism off;
+            None means on, unless `twinrun check --no-determinism` launched this process.
         seeds: optional dict of derived seeds (from `twinrun.seeds.derive_seeds`) to use
             instead of deriving them from `seed`.
 
@@ -58,6 +80,7 @@ def deterministic(seed, backend=None, threads=None, enabled=True, seeds=None):
     >>> [c.name for c in report.impossible]
     []
     """
+    seed, threads, enabled = _from_launcher(seed, threads, enabled)
     backend = resolve_backend(backend)
     seeds = seeds or derive_seeds(seed)
     report = DeterminismReport(backend=backend, seed=seed, enabled=enabled,
@@ -76,4 +99,3 @@ def deterministic(seed, backend=None, threads=None, enabled=True, seeds=None):
 
 
 __all__ = ["deterministic", "environment_for", "DeterminismReport", "Control"]
-_ = os

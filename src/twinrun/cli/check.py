@@ -1,0 +1,80 @@
+"""`twinrun check`: prove a training reproduces bit for bit, or show where and why it diverges."""
+
+import json
+
+import click
+
+from twinrun.cli import main
+from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
+                                 seed_option, store_option)
+
+
+def _thread_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, received {value!r}")
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.option("-n", "n", default=2, type=int, show_default=True, help="Number of replicas.")
+@click.option("--workload", default="fashion-cnn", show_default=True,
+              metavar="fashion-cnn|answer-demo", help="Built-in workload (when no command).")
+@preset_option
+@backend_option
+@seed_option
+@click.option("--epochs", default=None, type=int, help="Most epochs (built-in workloads).")
+@click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off.")
+@click.option("--threads", default=None, callback=_thread_list, metavar="N[,N...]",
+              help="Thread-pool size, one value for all replicas or one per replica.")
+@click.option("--hash-seed", default="fixed", show_default=True, metavar="fixed|random",
+              help="Fix PYTHONHASHSEED in every replica, or leave hashing randomised.")
+@click.option("--parallel", default=None, type=int, help="Replicas run side by side.")
+@click.option("--lockstep", is_flag=True,
+              help="Compare as the replicas go and stop them at the first difference.")
+@click.option("--timeout", default=None, type=float, help="Seconds before a replica counts as hung.")
+@click.option("--localize/--no-localize", default=True, show_default=True,
+              help="On divergence, rerun to name the first layer that differs.")
+@store_option
+@data_dir_option
+@json_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def check(n, workload, preset, backend, seed, epochs, no_determinism, threads, hash_seed,
+          parallel, lockstep, timeout, localize, store, data_dir, as_json, command):
+    """Run a training N times in fresh processes: identical, or where and why it diverged.
+
+    Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
+    your script, which writes its trace with twinrun.keras.Trace() or twinrun.torch.Tracer.
+    Exit status: 0 identical, 1 diverged, 2 error.
+    """
+    from twinrun import checks
+
+    if parallel is not None and parallel < 1:
+        from twinrun.errors import TwinrunError
+
+        raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
+    if command:
+        verdict = checks.check_command(
+            list(command), n=n, backend=backend, seed=seed, determinism=not no_determinism,
+            parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
+            hash_seed=hash_seed, localize=localize, store=store)
+        label = " ".join(command)
+    else:
+        from twinrun.runconfig import RunConfig
+
+        config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
+                           epochs=epochs, determinism=not no_determinism, store=store,
+                           data_dir=data_dir)
+        verdict = checks.check_workload(
+            config, n=n, parallel=parallel, lockstep=lockstep, timeout=timeout,
+            threads=threads, hash_seed=hash_seed, localize=localize)
+        label = workload
+    if as_json:
+        click.echo(json.dumps(verdict.to_dict(), default=float))
+    else:
+        from twinrun.report.terminal import render_verdict
+
+        render_verdict(verdict.to_dict(), label)
+    raise SystemExit(0 if verdict.identical else 1)

@@ -1,0 +1,149 @@
+"""Fingerprint words of torch tensors, computed on their device with a few vectorised ops.
+
+Row sums run in int32, whose kernels wrap modulo 2**32 (torch has no general uint32 arithmetic);
+the few row-level mixing steps run in int64 masked to 32 bits, where shifts are logical.
+"""
+
+import numpy as np
+import torch
+
+from twinrun.fingerprint.common import (
+    FMIX_MULTIPLIERS, MASK32, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR,
+    check_tensor_list, row_count, unsupported_dtype, unwrap_variable)
+
+_SIGNED_BY_SIZE = {1: torch.int8, 2: torch.int16}
+_WORD_DTYPES = (torch.float32, torch.int32)
+
+
+def _word_stream(t):
+    """The tensor's word stream as a 1-D int32 tensor (a view when no conversion is needed).
+
+    Called under `torch.no_grad()`; `reshape` copies in C order only when `t` is not contiguous.
+    """
+    t = t.reshape(-1)
+    if t.dtype in _WORD_DTYPES:
+        return t.view(torch.int32)
+    if t.dtype == torch.bool:
+        return t.to(torch.int32)
+    if t.is_complex():
+        t = torch.view_as_real(t).reshape(-1)
+    size = t.element_size()
+    if size in _SIGNED_BY_SIZE:
+        return t.view(_SIGNED_BY_SIZE[size]).to(torch.int32)
+    if size % 4 == 0:
+        return t.view(torch.int32)
+    raise unsupported_dtype(t.dtype)
+
+
+# Tensors of at most this many words are copied into one shared grid (with the partial last
+# rows of bigger ones), so that 20 small BatchNorm vectors cost a few kernels instead of 80.
+_SMALL_WORDS = 4 * ROW_LENGTH
+
+
+class _Plan:
+    """Everything about a list of tensors that depends only on their shapes, dtypes and device:
+    built on the first call, reused every step.
+
+    Rows are processed in this order: the full rows of each big tensor, then one shared grid
+    holding, row-aligned and zero-padded, every small tensor and every big tensor's last
+    partial row. `keys` and `segment` give each of those rows its key and its tensor.
+    """
+
+    def __init__(self, tensors):
+        device = tensors[0].device
+        words = [_word_stream(t).numel() for t in tensors]
+        self.sizes = np.array([t.numel() & MASK32 for t in tensors], np.uint32)
+        self.big = [i for i, m in enumerate(words) if m > _SMALL_WORDS]
+        self.pieces = []  # (tensor, first word, pad words) in the shared grid
+        rows, segment = [], []
+        for i in self.big:
+            full = words[i] // ROW_LENGTH
+            rows.append(np.arange(1, full + 1))
+            segment.append(np.full(full, i))
+        for i, m in enumerate(words):
+            first = m // ROW_LENGTH * ROW_LENGTH if i in self.big else 0
+            if m > first:
+                self.pieces.append((i, first, row_count(m - first) * ROW_LENGTH - (m - first)))
+                rows.append(np.arange(first // ROW_LENGTH, row_count(m)) + 1)
+                segment.append(np.full(row_count(m) - first // ROW_LENGTH, i))
+        row = torch.from_numpy(np.concatenate(rows + [np.zeros(0, np.int64)]).astype(np.int64))
+        self.keys = (torch.stack([row * ROW_KEY_S, row * ROW_KEY_P]) & MASK32).to(device)
+        self.segment = torch.from_numpy(
+            np.concatenate(segment + [np.zeros(0, np.int64)]).astype(np.int64)).to(device)
+        self.padding = {pad: torch.zeros(pad, dtype=torch.int32, device=device)
+                        for _, _, pad in self.pieces if pad}
+        self.column_weight = (2 * torch.arange(ROW_LENGTH, device=device) + 1).to(torch.int32)
+        shared = sum(words[i] - first + pad for i, first, pad in self.pieces)
+        largest = max([words[i] // ROW_LENGTH * ROW_LENGTH for i in self.big] + [shared])
+        # A reused buffer for the weighted rows: a fresh 10 MB allocation per call costs more
+        # than the multiplication on a CPU.
+        self.scratch = torch.empty(largest, dtype=torch.int32, device=device)
+
+    def row_sums(self, grid):
+        """S and P of every row of a (rows, ROW_LENGTH) int32 grid (step 3 of the scheme)."""
+        product = self.scratch[:grid.numel()].view(grid.shape)
+        torch.mul(grid, self.column_weight, out=product)
+        return grid.sum(1, dtype=torch.int32), product.sum(1, dtype=torch.int32)
+
+    def all_row_sums(self, streams):
+        """S and P of every row of every tensor, in plan order, as one (2, rows) int32 tensor."""
+        sums = []
+        for i in self.big:
+            full = streams[i].numel() // ROW_LENGTH
+            sums.append(self.row_sums(streams[i][:full * ROW_LENGTH].view(full, ROW_LENGTH)))
+        if self.pieces:
+            grid = []
+            for i, first, pad in self.pieces:
+                grid.append(streams[i][first:])
+                if pad:
+                    grid.append(self.padding[pad])
+            sums.append(self.row_sums(torch.cat(grid).view(-1, ROW_LENGTH)))
+        return torch.stack([torch.cat([s for s, _ in sums]), torch.cat([p for _, p in sums])])
+
+
+_plans = {}
+
+
+def _plan_for(tensors):
+    key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+    if key not in _plans:
+        _plans[key] = _Plan(tensors)
+    return _plans[key]
+
+
+def _fmix32(h):
+    h = h ^ (h >> 16)
+    h = (h * FMIX_MULTIPLIERS[0]) & MASK32
+    h = h ^ (h >> 13)
+    h = (h * FMIX_MULTIPLIERS[1]) & MASK32
+    return h ^ (h >> 16)
+
+
+def tensor_words(tensors):
+    """Fingerprint words of torch tensors, computed on their device with one transfer to the host.
+
+    Arguments:
+        tensors: a list of torch tensors or Parameters (all on one device), or Keras 3 variables
+            on the torch backend. No gradient is recorded.
+
+    Returns a `(len(tensors), WORDS_PER_TENSOR)` uint32 NumPy array, equal to what
+    `twinrun.fingerprint.numpy.tensor_words` gives for the same bits.
+
+    Example:
+        >>> tensor_words(list(torch.nn.Linear(4, 2).parameters())).shape
+        (2, 3)
+    """
+    tensors = [torch.as_tensor(unwrap_variable(t)) for t in check_tensor_list(tensors)]
+    if not tensors:
+        return np.zeros((0, WORDS_PER_TENSOR), np.uint32)
+    with torch.no_grad():
+        plan = _plan_for(tensors)
+        words = np.zeros((len(tensors), WORDS_PER_TENSOR), np.uint32)
+        words[:, 0] = plan.sizes
+        if plan.segment.numel():  # else: only empty tensors
+            row_sums = plan.all_row_sums([_word_stream(t) for t in tensors])
+            mixed = _fmix32((row_sums.to(torch.int64) + plan.keys) & MASK32)
+            sums = torch.zeros(2, len(tensors), dtype=torch.int64, device=mixed.device)
+            sums.index_add_(1, plan.segment, mixed)
+            words[:, 1:] = (sums & MASK32).T.cpu().numpy()
+    return words

@@ -1,0 +1,125 @@
+"""`Trace`: a Keras callback that writes a run's per-step trace (see `twinrun.trace`).
+
+After every optimizer step it fingerprints every model variable on the device (BatchNorm
+statistics included; only a few words per variable reach the host), the loss Keras reports,
+and the batch when twinrun feeds the data. It must run synchronously after each step (it
+reads the variables before the next step changes them), so it is not marked `async_safe`.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from twinrun.errors import TwinrunError
+from twinrun.fingerprint import digest_arrays, tensor_words_for
+from twinrun.trace import TraceWriter
+from twinrun.tracing import LayerProbe, Lockstep, process_facts, snapshot_due
+
+
+class Trace(keras.callbacks.Callback):
+    """Record a bit-exact per-step trace of a Keras training.
+
+    Under `twinrun check` it writes where the launcher says (`TWINRUN_TRACE`); elsewhere give
+    it a path.
+
+    Arguments:
+        path: the trace file; default `$TWINRUN_TRACE`.
+        data: optional `(x, y)` training arrays, fingerprinted once at the start so a change
+            in the data (its order, a label mapping) is seen before step 0.
+        batches: optional twinrun `ShuffledBatches` dataset whose per-batch fingerprints are
+            recorded with each step.
+        snapshots: save a weights snapshot (`.npz`) at the end of epochs, so the distance
+            between replicas can be measured; True for the first 10 epochs and every 10th.
+
+    Example:
+    >>> model.fit(x, y, epochs=2, callbacks=[twinrun.keras.Trace("run.trace", data=(x, y))])
+    """
+
+    def __init__(self, path=None, data=None, batches=None, snapshots=True):
+        super().__init__()
+        path = path or os.environ.get("TWINRUN_TRACE")
+        if not path:
+            raise TwinrunError(
+                "twinrun.keras.Trace needs a file to write: pass Trace(path) or run the "
+                "script under `twinrun check`.")
+        self.path = Path(path)
+        self.data = data
+        self.batches = batches
+        self.snapshots = snapshots
+        self.step = 0
+        self.epoch = 0
+        self.writer = None
+        self.lockstep = Lockstep.from_environment()
+        self.probe = LayerProbe.from_environment()
+        if self.probe is not None:
+            self.probe.armed = False
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self.probe is not None and not getattr(model, "_twinrun_probed", False):
+            # Layer outputs are only concrete values outside compiled functions.
+            model.run_eagerly = True
+            model.train_function = None
+            self.probe.attach_keras(model)
+            model._twinrun_probed = True
+
+    def on_train_begin(self, logs=None):
+        backend = keras.backend.backend()
+        self._words = tensor_words_for(backend)
+        self._weights = list(self.model.weights)
+        self._values = [v.value for v in self._weights]
+        self.writer = TraceWriter(self.path)
+        from twinrun.environment import fingerprint_environment
+
+        self.writer.header(
+            [v.path for v in self._weights], [list(v.shape) for v in self._weights],
+            backend=backend, framework="keras", replica=os.environ.get("TWINRUN_REPLICA"),
+            environment=fingerprint_environment(backend=backend),
+            **process_facts(), started=time.time())
+        if self.data is not None:
+            arrays = [np.asarray(a) for a in (self.data if isinstance(self.data, (list, tuple))
+                                              else [self.data])]
+            self.writer.write({"kind": "data", "fingerprint": digest_arrays(arrays)})
+        if self.batches is not None:
+            self.batches.record_fingerprints = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.probe is not None:
+            self.probe.armed = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.probe is not None:
+            self.probe.armed = False
+        loss = (logs or {}).get("loss")
+        batch_fp = None
+        if self.batches is not None and self.batches.batch_fingerprints:
+            batch_fp = self.batches.batch_fingerprints.popleft()
+        words = self._words(self._values)
+        self.writer.step(self.step, self.epoch, batch_fp,
+                         None if loss is None else float(loss), words.tolist())
+        if self.probe is not None:
+            self.probe.flush(self.writer, self.step)
+        self.step += 1
+        if self.lockstep is not None:
+            self.lockstep.wait(self.step - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        snapshot = None
+        if self.snapshots and snapshot_due(epoch + 1):
+            snapshot = f"{self.path.name}.epoch{epoch + 1}.npz"
+            arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(self._weights)}
+            np.savez(self.path.parent / snapshot, **arrays)
+        self.writer.write({"kind": "epoch", "epoch": epoch + 1, "step": self.step,
+                           "metrics": {k: float(v) for k, v in (logs or {}).items()},
+                           "snapshot": snapshot})
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.write({"kind": "end", "steps": self.step})
+            self.writer.close()

@@ -1,0 +1,75 @@
+"""Localisation: which layer first turns identical inputs into different outputs.
+
+The replicas are rerun to the first divergent step with every layer's forward input and
+output, and every gradient, fingerprinted at that step (`TWINRUN_LOCALIZE_STEP`). The first
+layer whose output differs although its input was the same is named; if the forward pass
+agrees, the first gradient that differs, in backward order.
+"""
+
+from twinrun.compare import first_divergence
+from twinrun.errors import TwinrunError
+
+
+def localize_step(traces, step):
+    """Name the layer where the rerun `traces` part ways at `step`.
+
+    Returns a dict with `step`, `layer` (None when not found), `where` (`forward` or
+    `backward`), `rerun_divergence` (the step the rerun itself diverged at, or None),
+    `race` (True when the rerun diverged at another step) and a `note`.
+    """
+    try:
+        rerun = first_divergence(traces)
+    except TwinrunError:
+        rerun = None
+    rerun_step = rerun.step if rerun is not None else None
+    result = {"step": step, "layer": None, "where": None, "rerun_divergence": rerun_step,
+              "race": rerun_step is not None and rerun_step != step, "note": ""}
+    records = [next((r for r in t.layers if r["step"] == step), None) for t in traces]
+    if any(r is None for r in records):
+        result["note"] = ("The rerun did not reach step "
+                          f"{step} in every replica, so no layer could be named.")
+        return result
+    forward = _first_forward(records)
+    if forward is not None:
+        result.update(layer=forward, where="forward")
+    else:
+        backward = _first_backward(records)
+        if backward is not None:
+            result.update(layer=backward, where="backward")
+    if result["race"]:
+        result["note"] = (f"The rerun diverged at step {rerun_step}, not {step}: the difference "
+                          "is a real race that moves between runs; the earliest step seen is "
+                          f"{min(rerun_step, step)}.")
+    elif rerun_step is None:
+        result["note"] = (f"The rerun did not diverge up to step {step}: the nondeterminism is "
+                          "intermittent.")
+    elif result["layer"] is None:
+        result["note"] = (f"At step {step} every layer output and gradient matched; the "
+                          "difference arises in the optimizer update.")
+    return result
+
+
+def _first_forward(records):
+    entries = [r["forward"] for r in records]
+    for i in range(min(len(e) for e in entries)):
+        row = [e[i] for e in entries]
+        inputs = {r.get("input") for r in row}
+        outputs = {r.get("output") for r in row}
+        if len(inputs) == 1 and len(outputs) > 1:
+            return {"name": row[0]["layer"], "class": row[0]["class"], "index": i}
+        if len(inputs) > 1:
+            # The inputs already differ: the state before this step did, or an earlier
+            # layer's output was not captured. Name the first layer that saw the difference.
+            return {"name": row[0]["layer"], "class": row[0]["class"], "index": i,
+                    "inputs_differed": True}
+    return None
+
+
+def _first_backward(records):
+    entries = [r["backward"] for r in records]
+    for i in range(min(len(e) for e in entries)):
+        row = [e[i] for e in entries]
+        if len({r.get("grad") for r in row}) > 1:
+            return {"name": row[0]["layer"], "variable": row[0]["variable"], "class": None,
+                    "index": i}
+    return None

@@ -1,0 +1,175 @@
+"""What the Keras and PyTorch tracers share: lockstep with the launcher, layer probes for
+localisation, and when to save weight snapshots."""
+
+import os
+import sys
+
+import numpy as np
+
+# Exit status of a replica the launcher stopped on purpose (lockstep saw a divergence).
+STOPPED_BY_LAUNCHER = 75
+
+
+def snapshot_due(epoch):
+    """Save weights after epochs 1-10, then every 10th: enough to see the distance grow
+    without filling the disk on a 200-epoch run."""
+    return epoch <= 10 or epoch % 10 == 0
+
+
+class Lockstep:
+    """The replica's side of lockstep mode: after each step, wait for the launcher's go.
+
+    The launcher compares every replica's step s before it lets any of them start step s+1,
+    so a divergence at step 5 of 10,000 stops all replicas within one step. It talks through a
+    pipe whose read end this process inherited (`TWINRUN_LOCKSTEP_FD`): one byte per step;
+    end-of-file means stop.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    @classmethod
+    def from_environment(cls):
+        value = os.environ.get("TWINRUN_LOCKSTEP_FD")
+        return cls(int(value)) if value else None
+
+    def wait(self, step):
+        try:
+            token = os.read(self.fd, 1)
+        except OSError:
+            token = b""
+        if not token:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(STOPPED_BY_LAUNCHER)
+
+
+def process_facts():
+    """Facts about this process that decide reproducibility but are no package or CPU fact:
+    the hash seed (and a probe hash, which differs between processes when hashing is
+    randomised), and the twinrun settings the launcher passed."""
+    return {
+        "hash_seed": os.environ.get("PYTHONHASHSEED"),
+        "hash_probe": hash("twinrun-hash-probe"),
+        "determinism": os.environ.get("TWINRUN_DETERMINISM"),
+        "threads": os.environ.get("TWINRUN_THREADS"),
+    }
+
+
+def host_digest(value):
+    """Exact digest of one concrete tensor (any framework) via its bytes on the host."""
+    from twinrun.fingerprint import digest_arrays
+
+    if hasattr(value, "detach"):  # torch
+        value = value.detach().cpu().numpy()
+    return digest_arrays([np.asarray(value)])
+
+
+class LayerProbe:
+    """Fingerprints each layer's input and output, and each gradient, at one step.
+
+    Used by localisation reruns (`TWINRUN_LOCALIZE_STEP`): the first layer whose output
+    differs between replicas although its input was the same is where they part ways.
+    """
+
+    def __init__(self, step):
+        self.step = step
+        self.current_step = 0
+        self.armed = True  # Keras disarms it outside training batches (validation)
+        self.forward = []
+        self.backward = []
+
+    @classmethod
+    def from_environment(cls):
+        value = os.environ.get("TWINRUN_LOCALIZE_STEP")
+        return cls(int(value)) if value not in (None, "") else None
+
+    @property
+    def active(self):
+        return self.armed and self.current_step == self.step
+
+    def _emit(self, tensor, store):
+        """Digest `tensor` now, or when JAX makes it concrete (inside a traced function)."""
+        if type(tensor).__module__.startswith("jax") and "Tracer" in type(tensor).__name__:
+            import jax
+
+            jax.debug.callback(lambda v: store(host_digest(v)), tensor, ordered=False)
+        else:
+            store(host_digest(tensor))
+
+    def attach_keras(self, model):
+        """Wrap every layer's `call` and the optimizer's `apply` of a Keras model."""
+        for layer in _leaf_layers(model):
+            self._wrap_keras_layer(layer)
+        self._wrap_keras_optimizer(model)
+
+    def _wrap_keras_layer(self, layer):
+        original = layer.call
+        probe = self
+
+        def call(*args, **kwargs):
+            outputs = original(*args, **kwargs)
+            if probe.active and args:
+                entry = {"layer": layer.name, "class": type(layer).__name__}
+                probe.forward.append(entry)
+                probe._emit(args[0], lambda d: entry.__setitem__("input", d))
+                first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+                probe._emit(first, lambda d: entry.__setitem__("output", d))
+            return outputs
+
+        object.__setattr__(layer, "call", call)
+
+    def _wrap_keras_optimizer(self, model):
+        optimizer = model.optimizer
+        names = [v.path for v in model.trainable_weights]
+        probe = self
+
+        def record(grads):
+            if not probe.active or probe.backward:
+                return  # one record per step, even if apply() calls stateless_apply()
+            # Backward order: the last layer's gradients are computed first.
+            for name, grad in reversed(list(zip(names, grads))):
+                entry = {"variable": name, "layer": name.split("/")[0]}
+                probe.backward.append(entry)
+                probe._emit(grad, lambda d, e=entry: e.__setitem__("grad", d))
+
+        if hasattr(optimizer, "stateless_apply"):
+            stateless = optimizer.stateless_apply
+
+            def stateless_apply(optimizer_variables, grads, trainable_variables):
+                record(grads)
+                return stateless(optimizer_variables, grads, trainable_variables)
+
+            object.__setattr__(optimizer, "stateless_apply", stateless_apply)
+        apply = optimizer.apply
+
+        def apply_wrapped(grads, trainable_variables=None):
+            record(grads)
+            return apply(grads, trainable_variables)
+
+        object.__setattr__(optimizer, "apply", apply_wrapped)
+
+    def flush(self, writer, step):
+        """Write the layers record once the probed step is done."""
+        if step == self.step:
+            if "jax" in sys.modules:
+                import jax
+
+                jax.effects_barrier()  # digests of traced values arrive through callbacks
+            writer.write({"kind": "layers", "step": step, "forward": self.forward,
+                          "backward": self.backward})
+            self.forward, self.backward = [], []
+        self.current_step = step + 1
+
+
+def _leaf_layers(model):
+    """Layers in call order, nested models opened up."""
+    import keras
+
+    result = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            result.extend(_leaf_layers(layer))
+        else:
+            result.append(layer)
+    return result

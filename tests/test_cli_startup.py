@@ -1,0 +1,39 @@
+"""`twinrun --help` and every command's help start without any deep-learning framework."""
+
+import subprocess
+import sys
+
+import pytest
+
+FRAMEWORKS = ("tensorflow", "jax", "torch", "keras")
+
+PROBE = """
+import sys
+from twinrun.cli import main
+try:
+    main([{args}], standalone_mode=False)
+except SystemExit:
+    pass
+print("IMPORTED:" + ",".join(sorted(m for m in {frameworks!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["check", "--help"],
+                                  ["runs", "--help"], ["doctor", "--help"], ["data", "--help"]])
+def test_help_imports_no_framework(args):
+    code = PROBE.format(args=", ".join(repr(a) for a in args), frameworks=FRAMEWORKS)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert "Usage:" in completed.stdout
+    assert completed.stdout.strip().splitlines()[-1] == "IMPORTED:"
+
+
+def test_importing_twinrun_imports_no_framework():
+    completed = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, twinrun, twinrun.checks, twinrun.compare, twinrun.store, twinrun.launch\n"
+         f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))"],
+        capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
