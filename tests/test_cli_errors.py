@@ -62,7 +62,9 @@ def test_a_store_where_nothing_may_be_written_is_refused():
 
 
 def test_show_an_unknown_run(store):
-    run_cli("runs", "--store", store)
+    from twinrun.store import Store
+
+    Store(store).close()
     completed = run_cli("show", "no-such-run", "--store", store)
     assert_one_sentence_error(completed, "no-such-run")
 

@@ -55,7 +55,7 @@ def new_check_id():
 
 
 def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, threads=None,
-                   hash_seed="fixed", localize="auto"):
+                   hash_seed="fixed", localize="auto", determinism=None):
     """Run a built-in workload `n` times in fresh processes and compare the replicas.
 
     Arguments:
@@ -65,6 +65,9 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
         lockstep: compare as they go; stop all replicas at the first difference.
         timeout: seconds a replica may take before it counts as hung.
         threads: optional list, one thread count per replica (or one for all).
+        determinism: optional list of booleans, one per replica (or one for all), replacing
+            `config.determinism`: `[True, False]` compares a deterministic replica with a
+            default one.
         hash_seed: `"fixed"` (the launcher sets PYTHONHASHSEED) or `"random"`.
         localize: `"auto"`/True to name the first divergent layer, False to skip.
 
@@ -78,6 +81,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
     from twinrun.train import prepare
 
     threads = validate_replicas(n, threads)
+    determinism = _per_replica("--determinism", determinism, n)
     _validate_hash_seed(hash_seed)
     config = prepare(config)
     check_id = new_check_id()
@@ -86,7 +90,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
     for i in range(n):
         replica_config = replace(config, trace=str(directory / f"replica-{i}.trace"),
                                  study_id=check_id, replica=i,
-                                 threads=threads[i] if threads else config.threads)
+                                 threads=threads[i] if threads else config.threads,
+                                 determinism=determinism[i] if determinism else config.determinism)
         configs.append(replica_config)
 
     def specs(extra_env=None, tag=""):
@@ -129,14 +134,17 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     find the path in `TWINRUN_TRACE`) and may call `twinrun.deterministic()` with no seed to
     take the one passed here.
     """
-    from twinrun.backends import resolve_backend
+    from twinrun.backends import KERAS_BACKENDS, resolve_backend
     from twinrun.determinism import environment_for
     from twinrun.seeds import derive_seeds, validate_seed
 
     threads = validate_replicas(n, threads)
+    determinism = _per_replica("--determinism", determinism if isinstance(determinism, list)
+                               else [determinism], n)
     _validate_hash_seed(hash_seed)
     validate_seed(seed)
-    backend = resolve_backend(backend)
+    # A script may use any framework (or several): without --backend, prepare them all.
+    backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
     command = _resolve_command(command)
     check_id = new_check_id()
     directory = _check_dir(store, check_id)
@@ -147,8 +155,18 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         for i in range(n):
             replica_threads = threads[i] if threads else None
             env = dict(os.environ)
-            env.update(environment_for(backend, threads=replica_threads, enabled=determinism,
-                                       hash_seed=seeds["hash"] if hash_seed == "fixed" else None))
+            preset = set()
+            for name in backends:
+                prepared = environment_for(
+                    name, threads=replica_threads, enabled=determinism[i],
+                    hash_seed=seeds["hash"] if hash_seed == "fixed" else None)
+                preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
+                env.update(prepared)
+            env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
+            if backend is None:
+                env.pop("KERAS_BACKEND", None)
+                if "KERAS_BACKEND" in os.environ:
+                    env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
             if hash_seed == "random":
                 env.pop("PYTHONHASHSEED", None)
             trace = directory / f"replica-{i}{tag}.trace"
@@ -194,6 +212,15 @@ def check_function(fn, *, n=2, **options):
         return check_command([sys.executable, "-m", "twinrun.fnrunner", path], n=n, **options)
     finally:
         os.unlink(path)
+
+
+def _per_replica(option, values, n):
+    if values is None:
+        return None
+    if len(values) not in (1, n):
+        raise TwinrunError(f"Expected {option} to give one value, or one per replica ({n}). "
+                           f"Received: {len(values)} values.")
+    return list(values) * n if len(values) == 1 else list(values)
 
 
 def _validate_hash_seed(mode):

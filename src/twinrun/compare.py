@@ -159,8 +159,8 @@ def likely_causes(divergence, environment_diff):
     causes = []
     keys = {d["key"] for d in environment_diff}
     hash_keys = [k for k in keys if "hash" in k.lower()]
-    thread_keys = [k for k in keys if "thread" in k.lower()]
-    determinism_keys = [k for k in keys if k.startswith("determinism")]
+    thread_keys = [k for k in keys if "thread" in k.lower() and "determinis" not in k.lower()]
+    determinism_keys = [k for k in keys if "determinis" in k.lower()]
     data_first = {"data", "batch"} & set(divergence.records)
     if data_first and hash_keys:
         causes.append("The hash seed: string hashing differed between replicas (PYTHONHASHSEED "

@@ -70,6 +70,6 @@ def _first_backward(records):
     for i in range(min(len(e) for e in entries)):
         row = [e[i] for e in entries]
         if len({r.get("grad") for r in row}) > 1:
-            return {"name": row[0]["layer"], "variable": row[0]["variable"], "class": None,
-                    "index": i}
+            return {"name": row[0]["layer"], "variable": row[0]["variable"],
+                    "class": row[0].get("class"), "index": i}
     return None

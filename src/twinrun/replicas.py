@@ -86,7 +86,8 @@ class _Running:
         self.process.wait()
 
     def tail(self, lines=10):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
@@ -94,9 +95,9 @@ class _Running:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def outcome(self):
+        tail = self.tail()
         self.log.close()
-        return ReplicaOutcome(self.spec, self.process.returncode, self.stopped,
-                              self.tail(), self.reader)
+        return ReplicaOutcome(self.spec, self.process.returncode, self.stopped, tail, self.reader)
 
 
 def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=None,

@@ -121,15 +121,21 @@ class LayerProbe:
 
     def _wrap_keras_optimizer(self, model):
         optimizer = model.optimizer
-        names = [v.path for v in model.trainable_weights]
+        owner = {}
+        for layer in _leaf_layers(model):
+            for variable in layer.weights:
+                owner.setdefault(id(variable), layer)
+        variables = [(v.path, owner.get(id(v))) for v in model.trainable_weights]
         probe = self
 
         def record(grads):
             if not probe.active or probe.backward:
                 return  # one record per step, even if apply() calls stateless_apply()
             # Backward order: the last layer's gradients are computed first.
-            for name, grad in reversed(list(zip(names, grads))):
-                entry = {"variable": name, "layer": name.split("/")[0]}
+            for (name, layer), grad in reversed(list(zip(variables, grads))):
+                entry = {"variable": name,
+                         "layer": layer.name if layer is not None else name.rsplit("/", 1)[0],
+                         "class": type(layer).__name__ if layer is not None else None}
                 probe.backward.append(entry)
                 probe._emit(grad, lambda d, e=entry: e.__setitem__("grad", d))
 

@@ -18,6 +18,15 @@ def _thread_list(ctx, param, value):
         raise click.BadParameter(f"expected numbers separated by commas, received {value!r}")
 
 
+def _switch_list(ctx, param, value):
+    if value is None:
+        return None
+    words = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not words or any(w not in ("on", "off") for w in words):
+        raise click.BadParameter(f"expected on or off, separated by commas; received {value!r}")
+    return [w == "on" for w in words]
+
+
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.option("-n", "n", default=2, type=int, show_default=True, help="Number of replicas.")
 @click.option("--workload", default="fashion-cnn", show_default=True,
@@ -29,6 +38,8 @@ def _thread_list(ctx, param, value):
 @click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off.")
 @click.option("--threads", default=None, callback=_thread_list, metavar="N[,N...]",
               help="Thread-pool size, one value for all replicas or one per replica.")
+@click.option("--determinism", "determinism_list", default=None, callback=_switch_list,
+              metavar="on|off[,...]", help="Determinism per replica, e.g. on,off.")
 @click.option("--hash-seed", default="fixed", show_default=True, metavar="fixed|random",
               help="Fix PYTHONHASHSEED in every replica, or leave hashing randomised.")
 @click.option("--parallel", default=None, type=int, help="Replicas run side by side.")
@@ -41,7 +52,8 @@ def _thread_list(ctx, param, value):
 @data_dir_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def check(n, workload, preset, backend, seed, epochs, no_determinism, threads, hash_seed,
+def check(n, workload, preset, backend, seed, epochs, no_determinism, determinism_list,
+          threads, hash_seed,
           parallel, lockstep, timeout, localize, store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
@@ -57,7 +69,8 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, threads, h
         raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
     if command:
         verdict = checks.check_command(
-            list(command), n=n, backend=backend, seed=seed, determinism=not no_determinism,
+            list(command), n=n, backend=backend, seed=seed,
+            determinism=determinism_list or [not no_determinism],
             parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
             hash_seed=hash_seed, localize=localize, store=store)
         label = " ".join(command)
@@ -69,7 +82,8 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, threads, h
                            data_dir=data_dir)
         verdict = checks.check_workload(
             config, n=n, parallel=parallel, lockstep=lockstep, timeout=timeout,
-            threads=threads, hash_seed=hash_seed, localize=localize)
+            threads=threads, hash_seed=hash_seed, localize=localize,
+            determinism=determinism_list)
         label = workload
     if as_json:
         click.echo(json.dumps(verdict.to_dict(), default=float))

@@ -26,6 +26,6 @@ def tensor_words_for(backend):
         >>> words.shape  # (number of tensors, WORDS_PER_TENSOR), uint32
     """
     if backend not in FRAMEWORKS:
-        raise ValueError(
-            f"Expected `backend` to be one of {', '.join(FRAMEWORKS)}. Received: backend={backend!r}")
+        raise ValueError(f"Expected `backend` to be one of {', '.join(FRAMEWORKS)}. "
+                         f"Received: backend={backend!r}")
     return importlib.import_module(f"twinrun.fingerprint.{backend}").tensor_words

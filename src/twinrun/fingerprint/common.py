@@ -14,16 +14,19 @@ host instead of every weight. All arithmetic is modulo 2**32 (two's complement w
      reinterpreted as signed 16- or 8-bit integers and sign-extended to one word each.
 2. Rows. The stream is cut into rows of `ROW_LENGTH` (L = 1024) words, the last row padded with
    zeros: x[r*L + c] is row r, column c; R = ceil(m / L) rows (none for an empty tensor).
-3. Two sums per row:   S[r] = sum_c x[r*L + c]          P[r] = sum_c x[r*L + c] * (2c + 1)
-4. Mix every row sum with its row number and add them up:
-       w1 = sum_r fmix32(S[r] + (r + 1) * ROW_KEY_S)    w2 = sum_r fmix32(P[r] + (r + 1) * ROW_KEY_P)
+3. Two sums per row:
+       S[r] = sum_c x[r*L + c]              P[r] = sum_c x[r*L + c] * (2c + 1)
+4. Mix every row's sums with its row number and add them up:
+       w1 = sum_r fmix32(S[r] + (r + 1) * ROW_KEY_S)
+       w2 = sum_r fmix32(P[r] + (r + 1) * ROW_KEY_P)
    where fmix32 is MurmurHash3's finalizer, a bijection of 32-bit words.
 5. The words are [n mod 2**32, w1, w2], n the number of elements.
 
 What it guarantees:
-- Any change to one element (any bit: the lowest mantissa bit, 0.0 -> -0.0, a NaN payload)
-  changes both w1 and w2: it changes its row's S and P (the weight 2c+1 is odd, so the change
-  cannot wrap to zero), fmix32 is a bijection, and no other term moves.
+- Any change to one word changes both w1 and w2: so does any single-bit flip anywhere (the
+  lowest mantissa bit, 0.0 -> -0.0, a NaN payload) and any change to one element of 4 bytes
+  or fewer. The change moves its row's S and P (the weight 2c+1 is odd, so it cannot wrap to
+  zero), fmix32 is a bijection, and no other term moves.
 - Moving values between rows (a swap, a shifted slice, a permuted row order) changes w1 except
   with probability about 2**-32: fmix32 breaks the linearity of the sums.
 - Swapping two elements of the same row changes w2 unless their words differ by a multiple of
@@ -114,8 +117,9 @@ def words_to_hex(words):
             array of 32-bit words.
 
     Example:
-        >>> words_to_hex(tensor_words([np.arange(4.0)]))  # doctest: +SKIP
-        '5c0e4c2f0f1a9b3d'
+        >>> from twinrun.fingerprint.numpy import tensor_words
+        >>> words_to_hex(tensor_words([np.arange(4.0)]))
+        '0d93ea88c1536947'
     """
     words = np.ascontiguousarray(words, dtype="<u4")
     return xxhash.xxh3_64_hexdigest(words.tobytes())

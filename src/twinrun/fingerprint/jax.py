@@ -10,8 +10,8 @@ import numpy as np
 from jax import lax
 
 from twinrun.fingerprint.common import (
-    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list, row_count,
-    unsupported_dtype, unwrap_variable)
+    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list,
+    row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: jnp.int8, 2: jnp.int16}
 

@@ -62,8 +62,8 @@ def tensor_words(tensors):
     Returns a `(len(tensors), WORDS_PER_TENSOR)` uint32 array; equal bits give equal rows.
 
     Example:
-        >>> tensor_words([np.float32([0.0]), np.float32([-0.0])])[:, 1:].tolist()  # doctest: +SKIP
-        [[0, 0], [1160712017, 2311479440]]
+        >>> tensor_words([np.float32([0.0]), np.float32([-0.0])]).tolist()
+        [[1, 2462723854, 4056292419], [1, 3172115818, 637713699]]
     """
     tensors = check_tensor_list(tensors)
     words = np.zeros((len(tensors), WORDS_PER_TENSOR), np.uint32)

@@ -70,7 +70,6 @@ class Trace(keras.callbacks.Callback):
         backend = keras.backend.backend()
         self._words = tensor_words_for(backend)
         self._weights = list(self.model.weights)
-        self._values = [v.value for v in self._weights]
         self.writer = TraceWriter(self.path)
         from twinrun.environment import fingerprint_environment
 
@@ -100,7 +99,9 @@ class Trace(keras.callbacks.Callback):
         batch_fp = None
         if self.batches is not None and self.batches.batch_fingerprints:
             batch_fp = self.batches.batch_fingerprints.popleft()
-        words = self._words(self._values)
+        # Fetched anew each step: on JAX a variable's value is a new array after every step
+        # (the old one is donated and deleted).
+        words = self._words([v.value for v in self._weights])
         self.writer.step(self.step, self.epoch, batch_fp,
                          None if loss is None else float(loss), words.tolist())
         if self.probe is not None:

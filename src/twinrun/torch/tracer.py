@@ -120,11 +120,15 @@ class Tracer:
 
             module.register_forward_hook(forward_hook)
 
+        modules = dict(self.model.named_modules())
         for name, parameter in reversed(list(self.model.named_parameters())):
-            def grad_hook(grad, name=name):
+            layer = name.rsplit(".", 1)[0] if "." in name else ""
+            kind = type(modules.get(layer, self.model)).__name__
+
+            def grad_hook(grad, name=name, layer=layer, kind=kind):
                 if probe.active:
-                    probe.backward.append({"variable": name, "layer": name.rsplit(".", 1)[0],
-                                           "grad": host_digest(grad)})
+                    probe.backward.append({"variable": name, "layer": layer or name,
+                                           "class": kind, "grad": host_digest(grad)})
 
             parameter.register_hook(grad_hook)
 

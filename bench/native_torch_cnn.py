@@ -1,0 +1,63 @@
+"""The seed CNN in plain PyTorch, trained the way a PyTorch user would write it.
+
+The same network as `twinrun.workloads.fashion_cnn` (Conv32-BN-ReLU, Conv32-BN-ReLU, MaxPool,
+Dropout .25, Dense512-BN-ReLU, Dropout .5, Dense10), Adam 1e-3, cross-entropy, batch 64, on
+NCHW images. The benchmarks time `train_steps` with and without twinrun's determinism and
+`twinrun.torch.Tracer`.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+
+
+class SeedCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, 32, 3), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(32 * 12 * 12, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(512, 10),  # softmax is inside the cross-entropy loss
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def batches(x, y, seed, epoch=0):
+    """Batches of 64 in the order `default_rng([seed, epoch]).permutation(n)` (as twinrun's)."""
+    order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(x)))
+    for start in range(0, len(x), BATCH_SIZE):
+        rows = order[start:start + BATCH_SIZE]
+        yield x[rows], y[rows]
+
+
+def train_steps(model, optimizer, batch_iterator, on_step=None, tracer_for_step=None):
+    """One optimizer step per batch, then `tracer.step(loss, batch)` when `tracer_for_step(i)`
+    returns a `twinrun.torch.Tracer` for step i, then `on_step(loss)`."""
+    loss_function = nn.CrossEntropyLoss()
+    model.train()
+    for i, (bx, by) in enumerate(batch_iterator):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_function(model(bx), by)
+        loss.backward()
+        optimizer.step()
+        tracer = tracer_for_step(i) if tracer_for_step is not None else None
+        if tracer is not None:
+            tracer.step(loss, (bx, by))
+        if on_step is not None:
+            on_step(loss)
+
+
+def build(seed):
+    """The model and its Adam optimizer, initialised from torch's generator seeded by `seed`."""
+    torch.manual_seed(seed)
+    model = SeedCNN()
+    return model, torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
