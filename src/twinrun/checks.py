@@ -55,7 +55,7 @@ def new_check_id():
 
 
 def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, threads=None,
-                   hash_seed="fixed", localize="auto", determinism=None):
+                   hash_seed="fixed", localize="auto", determinism=None, progress=None):
     """Run a built-in workload `n` times in fresh processes and compare the replicas.
 
     Arguments:
@@ -116,7 +116,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
         return result
 
     parallel = parallel or _default_parallel(n, threads or [config.threads] * n)
-    outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout)
+    outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
+                            progress=progress)
     results = [_read_result(o.spec.result) for o in outcomes]
     verdict = build_verdict(outcomes, results)
     if verdict.verdict == DIVERGED and localize:
@@ -127,7 +128,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
 
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=False, timeout=None, threads=None, hash_seed="fixed", localize="auto",
-                  store=None):
+                  store=None, progress=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     The script writes its trace with `twinrun.keras.Trace()` or `twinrun.torch.Tracer` (both
@@ -179,7 +180,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         return result
 
     parallel = parallel or _default_parallel(n, threads or [None] * n)
-    outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout)
+    outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
+                            progress=progress)
     for outcome in outcomes:
         if not outcome.reader.trace.header:
             raise TwinrunError(
@@ -205,6 +207,13 @@ def check_function(fn, *, n=2, **options):
         import cloudpickle
     except ImportError as error:
         raise TwinrunError("twinrun.check(fn) needs cloudpickle: `pip install cloudpickle`.") from error
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is not None and module.__name__ != "__main__":
+        origin = getattr(module, "__file__", None) or ""
+        if "site-packages" not in origin:
+            # A module the fresh process may not find on its path (a test file, a script
+            # next to the notebook): send its code along instead of a reference to it.
+            cloudpickle.register_pickle_by_value(module)
     handle, path = tempfile.mkstemp(prefix="twinrun-fn-", suffix=".pkl")
     with os.fdopen(handle, "wb") as out:
         cloudpickle.dump(fn, out)

@@ -101,7 +101,7 @@ class _Running:
 
 
 def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=None,
-                 poll_interval=0.005):
+                 poll_interval=0.005, progress=None):
     """Run every replica and return their outcomes (traces read back).
 
     Arguments:
@@ -111,6 +111,7 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
         timeout: seconds a replica may run before it counts as hung.
         stop_when: optional `f(reader) -> bool`; a replica is stopped once it is true (used
             by localisation, which needs the traces only up to one step).
+        progress: optional `f({label: (state, steps)})`, called as replicas advance.
 
     Raises `TwinrunError` (one sentence) when a replica fails or hangs; the others are
     stopped first.
@@ -162,6 +163,13 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
                 running.remove(replica)
                 finished.append(replica.outcome())
                 progressed = True
+            if progressed and progress is not None:
+                states = {s.label: ("waiting", 0) for s in pending}
+                states.update({r.spec.label: ("running", len(r.reader.trace.steps))
+                               for r in running})
+                states.update({o.spec.label: ("done", len(o.reader.trace.steps))
+                               for o in finished})
+                progress(states)
             if not progressed:
                 time.sleep(poll_interval)
     except BaseException:

@@ -67,24 +67,13 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, determinis
         from twinrun.errors import TwinrunError
 
         raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
-    if command:
-        verdict = checks.check_command(
-            list(command), n=n, backend=backend, seed=seed,
-            determinism=determinism_list or [not no_determinism],
-            parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
-            hash_seed=hash_seed, localize=localize, store=store)
-        label = " ".join(command)
-    else:
-        from twinrun.runconfig import RunConfig
+    from twinrun.report.terminal import replica_progress
 
-        config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
-                           epochs=epochs, determinism=not no_determinism, store=store,
-                           data_dir=data_dir)
-        verdict = checks.check_workload(
-            config, n=n, parallel=parallel, lockstep=lockstep, timeout=timeout,
-            threads=threads, hash_seed=hash_seed, localize=localize,
-            determinism=determinism_list)
-        label = workload
+    with replica_progress(enabled=not as_json) as progress:
+        verdict = _run(checks, command, n, workload, preset, backend, seed, epochs,
+                       no_determinism, determinism_list, threads, hash_seed, parallel, lockstep,
+                       timeout, localize, store, data_dir, progress)
+    label = " ".join(command) if command else workload
     if as_json:
         click.echo(json.dumps(verdict.to_dict(), default=float))
     else:
@@ -92,3 +81,23 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, determinis
 
         render_verdict(verdict.to_dict(), label)
     raise SystemExit(0 if verdict.identical else 1)
+
+
+def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determinism,
+         determinism_list, threads, hash_seed, parallel, lockstep, timeout, localize, store,
+         data_dir, progress):
+    if command:
+        return checks.check_command(
+            list(command), n=n, backend=backend, seed=seed,
+            determinism=determinism_list or [not no_determinism],
+            parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
+            hash_seed=hash_seed, localize=localize, store=store, progress=progress)
+    from twinrun.runconfig import RunConfig
+
+    config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
+                       epochs=epochs, determinism=not no_determinism, store=store,
+                       data_dir=data_dir)
+    return checks.check_workload(
+        config, n=n, parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
+        hash_seed=hash_seed, localize=localize, determinism=determinism_list,
+        progress=progress)

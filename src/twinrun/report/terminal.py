@@ -1,5 +1,9 @@
 """Rich renderings for the terminal; plain text when the output is not a terminal."""
 
+import contextlib
+import sys
+import time
+
 from rich.console import Console
 from rich.table import Table
 
@@ -43,23 +47,27 @@ def render_verdict(verdict, label, out=None):
     replicas = verdict["replicas"]
     answer_table = all(all(k in r["metrics"] for k in ANSWER_COLUMNS) for r in replicas)
     table = Table(title=f"{len(replicas)} replicas of {label}", title_justify="left")
-    table.add_column("replica")
+    with_accuracy = any(r["metrics"].get("test_accuracy") is not None for r in replicas)
+    table.add_column("#", justify="right")
     table.add_column("steps", justify="right")
     if answer_table:
         for name in ANSWER_COLUMNS:
             table.add_column(name, justify="right")
     else:
         table.add_column("final loss", justify="right")
-        table.add_column("test acc", justify="right")
-    table.add_column("fingerprint")
-    for r in replicas:
+        if with_accuracy:
+            table.add_column("test acc", justify="right")
+    table.add_column("fingerprint", no_wrap=True)
+    for i, r in enumerate(replicas):
         m = r["metrics"]
-        cells = [r.get("run_id") or r["label"], str(r["steps"])]
+        cells = [str(i), str(r["steps"])]
         if answer_table:
             cells += [f"{m[k]:.8f}" for k in ANSWER_COLUMNS]
         else:
-            cells += [_num(r.get("final_loss"), 6), _num(m.get("test_accuracy"), 4)]
-        cells.append((r.get("fingerprint") or "")[:16])
+            cells.append(_num(r.get("final_loss"), 8))
+            if with_accuracy:
+                cells.append(_num(m.get("test_accuracy"), 4))
+        cells.append(r.get("fingerprint") or "")
         table.add_row(*cells)
     if answer_table and len(replicas) > 1:
         spread = []
@@ -67,7 +75,7 @@ def render_verdict(verdict, label, out=None):
             values = [r["metrics"][k] for r in replicas]
             ref = max(abs(v) for v in values) or 1.0
             spread.append(f"{100 * (max(values) - min(values)) / ref:.4f} %")
-        table.add_row("max rel. diff", "", *spread, "", style="bold")
+        table.add_row("Δ", "", *spread, "max rel. diff", style="bold")
     out.print(table)
 
     divergence = verdict.get("first_divergence")
@@ -168,3 +176,37 @@ def render_doctor(environment, audits, out=None):
             table.add_row(control["name"], f"[{style}]{control['state']}[/]" if style
                           else control["state"], control.get("detail", ""))
         out.print(table)
+
+
+@contextlib.contextmanager
+def replica_progress(enabled=True, out=None):
+    """A live line of each replica's state and steps while a check runs.
+
+    Yields the callback `run_replicas` calls. On a terminal it redraws a status line; piped,
+    it prints a line when a replica starts or finishes.
+    """
+    out = out or Console(file=sys.stderr)
+    if not enabled:
+        yield None
+        return
+    last = {"shown": 0.0, "states": {}}
+    status = out.status("starting replicas ...") if out.is_terminal else None
+
+    def update(states):
+        if status is not None:
+            now = time.monotonic()
+            if now - last["shown"] > 0.25:
+                last["shown"] = now
+                status.update("  ".join(f"{label}: {state}, {steps} steps"
+                                        for label, (state, steps) in states.items()))
+        else:
+            for label, (state, steps) in states.items():
+                if last["states"].get(label) != state and state != "waiting":
+                    out.print(f"{label}: {state}" + (f" ({steps} steps)" if state == "done" else ""))
+        last["states"] = {label: state for label, (state, _) in states.items()}
+
+    if status is not None:
+        with status:
+            yield update
+    else:
+        yield update

@@ -1,0 +1,182 @@
+"""`twinrun check` on real sources of nondeterminism, each observable on this CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_sentence_error, requires_data, run_cli
+
+SCRIPTS = Path(__file__).parent / "scripts"
+pytestmark = pytest.mark.slow
+
+
+def check(*args, store, env=None):
+    completed = run_cli("check", "--json", "--store", store, *args, env=env)
+    assert completed.returncode in (0, 1), completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+    assert completed.returncode == (0 if verdict["verdict"] == "identical" else 1)
+    return verdict
+
+
+def script(name, *args):
+    return ["--", "python", str(SCRIPTS / name), *args]
+
+
+# (a) the hash seed
+
+def test_labels_from_a_set_of_strings_differ_between_plain_python_runs():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    outputs = {subprocess.run([sys.executable, str(SCRIPTS / "set_labels.py")], env=env,
+                              capture_output=True, text=True, check=True).stdout
+               for _ in range(3)}
+    assert len(outputs) > 1
+
+
+def test_labels_from_a_set_of_strings_are_identical_under_check(store):
+    verdict = check(*script("set_labels.py"), store=store)
+    assert verdict["verdict"] == "identical"
+    assert verdict["first_divergence"] is None
+    assert len({r["fingerprint"] for r in verdict["replicas"]}) == 1
+
+
+def test_a_random_hash_seed_diverges_at_the_data_and_names_the_hash_seed(store):
+    verdict = check("--hash-seed", "random", *script("set_labels.py"), store=store)
+    assert verdict["verdict"] == "diverged"
+    assert verdict["first_divergence"]["records"] == ["data"]
+    assert any("hash seed" in cause for cause in verdict["likely_causes"])
+    assert "process.hash_probe" in {d["key"] for d in verdict["environment_diff"]}
+
+
+# (b) an unseeded shuffle
+
+def test_an_unseeded_numpy_shuffle_diverges_at_step_0_at_the_batch(store):
+    verdict = check(*script("unseeded_shuffle.py"), store=store)
+    divergence = verdict["first_divergence"]
+    assert (divergence["step"], divergence["records"][0]) == (0, "batch")
+
+
+# (c) thread counts
+
+def test_torch_replicas_with_1_and_2_threads_diverge_and_show_the_thread_counts(store):
+    verdict = check("--threads", "1,2", *script("torch_matmul.py"), store=store)
+    assert verdict["verdict"] == "diverged"
+    diff = {d["key"]: d["values"] for d in verdict["environment_diff"]}
+    assert diff["framework.num_threads"] == [1, 2]
+    assert diff["env.OMP_NUM_THREADS"] == ["1", "2"]
+    assert any("Thread counts" in cause for cause in verdict["likely_causes"])
+
+
+def test_lockstep_stops_every_replica_within_one_step_of_the_divergence(store):
+    verdict = check("--threads", "1,2", "--lockstep", "--no-localize",
+                    *script("torch_matmul.py", "--steps", "2000"), store=store)
+    step = verdict["first_divergence"]["step"]
+    assert [r["steps"] for r in verdict["replicas"]] == [step + 1, step + 1]
+    assert all(r["stopped_early"] for r in verdict["replicas"])
+
+
+# (d) a custom layer that adds noise from a known step on
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_noise_from_a_custom_keras_layer_is_localised_to_its_step_and_layer(backend, store):
+    verdict = check(*script("keras_jitter.py", "--start", "3"), store=store,
+                    env={"KERAS_BACKEND": backend})
+    divergence = verdict["first_divergence"]
+    assert divergence["step"] == 3
+    assert divergence["layer"]["name"] == "jitter"
+    assert divergence["layer"]["class"] == "Jitter"
+    assert verdict["localization"]["where"] == "forward"
+    assert verdict["localization"]["race"] is False
+
+
+# (e) TensorFlow's default CPU kernels against its deterministic ones
+
+@requires_data
+def test_tensorflow_with_and_without_determinism_diverge(store):
+    verdict = check("--backend", "tensorflow", "--determinism", "on,off", "--epochs", "1",
+                    "--no-localize", store=store)
+    assert verdict["verdict"] == "diverged"
+    keys = {d["key"] for d in verdict["environment_diff"]}
+    assert {"env.TF_DETERMINISTIC_OPS", "process.determinism"} <= keys
+
+
+# identical where it should be
+
+@requires_data
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_the_quick_fashion_cnn_is_identical_on_each_backend(backend, store):
+    verdict = check("--backend", backend, "--preset", "quick", "--seed", "7", store=store)
+    assert verdict["verdict"] == "identical"
+    assert verdict["steps_compared"] == 150
+    fingerprints = {r["fingerprint"] for r in verdict["replicas"]}
+    assert len(fingerprints) == 1 and None not in fingerprints
+
+
+def test_the_answers_experiment_with_five_replicas_is_identical(store):
+    verdict = check("-n", "5", "--workload", "answer-demo", store=store)
+    assert verdict["verdict"] == "identical"
+    rows = [r["metrics"] for r in verdict["replicas"]]
+    assert len(rows) == 5
+    for key in ("loss", "acc", "val_loss", "val_acc"):
+        assert len({row[key] for row in rows}) == 1
+
+
+# a replica that misbehaves
+
+def test_a_failing_replica_stops_the_others_and_shows_its_stderr(store):
+    completed = run_cli("check", "--store", store, "--parallel", "2",
+                        *script("torch_matmul.py", "--fail-replica", "1", "--steps", "400"))
+    assert completed.returncode == 2
+    assert_one_sentence_error(completed, "Replica replica 1 exited with code 3",
+                              "boom: replica failed on purpose")
+
+
+def test_a_hung_replica_is_stopped_at_the_timeout(store):
+    completed = run_cli("check", "--store", store, "--parallel", "2", "--timeout", "40",
+                        *script("torch_matmul.py", "--hang-replica", "1"))
+    assert completed.returncode == 2
+    assert_one_sentence_error(completed, "did not finish within 40 s")
+
+
+def test_traces_of_different_lengths_are_an_error(store):
+    completed = run_cli("check", "--store", store, *script("torch_matmul.py", "--short-replica", "1"))
+    assert completed.returncode == 2
+    assert_one_sentence_error(completed, "different lengths")
+
+
+def test_a_script_that_writes_no_trace_is_told_how_to_add_one(tmp_path, store):
+    plain = tmp_path / "plain.py"
+    plain.write_text("print('training without a trace')\n")
+    completed = run_cli("check", "--store", store, "--", "python", plain)
+    assert completed.returncode == 2
+    assert_one_sentence_error(completed, "wrote no trace", "twinrun.keras.Trace()")
+
+
+def train_a_tiny_torch_model():
+    import torch
+
+    import twinrun
+    import twinrun.torch
+
+    twinrun.deterministic(backend="torch")
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(64, 8)  # drawn from the seeded global generator
+    with twinrun.torch.Tracer(model, optimizer) as tracer:
+        for _ in range(5):
+            optimizer.zero_grad()
+            loss = ((model(x) - 1.0) ** 2).mean()
+            loss.backward()
+            optimizer.step()
+            tracer.step(loss, x)
+
+
+def test_check_of_a_python_function_runs_it_in_fresh_processes(store):
+    import twinrun
+
+    verdict = twinrun.check(train_a_tiny_torch_model, n=2, seed=3, store=str(store))
+    assert verdict.verdict == "identical"
+    assert [r["steps"] for r in verdict.replicas] == [5, 5]
