@@ -66,7 +66,7 @@ def reference_arrays():
         "uint8": rng.integers(0, 256, (30, 40), dtype=np.uint8),
         "uint16": rng.integers(0, 2**16, 1100, dtype=np.uint16),
         "uint32": rng.integers(0, 2**32, 1100, dtype=np.uint32),
-        "complex64": (rng.standard_normal(600) + 1j * rng.standard_normal(600)).astype(np.complex64),
+        "complex64": (rng.standard_normal(600) + 1j * rng.standard_normal(600)).astype("c8"),
         "int8": rng.integers(-128, 128, 50, dtype=np.int8),
         "float64": rng.standard_normal((5, 300)),
         "int64": rng.integers(-2**63, 2**63 - 1, 700, dtype=np.int64),

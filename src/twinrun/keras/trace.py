@@ -70,6 +70,7 @@ class Trace(keras.callbacks.Callback):
         backend = keras.backend.backend()
         self._words = tensor_words_for(backend)
         self._weights = list(self.model.weights)
+        self._state_index = _jax_state_index(self.model, self._weights)
         self.writer = TraceWriter(self.path)
         from twinrun.environment import fingerprint_environment
 
@@ -99,9 +100,7 @@ class Trace(keras.callbacks.Callback):
         batch_fp = None
         if self.batches is not None and self.batches.batch_fingerprints:
             batch_fp = self.batches.batch_fingerprints.popleft()
-        # Fetched anew each step: on JAX a variable's value is a new array after every step
-        # (the old one is donated and deleted).
-        words = self._words([v.value for v in self._weights])
+        words = self._words(self._current_values())
         self.writer.step(self.step, self.epoch, batch_fp,
                          None if loss is None else float(loss), words.tolist())
         if self.probe is not None:
@@ -110,11 +109,26 @@ class Trace(keras.callbacks.Callback):
         if self.lockstep is not None:
             self.lockstep.wait(self.step - 1)
 
+    def _current_values(self):
+        """Every variable's current value, fetched anew each step.
+
+        Keras' JAX trainer keeps the training state outside the variables during `fit` (it
+        empties them to save memory and donates each step's arrays to the next), so on JAX the
+        values come from `model._jax_state`, without forcing a sync that would change how
+        Keras runs.
+        """
+        state = getattr(self.model, "_jax_state", None)
+        if self._state_index is not None and state and not getattr(
+                self.model, "_jax_state_synced", True):
+            return [state[group][i] for group, i in self._state_index]
+        return [v.value for v in self._weights]
+
     def on_epoch_end(self, epoch, logs=None):
         snapshot = None
         if self.snapshots and snapshot_due(epoch + 1):
             snapshot = f"{self.path.name}.epoch{epoch + 1}.npz"
-            arrays = {f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(self._weights)}
+            arrays = {f"v{i}": np.asarray(keras.ops.convert_to_numpy(value))
+                      for i, value in enumerate(self._current_values())}
             np.savez(self.path.parent / snapshot, **arrays)
         self.writer.write({"kind": "epoch", "epoch": epoch + 1, "step": self.step,
                            "metrics": {k: float(v) for k, v in (logs or {}).items()},
@@ -124,3 +138,16 @@ class Trace(keras.callbacks.Callback):
         if self.writer is not None:
             self.writer.write({"kind": "end", "steps": self.step})
             self.writer.close()
+
+
+def _jax_state_index(model, weights):
+    """Where each weight lives in Keras' JAX training state, or None on other backends."""
+    if keras.backend.backend() != "jax":
+        return None
+    position = {}
+    for group in ("trainable_variables", "non_trainable_variables"):
+        for i, variable in enumerate(getattr(model, group)):
+            position.setdefault(id(variable), (group, i))
+    if any(id(w) not in position for w in weights):
+        return None
+    return [position[id(w)] for w in weights]
