@@ -74,7 +74,9 @@ def median_ms(function, argument, repeats, fastest=None):
 
 
 def thread_settings(backend):
-    settings = {"cpu_count": os.cpu_count()}
+    # Other processes competing for the cores inflate the medians (torch's OpenMP barriers
+    # most): the load average says how busy the machine was.
+    settings = {"cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
     if backend == "torch":
         import torch
 
@@ -152,7 +154,7 @@ def print_table(results):
         if "error" in r:
             print(f"{r['backend']:<11} failed: {r['error']}")
             continue
-        threads = {k: v for k, v in r["threads"].items() if k != "jax_devices"}
+        threads = {k: v for k, v in r["threads"].items() if k not in ("jax_devices", "cpu_count")}
         print(f"{r['backend']:<11}{r['tensors']:>8}{r['values']:>10}"
               f"{r['tensor_words_ms']:>10.3f}{r['tensor_words_p10_ms']:>8.3f}"
               f"{r['tensor_words_gbps']:>7.1f}{r['host_copy_ms']:>9.3f}"
