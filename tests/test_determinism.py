@@ -28,7 +28,7 @@ BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(not is_installed(b), reason
             for b in ("tensorflow", "jax", "torch")]
 
 EFFECT = {
-    "tensorflow": "import tensorflow as tf; effect = tf.config.experimental.is_op_determinism_enabled()",
+    "tensorflow": "from tensorflow.python.framework import config; effect = config.is_op_determinism_enabled()",
     "torch": "import torch; effect = torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == 1",
     "jax": "effect = '--xla_gpu_deterministic_ops=true' in os.environ['XLA_FLAGS']",
 }
