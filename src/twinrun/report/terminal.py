@@ -180,33 +180,22 @@ def render_doctor(environment, audits, out=None):
 
 @contextlib.contextmanager
 def replica_progress(enabled=True, out=None):
-    """A live line of each replica's state and steps while a check runs.
+    """A live status line of each replica's state and steps while a check runs.
 
-    Yields the callback `run_replicas` calls. On a terminal it redraws a status line; piped,
-    it prints a line when a replica starts or finishes.
+    Yields the callback `run_replicas` calls, or None when the output is no terminal: piped
+    output stays exactly the verdict (and an error stays one sentence).
     """
     out = out or Console(file=sys.stderr)
-    if not enabled:
+    if not enabled or not out.is_terminal:
         yield None
         return
-    last = {"shown": 0.0, "states": {}}
-    status = out.status("starting replicas ...") if out.is_terminal else None
-
-    def update(states):
-        if status is not None:
+    last = {"shown": 0.0}
+    with out.status("starting replicas ...") as status:
+        def update(states):
             now = time.monotonic()
             if now - last["shown"] > 0.25:
                 last["shown"] = now
                 status.update("  ".join(f"{label}: {state}, {steps} steps"
                                         for label, (state, steps) in states.items()))
-        else:
-            for label, (state, steps) in states.items():
-                if last["states"].get(label) != state and state != "waiting":
-                    out.print(f"{label}: {state}" + (f" ({steps} steps)" if state == "done" else ""))
-        last["states"] = {label: state for label, (state, _) in states.items()}
 
-    if status is not None:
-        with status:
-            yield update
-    else:
         yield update
