@@ -34,6 +34,7 @@ class SeedCNN(nn.Module):
 def batches(x, y, seed, epoch=0):
     """Batches of 64 in the order `default_rng([seed, epoch]).permutation(n)` (as twinrun's)."""
     order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(x)))
+    order = order.to(x.device)
     for start in range(0, len(x), BATCH_SIZE):
         rows = order[start:start + BATCH_SIZE]
         yield x[rows], y[rows]
@@ -56,8 +57,8 @@ def train_steps(model, optimizer, batch_iterator, on_step=None, tracer_for_step=
             on_step(loss)
 
 
-def build(seed):
+def build(seed, device="cpu"):
     """The model and its Adam optimizer, initialised from torch's generator seeded by `seed`."""
     torch.manual_seed(seed)
-    model = SeedCNN()
+    model = SeedCNN().to(device)
     return model, torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)

@@ -33,6 +33,7 @@ import numpy as np
 
 STARTED = time.perf_counter()
 SEED = 0
+jit_compile = []  # what Keras resolved `jit_compile="auto"` to
 
 
 class MachineLoad:
@@ -134,6 +135,11 @@ def keras_run(args, schedule, workdir):
                                    enabled=args.determinism == "on")
     x, y = training_split(schedule.total * fashion_cnn.BATCH_SIZE)
     model = fashion_cnn.build_model(report.seeds)
+    if args.jit_compile != "auto":  # for bench/contention.py; Keras' "auto" is off on a CPU
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=fashion_cnn.LEARNING_RATE),
+                      loss="categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=args.jit_compile == "on")
+    jit_compile.append(bool(model.jit_compile))
     batches = shuffled_batches(x, y, fashion_cnn.BATCH_SIZE, report.seeds["shuffle"])
     stamps = []
 
@@ -205,9 +211,10 @@ def native_torch_run(args, schedule, workdir):
                                    enabled=args.determinism == "on")
     x, y = training_split(schedule.total * cnn.BATCH_SIZE)
     # The same images as the Keras runs, as NCHW tensors with integer labels.
-    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    y = torch.from_numpy(y.argmax(axis=1).astype(np.int64))
-    model, optimizer = cnn.build(report.seeds["init"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+    y = torch.from_numpy(y.argmax(axis=1).astype(np.int64)).to(device)
+    model, optimizer = cnn.build(report.seeds["init"], device)
     tracer = None
     if args.trace_blocks:
         from twinrun.torch import Tracer
@@ -255,6 +262,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=15, help="steps per block")
     parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto",
+                        help="Keras `jit_compile` (XLA) for the Keras frameworks")
     args = parser.parse_args()
     schedule = Schedule(args.warmup, args.steps, args.blocks, args.trace_blocks)
     with tempfile.TemporaryDirectory(prefix="twinrun-bench-") as workdir:
@@ -269,7 +278,7 @@ def main():
         "blocks": blocks, "plain_ms": statistics.median(plain),
         "warmup_ms": [round(1e3 * float(d), 1) for d in np.diff(stamps[:args.warmup])],
         "impossible_controls": [c.name for c in report.impossible],
-        "load": schedule.load.load, "threads": thread_facts(args.framework),
+        "jit_compile": jit_compile[0] if jit_compile else None, "load": schedule.load.load, "threads": thread_facts(args.framework),
         "trace_bytes": trace_bytes, "process_s": time.perf_counter() - STARTED,
     }))
 

@@ -15,6 +15,30 @@ from twinrun.determinism.common import (
 from twinrun.seeds import derive_seeds
 
 
+def _seed_keras(seed):
+    """Seed Keras' global generator (used by layers and `keras.random` calls without a seed).
+
+    `keras.utils.set_random_seed` also seeds TensorFlow whenever it is installed, importing it
+    (2-3 s per run) even on the JAX and torch backends; there we set what it sets for Keras and
+    leave TensorFlow alone unless it is already imported.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return Control("keras.utils.set_random_seed", APPLIED, f"seed {seed}")
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    except ImportError:  # a Keras that moved its internals: fall back to the public helper
+        keras.utils.set_random_seed(seed)
+        return Control("keras.utils.set_random_seed", APPLIED, f"seed {seed}")
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    return Control("keras global seed", APPLIED, f"seed {seed} (TensorFlow not imported)")
+
+
 def framework_module(backend):
     """The determinism module of one backend (`twinrun.determinism.<backend>`)."""
     return importlib.import_module(f"twinrun.determinism.{resolve_backend(backend)}")
@@ -87,12 +111,7 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
                                threads=threads, seeds=dict(seeds))
     report.controls.append(hash_seed_control(enabled))
     if "keras" in sys.modules:
-        # Keras' own helper also seeds its global SeedGenerator (used by unseeded layers).
-        import keras
-
-        keras.utils.set_random_seed(seeds["backend"])
-        report.controls.append(Control("keras.utils.set_random_seed", APPLIED,
-                                       f"seed {seeds['backend']}"))
+        report.controls.append(_seed_keras(seeds["backend"]))
     report.controls.extend(seed_python_and_numpy(seeds))
     report.controls.extend(framework_module(backend).apply(seeds, threads, enabled))
     return report

@@ -117,9 +117,12 @@ class Trace(keras.callbacks.Callback):
         values come from `model._jax_state`, without forcing a sync that would change how
         Keras runs.
         """
-        state = getattr(self.model, "_jax_state", None)
+        # `self._model`, not `self.model`: Keras' `Callback.model` property syncs the JAX state
+        # back into the variables on every access, which is the cost this avoids.
+        model = self._model
+        state = getattr(model, "_jax_state", None)
         if self._state_index is not None and state and not getattr(
-                self.model, "_jax_state_synced", True):
+                model, "_jax_state_synced", True):
             return [state[group][i] for group, i in self._state_index]
         return [v.value for v in self._weights]
 

@@ -60,7 +60,8 @@ def train(config, data, callbacks=(), on_dataset=None):
         on_dataset(batches)
     epochs = config.epochs or EPOCHS
     history = model.fit(batches, validation_data=(data["x_val"], data["y_val"]),
-                        epochs=epochs, callbacks=list(callbacks), verbose=0)
+                        validation_batch_size=BATCH_SIZE, epochs=epochs,
+                        callbacks=list(callbacks), verbose=0)
     last = {name: float(values[-1]) for name, values in history.history.items()}
     rows = [{"epoch": i + 1, **{n: float(v[i]) for n, v in history.history.items()}}
             for i in range(len(history.history["loss"]))]

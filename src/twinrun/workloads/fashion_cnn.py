@@ -173,7 +173,7 @@ def train(config, data, callbacks=(), on_dataset=None):
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                             restore_best_weights=True)
     history = model.fit(
-        batches, validation_data=(splits.x_val, splits.y_val), batch_size=None,
+        batches, validation_data=(splits.x_val, splits.y_val), validation_batch_size=BATCH_SIZE,
         epochs=epochs, callbacks=[stopper, *callbacks], verbose=0,
     )
     val_losses = history.history["val_loss"]
