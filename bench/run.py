@@ -159,7 +159,22 @@ def bench_startup(settings):
         f"(bare interpreter {1e3 * median(bare):.0f} ms)")
     rows = [row("start-up", "`twinrun --help`", "`python -c pass`", bare, helps,
                 [h / b for h, b in zip(helps, bare)], "s", 0.3, goal_kind="value_max")]
-    return {"measurements": {"python_c_pass_s": bare, "twinrun_help_s": helps}, "rows": rows}
+    # The environment fingerprint every run records: its own cost, without a framework (the
+    # import of the module is the baseline, so only the fingerprint itself is counted).
+    imported, fingerprinted = [], []
+    for i in range(settings["cli_repeats"]):
+        imported.append(wall_time([PYTHON, "-c", "import twinrun.environment"]))
+        fingerprinted.append(wall_time([PYTHON, "-c", "import twinrun.environment as e; "
+                                        "e.fingerprint_environment()"]))
+    cost = [max(0.0, f - i) for f, i in zip(fingerprinted, imported)]
+    say(f"  fingerprint_environment(): median {1e3 * median(cost):.0f} ms")
+    rows.append(row("start-up", "`fingerprint_environment()` (no framework)",
+                    "`import twinrun.environment`", imported, cost,
+                    [f / i for f, i in zip(fingerprinted, imported)], "s", 0.3,
+                    goal_kind="value_max"))
+    return {"measurements": {"python_c_pass_s": bare, "twinrun_help_s": helps,
+                             "environment_import_s": imported,
+                             "environment_fingerprint_s": cost}, "rows": rows}
 
 
 def fill_store(path, runs):

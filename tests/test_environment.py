@@ -88,21 +88,21 @@ def test_diff_flattens_nested_keys_keeps_hostname_and_counts_missing_keys_as_non
     ]
 
 
-def test_fingerprint_without_a_backend_imports_no_framework_and_is_fast():
+def test_fingerprint_without_a_backend_imports_no_framework():
+    # Its speed (goal 0.3 s) is measured in bench/run.py's start-up benchmark, not here: a
+    # timing on a shared 2-core machine is no test.
     code = textwrap.dedent("""
-        import json, sys, time
+        import json, sys
         from twinrun.environment import fingerprint_environment
-        start = time.perf_counter()
-        fingerprint_environment()
-        seconds = time.perf_counter() - start
+        facts = fingerprint_environment()
         loaded = [m for m in ("tensorflow", "jax", "torch", "keras") if m in sys.modules]
-        print(json.dumps({"seconds": seconds, "loaded": loaded}))
+        print(json.dumps({"cores": facts["cpu"]["logical_cores"], "loaded": loaded}))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60)
     report = json.loads(result.stdout)
     assert report["loaded"] == []
-    assert report["seconds"] < 0.3
+    assert report["cores"] >= 1
 
 
 def test_an_unknown_backend_is_refused_by_name():
