@@ -8,6 +8,8 @@ Three entry points, one engine (`twinrun.replicas`):
   with a new hash seed), run in fresh processes.
 """
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -128,7 +130,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
 
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=False, timeout=None, threads=None, hash_seed="fixed", localize="auto",
-                  store=None, progress=None):
+                  store=None, progress=None, environment=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     The script writes its trace with `twinrun.keras.Trace()` or `twinrun.torch.Tracer` (both
@@ -173,7 +175,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             trace = directory / f"replica-{i}{tag}.trace"
             trace.unlink(missing_ok=True)
             env.update(TWINRUN_TRACE=str(trace), TWINRUN_REPLICA=str(i), TWINRUN_SEED=str(seed),
-                       PYTHONUNBUFFERED="1", **(extra_env or {}))
+                       PYTHONUNBUFFERED="1", **(environment or {}), **(extra_env or {}))
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             result.append(ReplicaSpec(label=f"replica {i}", command=list(command), env=env,
                                       trace=trace))
@@ -214,13 +216,20 @@ def check_function(fn, *, n=2, **options):
             # A module the fresh process may not find on its path (a test file, a script
             # next to the notebook): send its code along instead of a reference to it.
             cloudpickle.register_pickle_by_value(module)
-    handle, path = tempfile.mkstemp(prefix="twinrun-fn-", suffix=".pkl")
-    with os.fdopen(handle, "wb") as out:
-        cloudpickle.dump(fn, out)
+    # Unpickling runs code, so the child loads only a payload signed with a key that exists
+    # nowhere but in this process and its replicas' environment: a file swapped or planted in
+    # the (private) folder is refused, not run.
+    key = secrets.token_bytes(32)
+    payload = cloudpickle.dumps(fn)
+    folder = tempfile.mkdtemp(prefix="twinrun-fn-")
+    path = os.path.join(folder, "function.pkl")
+    with open(path, "wb") as out:
+        out.write(hmac.new(key, payload, hashlib.sha256).digest() + payload)
     try:
-        return check_command([sys.executable, "-m", "twinrun.fnrunner", path], n=n, **options)
+        return check_command([sys.executable, "-m", "twinrun.fnrunner", path], n=n,
+                             environment={"TWINRUN_FN_KEY": key.hex()}, **options)
     finally:
-        os.unlink(path)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _per_replica(option, values, n):

@@ -1,15 +1,37 @@
-"""`python -m twinrun.fnrunner FILE`: run a function `twinrun.check(fn)` sent in a fresh process."""
+"""`python -m twinrun.fnrunner FILE`: run the function `twinrun.check(fn)` sent, in a fresh process.
 
+The file holds an HMAC-SHA256 of the pickled function, then the pickle. The key comes only
+through this process's environment (`TWINRUN_FN_KEY`) from the `twinrun.check` that wrote the
+file; anything else is refused before it is unpickled, because unpickling runs code.
+"""
+
+import hashlib
+import hmac
+import os
 import sys
 
 
 def main():
+    key = os.environ.get("TWINRUN_FN_KEY")
+    try:
+        with open(sys.argv[1], "rb") as handle:
+            blob = handle.read()
+    except (IndexError, OSError) as error:
+        print(f"Error: cannot read the function to run ({error}); use twinrun.check(fn).",
+              file=sys.stderr)
+        return 2
+    signature, payload = blob[:32], blob[32:]
+    if not key or not hmac.compare_digest(
+            signature, hmac.new(bytes.fromhex(key), payload, hashlib.sha256).digest()):
+        print(f"Error: {sys.argv[1]} was not written by this twinrun.check, so it is not run; "
+              "call twinrun.check(fn) instead of starting twinrun.fnrunner by hand.",
+              file=sys.stderr)
+        return 2
     import cloudpickle
 
-    with open(sys.argv[1], "rb") as handle:
-        fn = cloudpickle.load(handle)
-    fn()
+    cloudpickle.loads(payload)()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
