@@ -42,6 +42,7 @@ CONDITIONS = {
     },
     "native-torch": {
         "default (2 OpenMP threads)": ({}, [], [], False),
+        "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, [], [], False),
         "one busy competitor process": ({}, [], [], True),
         "competitor + OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, [], [], True),
         "competitor + 1 thread (OMP_NUM_THREADS=1)": (ONE_THREAD, [], [], True),
