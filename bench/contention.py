@@ -64,7 +64,9 @@ def main():
         names = list(conditions) if r % 2 == 0 else list(reversed(conditions))
         for name in names:
             extra, prefix, options, competitor = conditions[name]
-            env = dict(run_environment(args.framework, False), **extra)
+            env = run_environment(args.framework, False)
+            env.pop("OMP_WAIT_POLICY", None)  # OpenMP's own default unless a condition sets it
+            env.update(extra)
             busy = None
             if competitor:
                 # One pure-Python busy loop: what another single-threaded test does to us.

@@ -89,3 +89,44 @@ def test_the_seed_comes_from_twinrun_check_when_not_given():
                         "print(json.dumps(twinrun.deterministic().to_dict()))", "torch",
                         TWINRUN_SEED="11")
     assert report["seed"] == 11
+
+
+# OpenMP's wait policy: a speed setting for torch, which must not change any bit ----------------
+
+def test_torch_processes_get_a_passive_openmp_wait_policy_unless_the_user_chose_one(monkeypatch):
+    from twinrun.determinism import environment_for
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert environment_for("torch")["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert environment_for("torch", enabled=False)["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in environment_for("tensorflow")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert "OMP_WAIT_POLICY" not in environment_for("torch")
+
+
+MATMUL = """
+import hashlib, torch
+torch.set_num_threads(2)
+g = torch.Generator().manual_seed(0)
+a, b = torch.randn(16384, 64, generator=g), torch.randn(16384, 64, generator=g)
+# A long inner dimension and a small result: the threads split the sum itself, as in a
+# weight gradient, so the thread count changes the bits.
+print(hashlib.sha256((a.T @ b).numpy().tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not is_installed("torch"), reason="torch is not installed")
+def test_the_openmp_wait_policy_leaves_torch_results_bit_identical():
+    digests = {}
+    for policy in ("ACTIVE", "PASSIVE"):
+        env = dict(os.environ, OMP_WAIT_POLICY=policy, OMP_NUM_THREADS="2")
+        done = subprocess.run([sys.executable, "-c", MATMUL], env=env, capture_output=True,
+                              text=True, timeout=120, check=True)
+        digests[policy] = done.stdout.strip()
+    # The same product with one thread sums in another order, so the comparison can fail.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-c", MATMUL.replace("(2)", "(1)")], env=env,
+                         capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    assert len(digests["ACTIVE"]) == 64
+    assert digests["ACTIVE"] == digests["PASSIVE"]
+    assert one != digests["ACTIVE"]

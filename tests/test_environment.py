@@ -132,3 +132,16 @@ def test_naming_a_backend_adds_that_frameworks_build_and_devices_only(backend):
     # TensorFlow 2.21 imports jax by itself; twinrun must not import any other framework.
     assert set(report["others"]) <= ({"jax"} if backend == "tensorflow" else set())
     assert set(report["gpu"]) == {"devices", "driver", "cuda", "cudnn"}
+
+
+def test_the_load_and_the_wait_policy_are_recorded_and_only_the_policy_counts_as_a_difference(
+        monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    first = fingerprint_environment()
+    assert first["speed"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert len(first["speed"]["load_average"]) == 3
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    second = fingerprint_environment()
+    second["speed"]["load_average"] = [x + 1.5 for x in first["speed"]["load_average"]]
+    assert environment_diff([first, second]) == [
+        {"key": "speed.env.OMP_WAIT_POLICY", "values": ["PASSIVE", "ACTIVE"]}]

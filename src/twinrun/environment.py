@@ -53,7 +53,10 @@ PACKAGES = (
 # Keys `environment_diff` skips because they differ between any two processes by design:
 # when the fingerprint was taken and which process took it. Everything else, hostname included,
 # is kept: a different machine is a real candidate cause of a divergence.
-VOLATILE_KEYS = frozenset({"captured_at", "pid"})
+VOLATILE_KEYS = frozenset({"captured_at", "pid", "load_average"})
+
+# Variables that change how fast a run is, never its bits: recorded so a slow run explains itself.
+SPEED_ENV_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 _NVIDIA_SMI_TIMEOUT_S = 3.0
 
@@ -68,7 +71,9 @@ def fingerprint_environment(backend=None, threads=None):
             recorded as given.
 
     Returns a dict with the keys `python`, `os`, `hostname`, `cpu`, `env`, `threads`, `packages`,
-    `gpu`, `framework`, `pid` and `captured_at`. Facts that do not apply (no GPU, no framework)
+    `gpu`, `framework`, `speed`, `pid` and `captured_at`. `speed` holds what changes how fast a
+    run goes but not its results (the load average when the fingerprint was taken, OpenMP's wait
+    policy); `environment_diff` ignores the load average. Facts that do not apply (no GPU, no framework)
     are None or empty.
 
     Example:
@@ -95,6 +100,7 @@ def fingerprint_environment(backend=None, threads=None):
         "packages": _package_versions(),
         "gpu": _gpu(framework),
         "framework": framework,
+        "speed": _speed(),
         "pid": os.getpid(),
         "captured_at": time.time(),
     }
@@ -128,6 +134,14 @@ def environment_diff(envs):
         if any(value != values[0] for value in values[1:]):
             differences.append({"key": key, "values": values})
     return differences
+
+
+def _speed():
+    try:
+        load = [round(value, 2) for value in os.getloadavg()]
+    except OSError:  # not on every OS
+        load = None
+    return {"load_average": load, "env": {name: os.environ.get(name) for name in SPEED_ENV_VARS}}
 
 
 def _flatten(facts, prefix=""):
