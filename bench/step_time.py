@@ -166,7 +166,9 @@ def traced_steps(keras, trace, schedule, stamps):
 
     Batch fingerprints are produced for every batch (the data thread runs ahead of the steps,
     so it cannot know which block a batch lands in); an untraced step drops its fingerprint.
-    That digest (about 0.02 ms for a 64-image batch) is then in both kinds of block.
+    That digest (about 0.02 ms for a 64-image batch) is then in both kinds of block. On
+    TensorFlow the trace computes the words inside the compiled step; its `active` switch turns
+    that off for untraced steps (one `tf.cond` in every step, traced or not).
     """
 
     class Gate(keras.callbacks.Callback):
@@ -181,7 +183,11 @@ def traced_steps(keras, trace, schedule, stamps):
             trace.on_epoch_begin(epoch, logs)
 
         def on_train_batch_begin(self, batch, logs=None):
-            if schedule.traced(len(stamps)):
+            traced = schedule.traced(len(stamps))
+            in_step = trace._in_step  # TensorFlow: the words are computed inside the step
+            if in_step is not None and bool(in_step.active.numpy()) != traced:
+                in_step.active.assign(traced)
+            if traced:
                 trace.on_train_batch_begin(batch, logs)
 
         def on_train_batch_end(self, batch, logs=None):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from twinrun.trace import TraceReader, TraceWriter, read_trace
 
 WRITER = """
@@ -75,3 +77,44 @@ def test_losses_round_trip_bit_for_bit(tmp_path):
         writer.step(i, 0, None, value, [])
     writer.close()
     assert [repr(s["loss"]) for s in read_trace(path).steps] == [repr(v) for v in values]
+
+
+IN_STEP = """
+import json, sys
+import numpy as np
+import keras
+import twinrun
+from twinrun.keras import Trace
+from twinrun.trace import read_trace
+
+def fit(path, in_step):
+    twinrun.deterministic(3, backend="tensorflow")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3000),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((96, 8), np.float32), rng.random((96, 2), np.float32)
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+              callbacks=[Trace(path, snapshots=False, in_step=in_step)])
+    return [s["variables"] for s in read_trace(path).steps], "train_step" in vars(model)
+
+inside, left_wrapped = fit(sys.argv[1] + ".in", True)
+after, _ = fit(sys.argv[1] + ".after", False)
+print(json.dumps({"inside": inside, "after": after, "left_wrapped": left_wrapped}))
+"""
+
+
+def test_the_tensorflow_fingerprint_inside_the_step_gives_each_steps_words(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("keras")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", IN_STEP, str(tmp_path / "run.trace")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # Six steps, every one different from the one before: words read before the optimizer's
+    # update (one step late) would not match the after-step words.
+    assert len(result["inside"]) == 6
+    assert all(a != b for a, b in zip(result["inside"], result["inside"][1:]))
+    assert result["inside"] == result["after"]
+    assert result["left_wrapped"] is False
