@@ -4,6 +4,8 @@ After every optimizer step it fingerprints every model variable on the device (B
 statistics included; only a few words per variable reach the host), the loss Keras reports,
 and the batch when twinrun feeds the data. It must run synchronously after each step (it
 reads the variables before the next step changes them), so it is not marked `async_safe`.
+On TensorFlow the words are computed inside the compiled training step itself (see
+`_InStepWords`) and the callback only collects them.
 """
 
 import os
