@@ -171,6 +171,8 @@ def traced_steps(keras, trace, schedule, stamps):
     that off for untraced steps (one `tf.cond` in every step, traced or not).
     """
 
+    switch = {}  # the state of the in-step switch, kept here rather than read every step
+
     class Gate(keras.callbacks.Callback):
         def set_model(self, model):
             super().set_model(model)
@@ -185,8 +187,9 @@ def traced_steps(keras, trace, schedule, stamps):
         def on_train_batch_begin(self, batch, logs=None):
             traced = schedule.traced(len(stamps))
             in_step = trace._in_step  # TensorFlow: the words are computed inside the step
-            if in_step is not None and bool(in_step.active.numpy()) != traced:
+            if in_step is not None and switch.get("on") != traced:
                 in_step.active.assign(traced)
+                switch["on"] = traced
             if traced:
                 trace.on_train_batch_begin(batch, logs)
 

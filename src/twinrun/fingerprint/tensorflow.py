@@ -95,27 +95,20 @@ def _mixed_words(tensors, variadic):
                          tf.constant(np.arange(1, full + 1, dtype=np.uint32)))
             words[i] = tf.stack([tf.reduce_sum(mixed[0]), tf.reduce_sum(mixed[1])])
         if m > full * ROW_LENGTH:
-            rest = stream[full * ROW_LENGTH:] if full else stream
             left = m - full * ROW_LENGTH
             pad = row_count(left) * ROW_LENGTH - left
-            pieces.append(tf.pad(rest, [[0, pad]]) if pad else rest)
+            pieces.append(tf.pad(stream[full * ROW_LENGTH:], [[0, pad]]))
             rows.append(np.arange(full, full + row_count(left)) + 1)
             segments.append(np.full(row_count(left), i))
+    zero = tf.zeros([2], tf.uint32)
+    words = tf.stack([zero if w is None else w for w in words])
     if pieces:
         grid = tf.reshape(tf.concat(pieces, 0), [-1, ROW_LENGTH])
         mixed = _mix(*_grid_sums(grid, variadic),
                      tf.constant(np.concatenate(rows).astype(np.uint32)))
         segment = tf.constant(np.concatenate(segments).astype(np.int32))
-        shared = tf.math.unsorted_segment_sum(tf.stack(mixed, 1), segment, len(tensors))
-    zero = tf.zeros([2], tf.uint32)
-    for i in range(len(tensors)):
-        if pieces and words[i] is not None:
-            words[i] = words[i] + shared[i]
-        elif pieces:
-            words[i] = shared[i]
-        elif words[i] is None:
-            words[i] = zero
-    return tf.stack(words)
+        words += tf.math.unsorted_segment_sum(tf.stack(mixed, 1), segment, len(tensors))
+    return words
 
 
 class _Compiled:

@@ -179,15 +179,14 @@ class _InStepWords:
     (after the optimizer's updates: TensorFlow orders reads of a variable after the writes before
     them), and kept in a small variable the callback reads after the step. That saves a second
     function call and a second pass over weights that are no longer in the cache: on the seed
-    CNN a traced step cost 2.4 ms more than an untraced one with the call after the step, and
-    about 1 ms with it inside (bench/trace_parts.py, docs/performance.md).
+    CNN a traced step cost 2.41 ms more than an untraced one with the call after the step, and
+    1.75 ms with it inside (bench/run.py --only step_time, docs/performance.md).
 
     `active` turns the computation off without retracing (the benchmarks' untraced blocks).
     """
 
-    def __init__(self, model, original, slot, sizes, active):
+    def __init__(self, model, slot, sizes, active):
         self.model = model
-        self.original = original
         self.slot = slot
         self.sizes = sizes
         self.active = active
@@ -226,7 +225,7 @@ class _InStepWords:
 
         model.train_step = train_step
         model.train_function = None  # Keras builds it again, from the wrapped step
-        return cls(model, original, slot, compiled.sizes, active)
+        return cls(model, slot, compiled.sizes, active)
 
     def words(self):
         words = np.empty((len(self.sizes), 3), np.uint32)
