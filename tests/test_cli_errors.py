@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import DEBIAN_DATA, assert_one_sentence_error, requires_data, run_cli
+from conftest import assert_one_sentence_error, fashion_mnist_dir, requires_data, run_cli
 
 
 def test_unknown_backend(store):
@@ -38,7 +38,7 @@ def test_missing_data_names_the_folder_and_the_missing_files(tmp_path, store):
 @requires_data
 def test_corrupt_data_names_the_file_and_both_hashes(tmp_path, store):
     data = tmp_path / "data"
-    shutil.copytree(DEBIAN_DATA, data)
+    shutil.copytree(fashion_mnist_dir(), data)
     labels = data / "train-labels-idx1-ubyte.gz"
     raw = bytearray(gzip.decompress(labels.read_bytes()))
     raw[100] = (raw[100] + 1) % 10

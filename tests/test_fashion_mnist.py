@@ -1,7 +1,8 @@
 """Fashion-MNIST is found, verified bit for bit, loaded, and downloaded safely, on the real files.
 
-The real files come from the Debian package dataset-fashion-mnist; the download tests serve
-copies of them (good, altered, damaged, truncated, cut off, missing) from a local HTTP server.
+The real files are the ones twinrun itself finds (the Debian package dataset-fashion-mnist, the
+Keras cache or TWINRUN_DATA_DIR); the download tests serve copies of them (good, altered,
+damaged, truncated, cut off, missing) from a local HTTP server.
 """
 
 import functools
@@ -18,20 +19,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import fashion_mnist_dir, requires_data
 from twinrun.cli import main
 from twinrun.errors import DataError
 from twinrun.workloads import fashion_mnist
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
+REAL = fashion_mnist_dir()  # where twinrun finds the real files, before the fixture below
 NAMES = [spec.filename for spec in fashion_mnist.FILES]
 SHA256 = {spec.filename: spec.sha256 for spec in fashion_mnist.FILES}
 TWINRUN = Path(sys.executable).parent / "twinrun"
 
-pytestmark = pytest.mark.skipif(
-    not all((REAL / name).is_file() for name in NAMES),
-    reason=f"needs the real Fashion-MNIST in {REAL} (install the Debian package "
-    "dataset-fashion-mnist)",
-)
+pytestmark = requires_data
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +38,28 @@ def no_data_dir_from_the_environment(monkeypatch):
     monkeypatch.delenv("KERAS_HOME", raising=False)
 
 
+def real_gz(name):
+    """The real `.gz` file's bytes; gzipped here when the real folder holds plain IDX files."""
+    if (REAL / name).is_file():
+        return (REAL / name).read_bytes()
+    return gzip.compress((REAL / name.removesuffix(".gz")).read_bytes(), compresslevel=1)
+
+
 def real_bytes(name):
-    return gzip.decompress((REAL / name).read_bytes())
+    return gzip.decompress(real_gz(name))
 
 
 def data_dir(directory, replaced=None):
-    """A directory holding the four real files, some replaced by the given bytes."""
+    """A directory holding the four real `.gz` files, some replaced by the given bytes."""
     directory.mkdir(parents=True, exist_ok=True)
     replaced = replaced or {}
     for name in NAMES:
-        if name not in replaced:
+        if name in replaced:
+            continue
+        if (REAL / name).is_file():
             (directory / name).symlink_to(REAL / name)
+        else:
+            (directory / name).write_bytes(real_gz(name))
     for name, content in replaced.items():
         (directory / name).write_bytes(content)
     return directory
@@ -74,14 +83,14 @@ def altered_labels():
 
 def damaged_labels():
     """The real .gz with one byte flipped in the middle of its deflate stream."""
-    content = bytearray((REAL / LABELS).read_bytes())
+    content = bytearray(real_gz(LABELS))
     content[len(content) // 2] ^= 0xFF
     return bytes(content)
 
 
 def truncated_labels():
     """The real .gz cut in half, as an interrupted copy leaves it."""
-    content = (REAL / LABELS).read_bytes()
+    content = real_gz(LABELS)
     return content[: len(content) // 2]
 
 
@@ -95,7 +104,7 @@ class _MirrorHandler(http.server.SimpleHTTPRequestHandler):
         if name != LABELS:
             self.path = f"/good/{name}"
             return super().do_GET()
-        content = (REAL / name).read_bytes()
+        content = real_gz(name)
         self.send_response(200)
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
@@ -147,8 +156,8 @@ def assert_one_error_line(stderr):
 # Loading
 
 
-def test_load_returns_the_verified_arrays_from_the_debian_package():
-    data = fashion_mnist.load()
+def test_load_returns_the_verified_arrays():
+    data = fashion_mnist.load(REAL)
 
     assert data.source == REAL
     assert data.x_train.shape == (60000, 28, 28) and data.x_train.dtype == np.uint8
@@ -169,7 +178,7 @@ def test_uncompressed_idx_files_are_accepted_beside_gzipped_ones(tmp_path):
     data = fashion_mnist.load(directory)
     report = fashion_mnist.verify(directory)
 
-    assert np.array_equal(data.y_test, fashion_mnist.load().y_test)
+    assert np.array_equal(data.y_test, fashion_mnist.load(REAL).y_test)
     assert report["t10k-labels-idx1-ubyte"]["path"] == directory / "t10k-labels-idx1-ubyte"
     assert all(entry["ok"] for entry in report.values())
 
@@ -190,10 +199,13 @@ def test_the_keras_cache_under_keras_home_is_searched_after_the_debian_directory
 ):
     keras_home = tmp_path / "keras"
     cache = data_dir(keras_home / "datasets" / "fashion-mnist")
+    debian = data_dir(tmp_path / "debian")
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", debian)
 
     assert fashion_mnist.keras_cache_dir() == cache
-    assert fashion_mnist.locate() == REAL
+    assert fashion_mnist.default_locations() == (debian, cache)
+    assert fashion_mnist.locate() == debian
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian-package")
     assert fashion_mnist.locate() == cache
 
@@ -300,7 +312,7 @@ def test_download_from_a_good_mirror_verifies_and_loads(tmp_path, mirror):
     assert leftovers(directory) == sorted(NAMES)
     assert states == [(name, "downloaded") for name in NAMES]
     assert all(entry["ok"] for entry in fashion_mnist.verify(directory).values())
-    assert np.array_equal(fashion_mnist.load(directory).y_train, fashion_mnist.load().y_train)
+    assert np.array_equal(fashion_mnist.load(directory).y_train, fashion_mnist.load(REAL).y_train)
 
 
 def test_download_defaults_to_the_keras_cache_and_skips_files_already_verified(
@@ -353,7 +365,7 @@ def test_damaged_truncated_or_cut_off_download_is_rejected_and_leaves_no_file(
     assert f"{mirror}/{copy}/{LABELS}" in str(error.value)
     assert f"nothing was saved as {dest / LABELS}" in str(error.value)
     if copy == "cut":
-        size = (REAL / LABELS).stat().st_size
+        size = len(real_gz(LABELS))
         assert f"the connection closed after {size // 2} of {size} bytes" in str(error.value)
     assert leftovers(dest) == ["train-images-idx3-ubyte.gz"]
 
@@ -382,13 +394,13 @@ def test_an_unreachable_mirror_is_named_in_one_sentence(tmp_path):
 # The command line
 
 
-def test_cli_verify_prints_a_table_of_the_four_files():
+def test_cli_verify_prints_a_table_of_the_four_files_each_verified():
     result = run_twinrun("data", "verify", "--data-dir", str(REAL))
 
     assert result.returncode == 0, result.stderr
-    for name in NAMES:
-        assert name in result.stdout
-    assert "47,040,016" in result.stdout
+    for spec in fashion_mnist.FILES:
+        row = [line for line in result.stdout.splitlines() if spec.name in line]
+        assert len(row) == 1 and f"{spec.size:,}" in row[0] and "yes" in row[0], result.stdout
 
 
 def test_cli_where_prints_the_directory_found(tmp_path):
@@ -405,7 +417,7 @@ def test_cli_verify_of_a_corrupt_copy_fails_with_one_error_line(tmp_path):
 
     result = run_twinrun("data", "verify", "--data-dir", str(directory))
 
-    assert result.returncode != 0
+    assert result.returncode == 2
     line = assert_one_error_line(result.stderr)
     assert "1 of 4 Fashion-MNIST files" in line
     assert SHA256[LABELS] in result.stdout
@@ -416,7 +428,7 @@ def test_cli_download_from_a_missing_mirror_fails_with_one_error_line(tmp_path, 
         "data", "download", "--data-dir", str(tmp_path), "--url", f"{mirror}/nowhere"
     )
 
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "HTTP 404" in assert_one_error_line(result.stderr)
     assert leftovers(tmp_path) == []
 
