@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data run test test-fast bench bench-quick clean
+.PHONY: setup data run test test-fast doctest bench bench-quick clean
 
 setup: $(INSTALLED) data
 
@@ -23,12 +23,23 @@ data: $(INSTALLED)
 run: setup
 	$(BIN)/twinrun check -n 2 --workload fashion-cnn --preset quick
 
-test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+# The `>>>` examples in the package's docstrings, in a pytest of their own because they
+# change process-wide state (seeds, thread pools, the Keras backend); see src/conftest.py.
+DOCTEST := $(PYTEST) --doctest-modules src/twinrun
 
-# Everything but the tests that train real models in fresh processes.
+# Every test, then every docstring example; fails if either fails (both always run).
+test: setup
+	$(PYTEST) tests; tests=$$?; $(DOCTEST); examples=$$?; \
+	test $$tests -eq 0 && test $$examples -eq 0
+
+# Everything but the tests that train real models in fresh processes, then the examples.
 test-fast: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+	$(PYTEST) -m "not slow" tests; tests=$$?; $(DOCTEST); examples=$$?; \
+	test $$tests -eq 0 && test $$examples -eq 0
+
+doctest: setup
+	$(DOCTEST)
 
 bench: setup
 	$(BIN)/python bench/run.py

@@ -22,8 +22,11 @@ def tensor_words_for(backend):
         backend: `"tensorflow"`, `"jax"`, `"torch"`, or `"numpy"` for host arrays.
 
     Example:
-        >>> words = tensor_words_for("torch")(list(model.parameters()))  # doctest: +SKIP
-        >>> words.shape  # (number of tensors, WORDS_PER_TENSOR), uint32
+        >>> import torch
+        >>> model = torch.nn.Linear(4, 2)
+        >>> words = tensor_words_for("torch")(list(model.parameters()))
+        >>> words.shape, words.dtype  # (number of tensors, WORDS_PER_TENSOR)
+        ((2, 3), dtype('uint32'))
     """
     if backend not in FRAMEWORKS:
         raise ValueError(f"Expected `backend` to be one of {', '.join(FRAMEWORKS)}. "
