@@ -23,8 +23,8 @@ def run_cli(*args, env=None, cwd=None, timeout=900):
 
 
 def assert_one_sentence_error(completed, *fragments):
-    """A user error: non-zero exit, one `Error:` line first on stderr, no traceback."""
-    assert completed.returncode != 0, completed.stdout
+    """An error: exit 2 (1 means "diverged"), one `Error:` line first on stderr, no traceback."""
+    assert completed.returncode == 2, (completed.returncode, completed.stdout, completed.stderr)
     assert "Traceback" not in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stdout, completed.stdout
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
