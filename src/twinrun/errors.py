@@ -3,6 +3,10 @@
 Every failure a user can cause (bad input, missing data, a crashed replica) is raised as a
 `TwinrunError` whose message is one complete sentence with the next step in it. The CLI
 prints that sentence and exits non-zero; it never shows a traceback for these.
+
+Anything else that escapes is a bug in twinrun: the CLI still prints one `Error:` sentence and
+exits 2, and keeps the traceback in a file under `error_log_folder()` (or prints it with
+`twinrun --debug`).
 """
 
 
@@ -22,3 +26,71 @@ class StoreError(TwinrunError):
 
 class BackendError(TwinrunError):
     """An unknown or uninstalled backend was asked for."""
+
+
+def error_log_folder():
+    """Where tracebacks of unexpected failures are kept: one file per failure.
+
+    `$XDG_STATE_HOME/twinrun/errors/` (default `~/.local/state/twinrun/errors/`); where that
+    cannot be written, `twinrun-<user id>-errors/` in the system's temporary folder.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    candidates = [Path(state) / "twinrun" / "errors",
+                  Path(tempfile.gettempdir()) / f"twinrun-{os.getuid()}-errors"]
+    for folder in candidates:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+def log_traceback(error, argv=None, folder=None):
+    """Write `error`'s full traceback (and the command line) to a new file; return its path.
+
+    Returns None when no folder can be written; the caller then says so instead.
+
+    Arguments:
+        error: the exception being handled.
+        argv: the command line, recorded at the top of the log (default `sys.argv`).
+        folder: where to write (default `error_log_folder()`).
+
+    Example:
+    >>> import tempfile
+    >>> try:
+    ...     1 / 0
+    ... except ZeroDivisionError as error:
+    ...     path = log_traceback(error, folder=tempfile.mkdtemp())
+    >>> "ZeroDivisionError: division by zero" in path.read_text()
+    True
+    """
+    import datetime
+    import os
+    import sys
+    import traceback
+    from pathlib import Path
+
+    folder = error_log_folder() if folder is None else Path(folder)
+    if folder is None:
+        return None
+    now = datetime.datetime.now()
+    path = folder / f"error-{now:%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    lines = [f"command: {' '.join(sys.argv if argv is None else argv)}",
+             f"time: {now.isoformat(timespec='seconds')}", ""]
+    lines += traceback.format_exception(type(error), error, error.__traceback__)
+    from twinrun.report.text import printable
+
+    # Escaped like the terminal output: the message may hold a user's text, and a log is read
+    # with `cat`.
+    text = printable("\n".join(line.rstrip("\n") for line in lines) + "\n", lines=True)
+    try:
+        path.write_text(text)
+    except OSError:
+        return None
+    return path

@@ -6,6 +6,9 @@ import time
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from twinrun.report.text import data_text, printable
 
 
 def console():
@@ -31,22 +34,35 @@ def render_run_result(result, out=None):
         ("wall time", f"{result['wall_time']:.1f} s"),
     ]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, data_text(value))
     out.print(table)
     if result.get("impossible_controls"):
-        out.print("[yellow]Not reproducible for sure:[/] could not fix "
-                  + ", ".join(result["impossible_controls"]))
+        out.print(Text.assemble(("Not reproducible for sure:", "yellow"), " could not fix ",
+                                data_text(", ".join(result["impossible_controls"]))))
 
 
 ANSWER_COLUMNS = ("loss", "acc", "val_loss", "val_acc")
 
 
 def render_verdict(verdict, label, out=None):
-    """The verdict of `twinrun check`: replicas, identical or where they diverged, and why."""
+    """The verdict of `twinrun check`: replicas, identical or where they diverged, and why.
+
+    Every name in it (the command, layers, variables, paths, notes) is printed as text, never
+    read as Rich markup, with control characters escaped. Steps and epochs are printed as the
+    JSON verdict holds them: `first_divergence.step`, `.epoch` and `loss_growth[].step` count
+    from 0 (step 0 of epoch 0 is the first optimizer step), and `weight_distance[].epoch` is the
+    number of epochs finished, so the text says "by epochs finished".
+
+    Arguments:
+        verdict: `Verdict.to_dict()`.
+        label: what was checked (the command line or the workload's name).
+        out: a Rich console (default: stdout).
+    """
     out = out or console()
     replicas = verdict["replicas"]
     answer_table = all(all(k in r["metrics"] for k in ANSWER_COLUMNS) for r in replicas)
-    table = Table(title=f"{len(replicas)} replicas of {label}", title_justify="left")
+    title = Text.assemble(f"{len(replicas)} replicas of ", data_text(label))
+    table = Table(title=title, title_justify="left")
     with_accuracy = any(r["metrics"].get("test_accuracy") is not None for r in replicas)
     table.add_column("#", justify="right")
     table.add_column("steps", justify="right")
@@ -68,50 +84,54 @@ def render_verdict(verdict, label, out=None):
             if with_accuracy:
                 cells.append(_num(m.get("test_accuracy"), 4))
         cells.append(r.get("fingerprint") or "")
-        table.add_row(*cells)
+        table.add_row(*map(data_text, cells))
     if answer_table and len(replicas) > 1:
         spread = []
         for k in ANSWER_COLUMNS:
             values = [r["metrics"][k] for r in replicas]
             ref = max(abs(v) for v in values) or 1.0
             spread.append(f"{100 * (max(values) - min(values)) / ref:.4f} %")
-        table.add_row("Δ", "", *spread, "max rel. diff", style="bold")
+        table.add_row(*map(Text, ["Δ", "", *spread, "max rel. diff"]), style="bold")
     out.print(table)
 
     divergence = verdict.get("first_divergence")
     if verdict["verdict"] == "identical":
-        out.print(f"[bold green]IDENTICAL[/]: every step, every tensor, same bits "
-                  f"({verdict['steps_compared']} steps compared).")
+        out.print(Text.assemble(("IDENTICAL", "bold green"),
+                                ": every step, every tensor, same bits "
+                                f"({verdict['steps_compared']} steps compared)."))
     else:
-        where = ("in the training data, before step 0" if divergence["step"] < 0
-                 else f"at step {divergence['step']} (epoch {(divergence.get('epoch') or 0) + 1})")
-        out.print(f"[bold red]DIVERGED[/] {where}: {', '.join(divergence['records'])} differ.")
+        out.print(Text.assemble(("DIVERGED", "bold red"), " ", _where(divergence), ": ",
+                                data_text(", ".join(divergence["records"])), " differ."))
         if divergence.get("variables"):
             names = divergence["variables"]
-            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-            out.print(f"  first variables to differ: {shown}")
+            shown = _names(names[:6])
+            if len(names) > 6:
+                shown.append(f" and {len(names) - 6} more")
+            out.print(Text.assemble("  first variables to differ: ", *shown))
         layer = divergence.get("layer")
         if layer:
             kind = layer.get("class") or "layer"
-            how = ("its output differed although its input was identical"
-                   if not layer.get("inputs_differed") else "its input already differed")
+            how = Text("its output differed although its input was identical"
+                       if not layer.get("inputs_differed") else "its input already differed")
             if layer.get("variable"):
-                how = f"the gradient of {layer['variable']} differed first (backward order)"
-            out.print(f"  localised to layer [bold]{layer['name']}[/] ({kind}): {how}.")
+                how = Text.assemble("the gradient of ", data_text(layer["variable"], "bold"),
+                                    " differed first (backward order)")
+            out.print(Text.assemble("  localised to layer ", data_text(layer["name"], "bold"),
+                                    " (", data_text(kind), "): ", how, "."))
         loc = verdict.get("localization") or {}
         if loc.get("note"):
-            out.print(f"  {loc['note']}")
+            out.print(Text.assemble("  ", data_text(loc["note"])))
         growth = verdict.get("loss_growth") or []
         if growth:
             picks = _growth_points(growth)
-            out.print("  |Δloss| by step: " + ", ".join(
-                f"{g['step']}: {g['max_abs_loss_diff']:.3g}" for g in picks))
+            out.print(Text("  |Δloss| by step: " + ", ".join(
+                f"{g['step']}: {g['max_abs_loss_diff']:.3g}" for g in picks)))
         distance = verdict.get("weight_distance") or []
         if distance:
-            out.print("  weight distance by epoch: " + ", ".join(
-                f"{d['epoch']}: {d['max_relative_distance']:.3g}" for d in distance[:12]))
+            out.print(Text("  weight distance by epochs finished: " + ", ".join(
+                f"{d['epoch']}: {d['max_relative_distance']:.3g}" for d in distance[:12])))
         for cause in verdict.get("likely_causes") or []:
-            out.print(f"  likely cause: {cause}")
+            out.print(Text.assemble("  likely cause: ", data_text(cause)))
     diff = verdict.get("environment_diff") or []
     if diff:
         env = Table(title="environment differences", title_justify="left")
@@ -119,10 +139,28 @@ def render_verdict(verdict, label, out=None):
         for i in range(len(replicas)):
             env.add_column(f"replica {i}")
         for d in diff[:20]:
-            env.add_row(d["key"], *[_short(v) for v in d["values"]])
+            env.add_row(data_text(d["key"]), *[data_text(_short(v)) for v in d["values"]])
         out.print(env)
     for note in verdict.get("notes") or []:
-        out.print(f"[dim]{note}[/]")
+        out.print(data_text(note, "dim"))
+
+
+def _where(divergence):
+    # The same numbers as the JSON verdict, said to be 0-based so "epoch 0" reads right.
+    if divergence["step"] < 0:
+        return "in the training data, before step 0"
+    if divergence.get("epoch") is None:
+        return f"at step {divergence['step']} (counted from 0)"
+    return f"at step {divergence['step']} in epoch {divergence['epoch']} (both counted from 0)"
+
+
+def _names(names):
+    parts = []
+    for i, name in enumerate(names):
+        if i:
+            parts.append(", ")
+        parts.append(data_text(name))
+    return parts
 
 
 def _growth_points(growth):
@@ -137,12 +175,52 @@ def _num(value, digits):
 
 
 def _short(value, width=40):
-    text = str(value)
+    text = printable(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# The colour of each determinism state (twinrun.determinism.common), in `doctor` and `show`:
+# green = done, dim = nothing to do here, yellow = the user's choice or a caveat the report
+# explains, bold red = a reason the run may not repeat. A state missing here is shown yellow.
 STATE_STYLE = {"applied": "green", "already set": "green", "not needed": "dim",
-               "off": "yellow", "impossible": "bold red"}
+               "off": "yellow", "not pinned": "yellow", "impossible": "bold red"}
+UNKNOWN_STATE_STYLE = "yellow"
+
+
+def state_style(state):
+    """The Rich style of a determinism control's state (see `STATE_STYLE`).
+
+    Example:
+    >>> state_style("impossible")
+    'bold red'
+    """
+    return STATE_STYLE.get(str(state), UNKNOWN_STATE_STYLE)
+
+
+def determinism_table(report, title=None):
+    """A determinism report (`DeterminismReport.to_dict()`) as a table of coloured states.
+
+    Arguments:
+        report: a dict with `controls`, each with `name`, `state` and `detail`.
+        title: the table's title (default: "determinism on BACKEND").
+
+    Example:
+    >>> table = determinism_table({"backend": "torch", "controls": [
+    ...     {"name": "torch.manual_seed", "state": "applied", "detail": "seed 1"}]})
+    >>> table.row_count
+    1
+    """
+    if title is None:
+        title = Text.assemble("determinism on ", data_text(report.get("backend")))
+    table = Table(title=title, title_justify="left")
+    table.add_column("control")
+    table.add_column("state")
+    table.add_column("detail")
+    for control in report.get("controls") or []:
+        state = control.get("state")
+        table.add_row(data_text(control.get("name")), data_text(state, state_style(state)),
+                      data_text(control.get("detail")))
+    return table
 
 
 def render_doctor(environment, audits, out=None):
@@ -154,28 +232,21 @@ def render_doctor(environment, audits, out=None):
     facts = Table(show_header=False, box=None, title="this machine", title_justify="left")
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("python", str(python.get("version")))
-    facts.add_row("os", str((environment.get("os") or {}).get("platform")))
-    facts.add_row("cpu", f"{cpu.get('model')} ({cpu.get('logical_cores')} logical cores)")
+    facts.add_row("python", data_text(python.get("version")))
+    facts.add_row("os", data_text((environment.get("os") or {}).get("platform")))
+    facts.add_row("cpu", data_text(f"{cpu.get('model')} ({cpu.get('logical_cores')} logical cores)"))
     gpu = environment.get("gpu") or {}
-    facts.add_row("gpu", str(gpu.get("devices") or gpu.get("name") or "none"))
+    facts.add_row("gpu", data_text(gpu.get("devices") or gpu.get("name") or "none"))
     for name in ("keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "numpy"):
         if packages.get(name):
-            facts.add_row(name, str(packages[name]))
+            facts.add_row(name, data_text(packages[name]))
     out.print(facts)
     for audit in audits:
         if "error" in audit:
-            out.print(f"[bold]{audit['backend']}[/]: {audit['error']}")
+            out.print(Text.assemble(data_text(audit["backend"], "bold"), ": ",
+                                    data_text(audit["error"])))
             continue
-        table = Table(title=f"determinism on {audit['backend']}", title_justify="left")
-        table.add_column("control")
-        table.add_column("state")
-        table.add_column("detail")
-        for control in audit["controls"]:
-            style = STATE_STYLE.get(control["state"], "")
-            table.add_row(control["name"], f"[{style}]{control['state']}[/]" if style
-                          else control["state"], control.get("detail", ""))
-        out.print(table)
+        out.print(determinism_table(audit))
 
 
 @contextlib.contextmanager
@@ -195,7 +266,7 @@ def replica_progress(enabled=True, out=None):
             now = time.monotonic()
             if now - last["shown"] > 0.25:
                 last["shown"] = now
-                status.update("  ".join(f"{label}: {state}, {steps} steps"
-                                        for label, (state, steps) in states.items()))
+                status.update(data_text("  ".join(f"{label}: {state}, {steps} steps"
+                                                  for label, (state, steps) in states.items())))
 
         yield update
