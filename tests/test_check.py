@@ -65,7 +65,7 @@ def test_torch_replicas_with_1_and_2_threads_diverge_and_show_the_thread_counts(
     verdict = check("--threads", "1,2", *script("torch_matmul.py"), store=store)
     assert verdict["verdict"] == "diverged"
     diff = {d["key"]: d["values"] for d in verdict["environment_diff"]}
-    assert diff["framework.num_threads"] == [1, 2]
+    assert diff["threads.intra_op"] == [1, 2]
     assert diff["env.OMP_NUM_THREADS"] == ["1", "2"]
     assert any("Thread counts" in cause for cause in verdict["likely_causes"])
 
@@ -130,7 +130,7 @@ def test_a_failing_replica_stops_the_others_and_shows_its_stderr(store):
     completed = run_cli("check", "--store", store, "--parallel", "2",
                         *script("torch_matmul.py", "--fail-replica", "1", "--steps", "400"))
     assert completed.returncode == 2
-    assert_one_sentence_error(completed, "Replica replica 1 exited with code 3",
+    assert_one_sentence_error(completed, "Replica 1 exited with code 3",
                               "boom: replica failed on purpose")
 
 
@@ -180,3 +180,56 @@ def test_check_of_a_python_function_runs_it_in_fresh_processes(store):
     verdict = twinrun.check(train_a_tiny_torch_model, n=2, seed=3, store=str(store))
     assert verdict.verdict == "identical"
     assert [r["steps"] for r in verdict.replicas] == [5, 5]
+
+    from twinrun.store import Store
+
+    with Store(store) as records:
+        [check] = records.list_checks()
+        runs = records.list_runs(study_id=check["check_id"])
+    assert (check["kind"], check["label"]) == ("function",
+                                               "twinrun.check(train_a_tiny_torch_model)")
+    assert [r["status"] for r in runs] == ["finished", "finished"]
+
+
+# records: every check keeps its runs and its verdict
+
+def test_a_script_check_records_its_replicas_and_show_prints_the_same_verdict_again(store):
+    # -W and -X take a value: the script is set_labels.py, not "ignore" or "dev".
+    completed = run_cli("check", "--json", "--store", store, "--", "python", "-W", "ignore",
+                        "-X", "dev", SCRIPTS / "set_labels.py")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+
+    checks = json.loads(run_cli("checks", "--store", store, "--json").stdout)
+    assert [c["verdict"] for c in checks] == ["identical"]
+    check_id = checks[0]["check_id"]
+    shown = run_cli("show", check_id, "--store", store, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == verdict
+    assert any(check_id in note for note in verdict["notes"])
+
+    runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
+    assert sorted(r["replica"] for r in runs) == [0, 1]
+    assert {r["study_id"] for r in runs} == {check_id}
+    assert {r["status"] for r in runs} == {"finished"}
+    assert {r["workload"] for r in runs} == {str(SCRIPTS / "set_labels.py")}
+    assert {r["fingerprint"] for r in runs} == {verdict["replicas"][0]["fingerprint"]}
+    assert {r["run_id"] for r in runs} == {r["run_id"] for r in verdict["replicas"]}
+    run = json.loads(run_cli("show", runs[0]["run_id"], "--store", store, "--json").stdout)
+    assert run["environment"]["framework"]["name"] == "torch"
+    assert run["config"]["command"][-1] == str(SCRIPTS / "set_labels.py")
+    folder = Path(store) / "checks" / check_id
+    assert run["artifacts"] == str(folder)
+    assert {"replica-0.log", "replica-1.log", "replica-0.trace"} <= {p.name for p in
+                                                                     folder.iterdir()}
+
+
+def test_a_module_run_with_python_m_is_checked(tmp_path, store):
+    package = tmp_path / "mypackage"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text((SCRIPTS / "set_labels.py").read_text())
+    completed = run_cli("check", "--json", "--store", store, "--", "python", "-u", "-m",
+                        "mypackage.train", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads(completed.stdout)["verdict"] == "identical"

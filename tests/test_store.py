@@ -107,7 +107,7 @@ def test_recording_the_same_epoch_again_replaces_it_instead_of_duplicating(tmp_p
 
     assert store.get_run(run_id)["history"] == [{"epoch": 1, "loss": 0.9},
                                                 {"epoch": 2, "loss": 0.7}]
-    assert store.count_epochs(run_id) == 2
+    assert epoch_rows(tmp_path, run_id) == 2
     assert store.list_runs()[0]["epochs_trained"] == 2  # progress shows while running
 
 
@@ -117,7 +117,7 @@ def test_writes_to_an_unknown_run_raise_store_error(tmp_path):
         store.record_epoch("nope", 1, {"loss": 1.0})
     with pytest.raises(StoreError, match="No run nope in store"):
         store.finish_run("nope", fingerprint="f", metrics={}, epochs_trained=0, wall_time=0.0)
-    assert store.count_epochs() == 0
+    assert epoch_rows(tmp_path) == 0
 
 
 def test_list_runs_gives_summaries_newest_first_and_filters_by_column(tmp_path):
@@ -156,11 +156,112 @@ def test_an_unknown_run_id_names_the_store_and_how_to_list_runs(tmp_path):
     assert str(error.value) == f"No run ABC in store {tmp_path}; `twinrun runs` lists them."
 
 
-def test_run_dir_is_a_folder_per_run_inside_the_store(tmp_path):
+def test_a_run_shows_its_artifacts_folder_only_while_it_holds_files(tmp_path):
+    store = Store(tmp_path / "store")
+    folder = tmp_path / "files"
+    run_id = start(store, artifacts=folder)
+    assert store.get_run(run_id)["artifacts"] is None  # not there yet
+    folder.mkdir()
+    (folder / "replica-0.log").write_text("training\n")
+    assert store.get_run(run_id)["artifacts"] == str(folder)
+
+
+def test_a_stopped_run_keeps_its_reason_and_a_finished_run_is_not_overwritten(tmp_path):
     store = Store(tmp_path)
-    run_id = start(store)
-    folder = store.run_dir(run_id)
-    assert folder == tmp_path / "runs" / run_id and folder.is_dir()
+    running, done = start(store), finished_run(store)
+    assert store.end_unfinished_run(running, "stopped", "twinrun was stopped by SIGTERM")
+    assert not store.end_unfinished_run(done, "failed", "too late")
+    stopped = store.get_run(running)
+    assert (stopped["status"], stopped["error"]) == ("stopped", "twinrun was stopped by SIGTERM")
+    assert stopped["finished_at"] is not None
+    assert store.get_run(done)["status"] == "finished"
+
+
+OWNED_RUN = textwrap.dedent("""
+    import sys
+    from twinrun.store import Store
+    store = Store(sys.argv[1])
+    print(store.start_run(workload="w", backend="torch", seed=0, config={}, seeds={},
+                          determinism={}, environment={}), flush=True)
+    sys.stdin.read()  # runs until the test ends it
+""")
+
+
+def test_a_running_row_whose_process_died_is_marked_failed_by_the_next_store_opened(tmp_path):
+    owner = subprocess.Popen([sys.executable, "-c", OWNED_RUN, str(tmp_path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    run_id = owner.stdout.readline().strip()
+    assert Store(tmp_path).get_run(run_id)["status"] == "running"  # its owner is alive
+    owner.kill()
+    owner.wait(timeout=30)
+
+    run = Store(tmp_path).get_run(run_id)
+    assert run["status"] == "failed"
+    assert "ended without finishing" in run["error"]
+
+
+VERSION_1_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, finished_at TEXT,
+    status TEXT NOT NULL, workload TEXT, backend TEXT, seed INTEGER, preset TEXT, study_id TEXT,
+    replica INTEGER, epochs_trained INTEGER, test_accuracy REAL, fingerprint TEXT,
+    wall_time REAL, error TEXT, config TEXT, seeds TEXT, determinism TEXT, environment TEXT,
+    metrics TEXT, extra TEXT);
+CREATE INDEX runs_created_at ON runs (created_at, run_id);
+CREATE INDEX runs_study_id ON runs (study_id);
+CREATE TABLE epochs (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL, recorded_at TEXT NOT NULL, metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch));
+INSERT INTO runs (run_id, created_at, status, workload, seed)
+    VALUES ('20240501-120000-abcdef', '2024-05-01T12:00:00+00:00', 'running', 'fashion-cnn', 3);
+INSERT INTO epochs VALUES ('20240501-120000-abcdef', 1, '2024-05-01T12:01:00+00:00', '{"loss": 0.5}');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        connection.executescript(VERSION_1_SCHEMA)
+
+    store = Store(tmp_path)
+
+    run = store.get_run("20240501-120000-abcdef")
+    assert (run["workload"], run["seed"], run["history"]) == ("fashion-cnn", 3,
+                                                              [{"epoch": 1, "loss": 0.5}])
+    assert run["status"] == "running"  # no owner recorded: nobody can tell it died
+    store.record_check("check-1", kind="workload", label="fashion-cnn", verdict="identical",
+                       result="{}", replicas=2)
+    assert [c["check_id"] for c in store.list_checks()] == ["check-1"]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_deleting_a_run_deletes_its_epochs(tmp_path):
+    store = Store(tmp_path)
+    run_id = finished_run(store)
+    store._write(lambda conn: conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)))
+    assert epoch_rows(tmp_path) == 0  # ON DELETE CASCADE holds: foreign keys are on
+
+
+def test_a_check_is_found_by_a_prefix_and_keeps_its_verdict_text_exactly(tmp_path):
+    store = Store(tmp_path)
+    text = '{"verdict": "diverged", "steps_compared": 3, "loss": NaN}'
+    store.record_check("check-20240501-120000-abcdef", kind="command", label="python t.py",
+                       verdict="diverged", result=text, replicas=2, steps_compared=3,
+                       folder=store.check_dir("check-20240501-120000-abcdef"))
+    check = store.get_check("check-20240501")
+    assert check["result"] == text
+    assert (check["label"], check["replicas"]) == ("python t.py", 2)
+    assert check["folder"] == str(tmp_path / "checks" / "check-20240501-120000-abcdef")
+    with pytest.raises(StoreError, match="No check check-x in store"):
+        store.get_check("check-x")
+
+
+def epoch_rows(store_dir, run_id=None):
+    with sqlite3.connect(Path(store_dir) / "runs.sqlite") as connection:
+        if run_id is None:
+            return connection.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
+        return connection.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?",
+                                  (run_id,)).fetchone()[0]
 
 
 def test_the_default_store_is_twinrun_runs_unless_TWINRUN_STORE_is_set(monkeypatch, tmp_path):
@@ -260,7 +361,7 @@ def test_four_processes_writing_at_once_lose_nothing_and_duplicate_nothing(tmp_p
     runs = store.list_runs()
     assert len(reported) == len(set(reported)) == 100
     assert sorted(run["run_id"] for run in runs) == sorted(reported)
-    assert store.count_epochs() == 500
+    assert epoch_rows(store_dir) == 500
     assert {run["status"] for run in runs} == {"finished"}
     assert {run["epochs_trained"] for run in runs} == {5}
 
@@ -293,6 +394,8 @@ def test_a_writer_killed_mid_write_loses_nothing_it_had_committed(tmp_path):
         assert run["status"] == "finished"
         assert [epoch["epoch"] for epoch in run["history"]] == [0, 1, 2]
     assert len(store.list_runs()) >= len(committed)
+    # The run it was writing when killed is marked by this Store, never left running.
+    assert "running" not in {run["status"] for run in store.list_runs()}
     with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert RUN_ID.match(start(store))  # and it still takes writes

@@ -6,12 +6,18 @@ Three entry points, one engine (`twinrun.replicas`):
   or `twinrun.torch.Tracer`;
 - `check_function`: a Python function (from a notebook, whose kernel cannot be restarted
   with a new hash seed), run in fresh processes.
+
+Every form keeps a record in the store: each replica as a run (the worker of a built-in
+workload records its own; for a script the launcher records it from the trace), and the verdict
+as a check (`twinrun checks`, `twinrun show CHECK_ID`). The check's folder,
+`<store>/checks/<check_id>/`, keeps each replica's trace and whole log (`replica-N.log`).
 """
 
 import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -43,15 +49,6 @@ def validate_replicas(n, threads):
     return threads
 
 
-def _check_dir(store_path, check_id):
-    from twinrun.store import default_store_path
-
-    root = Path(store_path) if store_path else Path(default_store_path())
-    directory = root / "checks" / check_id
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
 def new_check_id():
     return time.strftime("check-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
 
@@ -73,13 +70,16 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
         hash_seed: `"fixed"` (the launcher sets PYTHONHASHSEED) or `"random"`.
         localize: `"auto"`/True to name the first divergent layer, False to skip.
 
-    Returns a `Verdict`.
+    Returns a `Verdict`; the replicas are recorded as runs and the verdict as a check in the
+    store (`config.store`).
 
-    Example:
-    >>> verdict = check_workload(RunConfig(backend="torch", seed=7), n=2)
-    >>> verdict.verdict
-    'identical'
+    Example (it trains the Fashion CNN twice, so it is not run as a doctest):
+
+        verdict = check_workload(RunConfig(backend="torch", seed=7), n=2)
+        verdict.verdict  # 'identical'
     """
+    from twinrun.launch import child_environment, mark_unfinished, read_run_id
+    from twinrun.store import Store
     from twinrun.train import prepare
 
     threads = validate_replicas(n, threads)
@@ -87,7 +87,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
     _validate_hash_seed(hash_seed)
     config = prepare(config)
     check_id = new_check_id()
-    directory = _check_dir(config.store, check_id)
+    store = Store(config.store)
+    directory = store.check_dir(check_id)
     configs = []
     for i in range(n):
         replica_config = replace(config, trace=str(directory / f"replica-{i}.trace"),
@@ -106,40 +107,66 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
             config_path.write_text(json.dumps(c.to_dict()))
             result_path.unlink(missing_ok=True)
             Path(c.trace).unlink(missing_ok=True)
-            from twinrun.launch import child_environment
-
             env = child_environment(c, {"TWINRUN_REPLICA": str(i), **(extra_env or {})})
             if hash_seed == "random":
                 env.pop("PYTHONHASHSEED", None)
             result.append(ReplicaSpec(
                 label=f"replica {i}",
                 command=python_command("twinrun.worker", config_path, result_path, "--quiet"),
-                env=env, trace=Path(c.trace), result=result_path))
+                env=env, trace=Path(c.trace), log=directory / f"replica-{i}{tag}.log",
+                result=result_path))
         return result
 
+    def on_end(outcome):
+        # The worker records its own run; one that was stopped, hung or crashed could not
+        # finish its row, so the launcher does.
+        status, reason = _ending(outcome)
+        mark_unfinished(config.store, read_run_id(outcome.spec.result), status, reason)
+
     parallel = parallel or _default_parallel(n, threads or [config.threads] * n)
-    outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
-                            progress=progress)
-    results = [_read_result(o.spec.result) for o in outcomes]
-    verdict = build_verdict(outcomes, results)
-    if verdict.verdict == DIVERGED and localize:
-        _localize(verdict, lambda extra: specs(extra, tag=".localize"), parallel, timeout)
-    verdict.notes.append(f"traces in {directory}")
-    return verdict
+    try:
+        outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
+                                progress=progress, on_end=on_end if config.record else None)
+        results = [_read_result(o.spec.result) for o in outcomes]
+        verdict = build_verdict(outcomes, results)
+        if verdict.verdict == DIVERGED and localize:
+            _localize(verdict, lambda extra: specs(extra, tag=".localize"), parallel, timeout)
+        verdict.notes.append(f"traces and logs in {directory}")
+        if config.record:
+            _record_check(store, check_id, verdict, kind="workload", folder=directory,
+                          label=f"{config.workload} ({config.preset}) on {config.backend}")
+        return verdict
+    finally:
+        store.close()
 
 
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=False, timeout=None, threads=None, hash_seed="fixed", localize="auto",
-                  store=None, progress=None, environment=None):
+                  store=None, progress=None, environment=None, label=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     The script writes its trace with `twinrun.keras.Trace()` or `twinrun.torch.Tracer` (both
     find the path in `TWINRUN_TRACE`) and may call `twinrun.deterministic()` with no seed to
-    take the one passed here.
+    take the one passed here. Each replica is recorded as a run in the store, and the verdict
+    as a check.
+
+    Arguments:
+        command: the argument list, e.g. `["python", "train.py", "--epochs", "1"]`.
+        n, backend, seed, determinism, parallel, lockstep, timeout, threads, hash_seed,
+            localize, store: as for `twinrun check`.
+        progress: optional callback of `twinrun.replicas.run_replicas`.
+        environment: extra environment variables for every replica.
+        label: how the check is named in the store (default: the command line).
+
+    Example (it runs train.py twice, so it is not run as a doctest):
+
+        verdict = check_command(["python", "train.py"], n=2, seed=7, store="runs")
+        verdict.verdict  # 'identical', or 'diverged' with verdict.first_divergence
     """
     from twinrun.backends import KERAS_BACKENDS, resolve_backend
     from twinrun.determinism import environment_for
     from twinrun.seeds import derive_seeds, validate_seed
+    from twinrun.store import Store
 
     threads = validate_replicas(n, threads)
     determinism = _per_replica("--determinism", determinism if isinstance(determinism, list)
@@ -148,9 +175,11 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     validate_seed(seed)
     # A script may use any framework (or several): without --backend, prepare them all.
     backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
-    command = _resolve_command(command)
+    shown = " ".join(map(str, command))
+    command, target = _resolve_command(command)
     check_id = new_check_id()
-    directory = _check_dir(store, check_id)
+    records = Store(store)
+    directory = records.check_dir(check_id)
     seeds = derive_seeds(seed)
 
     def specs(extra_env=None, tag=""):
@@ -178,23 +207,91 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
                        PYTHONUNBUFFERED="1", **(environment or {}), **(extra_env or {}))
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             result.append(ReplicaSpec(label=f"replica {i}", command=list(command), env=env,
-                                      trace=trace))
+                                      trace=trace, log=directory / f"replica-{i}{tag}.log"))
         return result
 
+    run_ids = {}
+
+    def on_start(spec):
+        i = int(spec.label.split()[-1])
+        run_ids[spec.label] = records.start_run(
+            workload=target, backend=backend, seed=seed,
+            config={"command": [str(a) for a in spec.command], "replica": i,
+                    "threads": threads[i] if threads else None, "hash_seed": hash_seed,
+                    "determinism": determinism[i], "backends_prepared": backends},
+            seeds=seeds, determinism={"enabled": determinism[i]}, environment={},
+            study_id=check_id, replica=i, artifacts=directory)
+
+    def on_end(outcome):
+        _record_script_run(records, run_ids.get(outcome.spec.label), outcome)
+
     parallel = parallel or _default_parallel(n, threads or [None] * n)
-    outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
-                            progress=progress)
-    for outcome in outcomes:
-        if not outcome.reader.trace.header:
-            raise TwinrunError(
-                f"Replica {outcome.spec.label.split()[-1]} wrote no trace: add "
-                "`twinrun.keras.Trace()` to model.fit's callbacks, or a `twinrun.torch.Tracer` "
-                "to your training loop.")
-    verdict = build_verdict(outcomes, [None] * n)
-    if verdict.verdict == DIVERGED and localize:
-        _localize(verdict, lambda extra: specs(extra, tag=".localize"), parallel, timeout)
-    verdict.notes.append(f"traces in {directory}")
-    return verdict
+    try:
+        outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
+                                progress=progress, on_start=on_start, on_end=on_end)
+        for outcome in outcomes:
+            if not outcome.reader.trace.header:
+                raise TwinrunError(
+                    f"Replica {outcome.spec.label.split()[-1]} wrote no trace: add "
+                    "`twinrun.keras.Trace()` to model.fit's callbacks, or a "
+                    "`twinrun.torch.Tracer` to your training loop.")
+        verdict = build_verdict(outcomes, [None] * n)
+        for entry in verdict.replicas:
+            entry["run_id"] = run_ids.get(entry["label"])
+        if verdict.verdict == DIVERGED and localize:
+            _localize(verdict, lambda extra: specs(extra, tag=".localize"), parallel, timeout)
+        verdict.notes.append(f"traces and logs in {directory}")
+        _record_check(records, check_id, verdict, kind="function" if label else "command",
+                      label=label or shown, folder=directory)
+        return verdict
+    finally:
+        records.close()
+
+
+def _ending(outcome):
+    """The store status and reason of a replica that did not finish by itself."""
+    if outcome.failure:
+        return "failed", f"{outcome.spec.label} {outcome.failure}"
+    if outcome.stop_reason:
+        return "stopped", outcome.stop_reason
+    return "failed", f"{outcome.spec.label} ended (code {outcome.returncode}) without a result"
+
+
+def _record_script_run(store, run_id, outcome):
+    """Finish the store row of one replica of a script from what its trace says."""
+    if run_id is None:
+        return
+    trace = outcome.reader.trace
+    last = trace.steps[-1] if trace.steps else None
+    known = {"backend": trace.header.get("backend"),
+             "environment": trace.header.get("environment"),
+             "epochs_trained": len(trace.epochs), "wall_time": outcome.wall_time}
+    fingerprint = words_to_hex(last["variables"]) if last else None
+    if outcome.failure or outcome.stop_reason:
+        status, reason = _ending(outcome)
+        store.end_unfinished_run(run_id, status, reason, fingerprint=fingerprint, **known)
+        return
+    metrics = dict(trace.epochs[-1]["metrics"]) if trace.epochs else {}
+    if last is not None:
+        metrics["final_loss"] = last.get("loss")
+    store.finish_run(run_id, fingerprint=fingerprint, metrics=metrics,
+                     epochs_trained=known.pop("epochs_trained"),
+                     wall_time=known.pop("wall_time"),
+                     extra={"steps": len(trace.steps), "exit_code": outcome.returncode}, **known)
+
+
+def _record_check(store, check_id, verdict, *, kind, label, folder):
+    """Keep the verdict, as the exact JSON `twinrun check --json` prints, in the store."""
+    verdict.notes.append(f"recorded as {check_id}: `twinrun show {check_id}` prints this "
+                         f"verdict again")
+    store.record_check(check_id, kind=kind, label=label, verdict=verdict.verdict,
+                       result=verdict_json(verdict), replicas=len(verdict.replicas),
+                       steps_compared=verdict.steps_compared, folder=folder)
+
+
+def verdict_json(verdict):
+    """The verdict as `twinrun check --json` prints it (and `twinrun show CHECK_ID --json`)."""
+    return json.dumps(verdict.to_dict(), default=float)
 
 
 def check_function(fn, *, n=2, **options):
@@ -225,9 +322,11 @@ def check_function(fn, *, n=2, **options):
     path = os.path.join(folder, "function.pkl")
     with open(path, "wb") as out:
         out.write(hmac.new(key, payload, hashlib.sha256).digest() + payload)
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
     try:
         return check_command([sys.executable, "-m", "twinrun.fnrunner", path], n=n,
-                             environment={"TWINRUN_FN_KEY": key.hex()}, **options)
+                             environment={"TWINRUN_FN_KEY": key.hex()},
+                             label=f"twinrun.check({name})", **options)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -247,21 +346,105 @@ def _validate_hash_seed(mode):
                            f"Received: {mode!r}.")
 
 
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?$")
+
+
 def _resolve_command(command):
+    """Check the command before any replica starts; return it and what it runs.
+
+    For `python [options] script.py ...` and `python [options] -m package.module ...` the
+    script or module must exist (options such as `-W ignore` and `-X dev` take a value, which
+    is no script). `python` and `python3` become this interpreter, so the script sees the same
+    packages.
+
+    Returns `(command, target)`: the argument list, and the script path, `-m module`,
+    `-c` or the program that the replicas run.
+    """
     if not command:
         raise TwinrunError("No command to check: put it after `--`, for example "
                            "`twinrun check -n 2 -- python train.py`.")
-    command = list(command)
-    if os.path.basename(command[0]) in ("python", "python3"):
-        # The interpreter twinrun runs in, so the script sees the same packages.
+    command = [str(a) for a in command]
+    program = os.path.basename(command[0])
+    if not _PYTHON.match(program):
+        if shutil.which(command[0]) is None and not Path(command[0]).is_file():
+            raise TwinrunError(f"Command not found: {command[0]}.")
+        return command, command[0]
+    if program in ("python", "python3"):
         command[0] = sys.executable
-        script = next((a for a in command[1:] if not a.startswith("-")), None)
-        if script is not None and "-m" not in command[1:] and "-c" not in command[1:]:
-            if not Path(script).is_file():
-                raise TwinrunError(f"Script not found: {script} (from {Path.cwd()}).")
-    elif shutil.which(command[0]) is None and not Path(command[0]).is_file():
-        raise TwinrunError(f"Command not found: {command[0]}.")
-    return command
+    kind, value = python_target(command[1:])
+    if kind == "script":
+        if not Path(value).is_file():
+            raise TwinrunError(f"Script not found: {value} (from {Path.cwd()}).")
+        return command, value
+    if kind == "module":
+        if not value:
+            raise TwinrunError("`python -m` needs a module name, for example "
+                               "`twinrun check -- python -m mypackage.train`.")
+        if not _module_exists(value):
+            raise TwinrunError(f"Module not found: {value} (from {Path.cwd()}); run the check "
+                               f"from the folder that holds it, or install it.")
+        return command, f"-m {value}"
+    if kind == "code":
+        return command, "-c"
+    raise TwinrunError("Python would read the program from stdin, which replicas do not get; "
+                       "name a script, `-m module` or `-c code` after `python`.")
+
+
+def python_target(args):
+    """What `python ARGS` runs: `("script", path)`, `("module", name)`, `("code", text)`, or
+    `("stdin", None)`; the interpreter's own options (`-W ignore`, `-Xdev`, `-u`) are skipped.
+
+    Example:
+    >>> python_target(["-W", "ignore", "-X", "dev", "train.py", "--epochs", "2"])
+    ('script', 'train.py')
+    >>> python_target(["-u", "-m", "package.train"])
+    ('module', 'package.train')
+    """
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-":
+            return "stdin", None
+        if arg.startswith("--"):
+            # Long options: only --check-hash-based-pycs takes a value (the next argument).
+            i += 2 if arg == "--check-hash-based-pycs" else 1
+            continue
+        if arg.startswith("-") and len(arg) > 1:
+            letters = arg[1:]
+            for j, letter in enumerate(letters):
+                rest = letters[j + 1:]
+                if letter in "cm":  # the rest of the arguments belong to the program
+                    value = rest or (args[i + 1] if i + 1 < len(args) else None)
+                    return ("code" if letter == "c" else "module"), value
+                if letter in "WX":  # takes a value: attached (-Xdev) or the next argument
+                    if not rest:
+                        i += 1
+                    break
+            i += 1
+            continue
+        return "script", arg
+    return "stdin", None
+
+
+def _module_exists(name):
+    """Whether `python -m name` finds `name`, looked up without importing (running) any of it."""
+    from importlib.machinery import BuiltinImporter, FrozenImporter, PathFinder
+
+    search = [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep), *sys.path[1:]]
+    search = [p for p in search if p]
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        full = ".".join(parts[:depth])
+        spec = PathFinder.find_spec(full, search)
+        if spec is None and depth == 1:
+            spec = BuiltinImporter.find_spec(full) or FrozenImporter.find_spec(full)
+        if spec is None:
+            return False
+        if depth < len(parts):
+            search = list(spec.submodule_search_locations or [])
+            if not search:
+                return False
+    return True
 
 
 def _default_parallel(n, threads):

@@ -6,7 +6,9 @@ import sys
 
 import numpy as np
 
-# Exit status of a replica the launcher stopped on purpose (lockstep saw a divergence).
+# Exit status of a lockstep replica whose pipe closed (the launcher stopped it, or died). Only
+# informative: the launcher knows which replicas it stopped and never reads this code, so a
+# script that exits 75 on its own is a failing replica, not a stopped one.
 STOPPED_BY_LAUNCHER = 75
 
 
@@ -22,7 +24,8 @@ class Lockstep:
     The launcher compares every replica's step s before it lets any of them start step s+1,
     so a divergence at step 5 of 10,000 stops all replicas within one step. It talks through a
     pipe whose read end this process inherited (`TWINRUN_LOCKSTEP_FD`): one byte per step;
-    end-of-file means stop.
+    end-of-file means stop. The pipe also closes when the launcher dies, so a replica waiting
+    for its go never outlives it.
     """
 
     def __init__(self, fd):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from twinrun.errors import TwinrunError
+from twinrun.launch import run_id_path
 from twinrun.runconfig import RunConfig
 
 
@@ -19,8 +20,15 @@ def _say(message, quiet):
         print(message, flush=True)
 
 
-def execute(config, quiet=False):
-    """Run one validated `RunConfig` in this process and return its result dict."""
+def execute(config, quiet=False, on_start=None):
+    """Run one validated `RunConfig` in this process and return its result dict.
+
+    Arguments:
+        config: the validated `RunConfig`.
+        quiet: show no progress.
+        on_start: optional `f(run_id)`, called once the run's store row exists, so the
+            launcher can mark the row if this process is stopped before it finishes.
+    """
     started = time.perf_counter()
     from twinrun.environment import fingerprint_environment
     from twinrun.store import Store
@@ -49,7 +57,10 @@ def execute(config, quiet=False):
         run_id = store.start_run(
             workload=config.workload, backend=config.backend, seed=config.seed,
             config=config.to_dict(), seeds=config.seeds, determinism=report.to_dict(),
-            environment=environment, study_id=config.study_id, replica=config.replica)
+            environment=environment, study_id=config.study_id, replica=config.replica,
+            artifacts=Path(config.trace).parent if config.trace else None)
+        if on_start is not None:
+            on_start(run_id)
         _say(f"run {run_id}: {config.workload} ({config.preset}) on {config.backend}, "
              f"seed {config.seed}, determinism {'on' if config.determinism else 'off'}", quiet)
     try:
@@ -127,7 +138,8 @@ def main(argv=None):
     result_file = Path(result_path)
     try:
         config = RunConfig.from_dict(json.loads(Path(config_path).read_text())).validated()
-        result = execute(config, quiet=quiet)
+        result = execute(config, quiet=quiet,
+                         on_start=lambda run_id: run_id_path(result_file).write_text(run_id))
     except TwinrunError as error:
         result_file.write_text(json.dumps({"error": str(error)}))
         return error.exit_code

@@ -1,7 +1,6 @@
-"""`twinrun runs`, `twinrun show`: look at the run store."""
+"""`twinrun runs`, `twinrun checks`, `twinrun show`: look at the run store."""
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -12,7 +11,6 @@ from twinrun.cli import main
 # `twinrun --help` stays instant.
 
 DEFAULT_LIMIT = 50
-_RICH_TABLE_MAX_ROWS = 100
 
 _store_option = click.option(
     "--store",
@@ -24,26 +22,31 @@ _store_option = click.option(
     help="Run store folder (default: $TWINRUN_STORE, else ./twinrun-runs).",
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-
-_STATUS_STYLE = {"finished": "green", "failed": "red", "running": "yellow"}
-
-
-@main.command()
-@_store_option
-@click.option(
+_limit_option = click.option(
     "--limit",
     metavar="N",
     type=click.IntRange(min=0),
     default=DEFAULT_LIMIT,
     show_default=True,
-    help="Show at most this many runs, newest first; 0 shows all.",
+    help="Show at most this many, newest first; 0 shows all.",
 )
+
+
+def _path(store_dir):
+    from twinrun.store import default_store_path
+
+    return store_dir if store_dir is not None else default_store_path()
+
+
+@main.command()
+@_store_option
+@_limit_option
 @_json_option
 def runs(store_dir, limit, as_json):
     """List the runs in the store, newest first."""
-    from twinrun.store import Store, default_store_path, store_exists
+    from twinrun.store import Store, store_exists
 
-    path = store_dir if store_dir is not None else default_store_path()
+    path = _path(store_dir)
     if not store_exists(path):
         summaries, total = [], 0
     else:
@@ -53,32 +56,42 @@ def runs(store_dir, limit, as_json):
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
-    console = _console()
     if not summaries:
         click.echo(f"No runs in {path} yet; `twinrun train` records one.")
         return
-    columns = ["run id", "when", "status", "workload", "backend", "seed", "preset", "epochs",
-               "test acc", "fingerprint", "wall time"]
-    rows = [
-        [
-            run["run_id"],
-            _when(run["created_at"]),
-            _styled(run["status"], _STATUS_STYLE.get(run["status"])),
-            run["workload"],
-            run["backend"],
-            run["seed"],
-            run["preset"],
-            run["epochs_trained"],
-            _number(run["test_accuracy"]),
-            (run["fingerprint"] or "")[:16],
-            _duration(run["wall_time"]),
-        ]
-        for run in summaries
-    ]
-    _print_table(console, f"Runs in {path}", columns, rows,
-                 right_aligned={"seed", "epochs", "test acc", "wall time"})
+    from twinrun.report.runs import render_runs
+
+    render_runs(summaries, f"Runs in {path}")
     if total > len(summaries):
         click.echo(f"Showing the newest {len(summaries)} of {total} runs; --limit 0 shows all.")
+
+
+@main.command()
+@_store_option
+@_limit_option
+@_json_option
+def checks(store_dir, limit, as_json):
+    """List the checks in the store (`twinrun check` verdicts), newest first."""
+    from twinrun.store import Store, store_exists
+
+    path = _path(store_dir)
+    if not store_exists(path):
+        summaries, total = [], 0
+    else:
+        with Store(path, create=False) as store:
+            summaries = store.list_checks(limit=limit or None)
+            total = store.count_checks() if limit and len(summaries) == limit else len(summaries)
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2))
+        return
+    if not summaries:
+        click.echo(f"No checks in {path} yet; `twinrun check` records one.")
+        return
+    from twinrun.report.runs import render_checks
+
+    render_checks(summaries, f"Checks in {path}")
+    if total > len(summaries):
+        click.echo(f"Showing the newest {len(summaries)} of {total} checks; --limit 0 shows all.")
 
 
 @main.command()
@@ -86,249 +99,30 @@ def runs(store_dir, limit, as_json):
 @_store_option
 @_json_option
 def show(run_id, store_dir, as_json):
-    """Show one run: config, seeds, determinism, environment, history and metrics.
+    """Show one run (config, seeds, determinism, environment, history and metrics), or the
+    verdict of one check again, without running anything.
 
-    RUN_ID may be shortened to any prefix that matches only one run.
+    RUN_ID is a run id or a check id (`check-...`), or any prefix that matches only one.
     """
-    from twinrun.store import Store, default_store_path
+    from twinrun.store import Store
 
-    with Store(store_dir if store_dir is not None else default_store_path(), create=False) as store:
-        run = store.get_run(run_id)
+    with Store(_path(store_dir), create=False) as store:
+        if run_id.strip().startswith("check-"):
+            check = store.get_check(run_id)
+            run = None
+        else:
+            run = store.get_run(run_id)
+    if run is None:
+        if as_json:
+            click.echo(check["result"])  # exactly what `twinrun check --json` printed
+            return
+        from twinrun.report.terminal import render_verdict
+
+        render_verdict(json.loads(check["result"]), check["label"])
+        return
     if as_json:
         click.echo(json.dumps(run, indent=2, sort_keys=True, default=str))
         return
-    console = _console()
-    _print_pairs(console, f"Run {run['run_id']}", [
-        ("status", _styled(run["status"], _STATUS_STYLE.get(run["status"]))),
-        ("error", run["error"]),
-        ("workload", run["workload"]),
-        ("backend", run["backend"]),
-        ("seed", run["seed"]),
-        ("preset", run["preset"]),
-        ("study", run["study_id"]),
-        ("replica", run["replica"]),
-        ("started", _when(run["created_at"])),
-        ("ended", _when(run["finished_at"])),
-        ("wall time", _duration(run["wall_time"])),
-        ("epochs", run["epochs_trained"]),
-        ("fingerprint", run["fingerprint"]),
-        ("artifacts", run["run_dir"]),
-    ])
-    _print_pairs(console, "Config", _flat_pairs(run["config"]))
-    _print_pairs(console, "Seeds", _flat_pairs(run["seeds"]))
-    _print_determinism(console, run["determinism"])
-    _print_pairs(console, "Environment", _environment_pairs(run["environment"]))
-    _print_history(console, run["history"])
-    _print_pairs(console, "Metrics", _flat_pairs(run["metrics"]))
-    if run["extra"]:
-        _print_pairs(console, "Extra", _flat_pairs(run["extra"]))
+    from twinrun.report.runs import render_run
 
-
-# -- rendering ---------------------------------------------------------------------------------
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _styled(text, style):
-    return (text, style) if style else text
-
-
-def _print_table(console, title, columns, rows, right_aligned=(), show_header=True):
-    """A Rich table on a terminal; aligned plain text (no boxes, no colour) in a pipe or file.
-
-    Past `_RICH_TABLE_MAX_ROWS` rows a terminal gets the aligned layout too, with colour: Rich
-    measures every cell and needs about a second for a thousand runs.
-    """
-    cells = [[_plain(cell) for cell in row] for row in rows]
-    if console.is_terminal and len(rows) <= _RICH_TABLE_MAX_ROWS:
-        _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header)
-        return
-    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
-
-    def aligned(value, width, column):
-        return value.rjust(width) if column in right_aligned else value.ljust(width)
-
-    if not console.is_terminal:
-        click.echo(title)
-        lines = ([columns] if show_header else []) + cells
-        for line in lines:
-            click.echo("  ".join(map(aligned, line, widths, columns)).rstrip())
-        click.echo()
-        return
-    from rich.text import Text
-
-    text = Text(no_wrap=True, overflow="ignore")
-    text.append(title + "\n", style="italic")
-    if show_header:
-        text.append("  ".join(map(aligned, columns, widths, columns)).rstrip() + "\n", style="bold")
-    for row, plain_row in zip(rows, cells):
-        for i, (cell, value, width, column) in enumerate(zip(row, plain_row, widths, columns)):
-            style = cell[1] if isinstance(cell, tuple) else None
-            text.append("  " if i else "")
-            text.append(aligned(value, width, column), style=style)
-        text.append("\n")
-    console.print(text, soft_wrap=True)
-
-
-def _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header):
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title, title_justify="left", show_header=show_header)
-    for column in columns:
-        table.add_column(column, justify="right" if column in right_aligned else "left")
-    for row, plain_row in zip(rows, cells):
-        table.add_row(*[
-            Text(text, style=cell[1]) if isinstance(cell, tuple) else Text(text)
-            for cell, text in zip(row, plain_row)
-        ])
-    console.print(table)
-
-
-def _print_pairs(console, title, pairs):
-    pairs = [(key, value) for key, value in pairs if value not in (None, "", [], {})]
-    if pairs:
-        _print_table(console, title, ["", ""], [[key, value] for key, value in pairs],
-                     show_header=False)
-
-
-def _print_determinism(console, determinism):
-    if not determinism:
-        return
-    controls = determinism.get("controls") if isinstance(determinism, dict) else None
-    if isinstance(controls, list) and all(isinstance(c, dict) for c in controls):
-        rows = [[c.get("name"), _styled(c.get("state"), _state_style(c.get("state"))),
-                 c.get("detail")] for c in controls]
-        _print_table(console, "Determinism", ["control", "state", "detail"], rows)
-        rest = {key: value for key, value in determinism.items() if key != "controls"}
-        _print_pairs(console, "Determinism (other)", _flat_pairs(rest))
-    else:
-        click.echo("Determinism")
-        click.echo(json.dumps(determinism, indent=2, sort_keys=True, default=str))
-        click.echo()
-
-
-def _state_style(state):
-    state = str(state).lower()
-    if state in ("on", "set", "ok", "enabled", "deterministic", "yes", "true"):
-        return "green"
-    if state in ("off", "unset", "failed", "missing", "not deterministic", "no", "false"):
-        return "red"
-    return "yellow"
-
-
-def _environment_pairs(env):
-    if not isinstance(env, dict) or not env:
-        return []
-    python, system, cpu = env.get("python") or {}, env.get("os") or {}, env.get("cpu") or {}
-    gpu, framework = env.get("gpu") or {}, env.get("framework") or {}
-    pairs = [
-        ("python", " ".join(str(part) for part in (python.get("implementation"),
-                                                   python.get("version")) if part)),
-        ("os", system.get("platform")),
-        ("libc", system.get("libc")),
-        ("host", env.get("hostname")),
-        ("cpu", cpu.get("model")),
-        ("cores", _cores(cpu)),
-        ("threads", _compact(env.get("threads"))),
-    ]
-    pairs += [(name, value) for name, value in sorted((env.get("env") or {}).items()) if value]
-    pairs += [(name, version) for name, version in (env.get("packages") or {}).items() if version]
-    devices = gpu.get("devices") or []
-    pairs += [
-        ("gpu", ", ".join(str(device.get("name", device)) if isinstance(device, dict) else
-                          str(device) for device in devices)),
-        ("driver", gpu.get("driver")),
-        ("cuda", gpu.get("cuda")),
-        ("cudnn", gpu.get("cudnn")),
-    ]
-    if framework:
-        pairs.append(("framework", f"{framework.get('name', '')} {framework.get('version', '')}".strip()))
-        pairs.append(("devices", ", ".join(str(d) for d in framework.get("devices") or [])))
-    return pairs
-
-
-def _cores(cpu):
-    cores, affinity = cpu.get("logical_cores"), cpu.get("affinity")
-    if cores is None:
-        return None
-    if affinity is None or len(affinity) == cores:
-        return str(cores)
-    return f"{cores} (this process may use {len(affinity)})"
-
-
-def _print_history(console, history):
-    if not history:
-        return
-    columns = ["epoch"]
-    for epoch in history:
-        columns += [key for key in epoch if key not in columns]
-    rows = [[epoch.get(column) for column in columns] for epoch in history]
-    _print_table(console, "History", columns, rows, right_aligned=set(columns))
-
-
-def _flat_pairs(values, prefix=""):
-    if not isinstance(values, dict):
-        return [] if values is None else [(prefix or "value", values)]
-    pairs = []
-    for key in sorted(values):
-        value = values[key]
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            pairs += _flat_pairs(value, name + ".")
-        else:
-            pairs.append((name, value))
-    return pairs
-
-
-def _plain(cell):
-    if isinstance(cell, tuple):
-        cell = cell[0]
-    if cell is None:
-        return ""
-    if isinstance(cell, bool):
-        return "yes" if cell else "no"
-    if isinstance(cell, float):
-        return _number(cell)
-    if isinstance(cell, (list, dict)):
-        return _compact(cell)
-    return str(cell)
-
-
-def _compact(value):
-    if value is None:
-        return None
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def _number(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4e}"
-    return str(value)
-
-
-def _when(iso):
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return iso
-
-
-def _duration(seconds):
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+    render_run(run)

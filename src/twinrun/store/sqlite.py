@@ -2,8 +2,9 @@
 
 Layout of a store folder:
 
-    runs.sqlite          the `runs` and `epochs` tables
-    runs/<run_id>/       artifacts of one run (weights, traces), created on demand
+    runs.sqlite             the `runs`, `epochs` and `checks` tables
+    checks/<check_id>/      the files of one `twinrun check`: each replica's trace, weight
+                            snapshots and whole log (`replica-N.log`)
 
 Why it is safe to share:
 - WAL journal: readers never block the writer and a killed writer loses only its open
@@ -18,12 +19,19 @@ Why it is safe to share:
 
 The summary fields that `list_runs` shows are real columns (not only JSON), so listing a store of
 thousands of runs reads one index.
+
+No row stays `running` after its process has ended: the launcher marks a run it stopped, timed
+out or saw fail as `stopped` or `failed`, with the reason. When the launcher itself is killed
+(`kill -9`), nobody is left to do that, so each row names the process that owns it (`owner`:
+host, pid and the pid's start time) and the next process that opens the store on that host
+marks the rows of owners that no longer exist as `failed`.
 """
 
 import errno
 import os
 import random
 import secrets
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -36,8 +44,8 @@ from twinrun.store.encoding import from_json, to_float, to_json, to_scalar
 from twinrun.store.location import STORE_ENV_VAR, default_store_path
 
 DB_NAME = "runs.sqlite"
-RUNS_DIR = "runs"
-SCHEMA_VERSION = 1
+CHECKS_DIR = "checks"
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 _NEXT_STEP = f"Pass --store DIR or set {STORE_ENV_VAR} to a writable folder."
@@ -64,7 +72,9 @@ CREATE TABLE IF NOT EXISTS runs (
     determinism     TEXT,
     environment     TEXT,
     metrics         TEXT,
-    extra           TEXT
+    extra           TEXT,
+    owner           TEXT,
+    artifacts       TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created_at ON runs (created_at, run_id);
 CREATE INDEX IF NOT EXISTS runs_study_id ON runs (study_id);
@@ -76,6 +86,30 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+
+# Version 2: who owns a running row, where a run's files are, and the checks' verdicts.
+_SCHEMA_2 = """
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN artifacts TEXT;
+"""
+_SCHEMA_CHECKS = """
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS checks (
+    check_id        TEXT PRIMARY KEY,
+    created_at      TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    label           TEXT NOT NULL,
+    verdict         TEXT NOT NULL,
+    replicas        INTEGER NOT NULL,
+    steps_compared  INTEGER,
+    folder          TEXT,
+    result          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_created_at ON checks (created_at, check_id);
+"""
+
+# The statuses a run goes through: running, then one of the others.
+STATUSES = ("running", "finished", "failed", "stopped")
 
 # What `list_runs` returns for each run, in this order.
 SUMMARY_FIELDS = (
@@ -93,6 +127,8 @@ SUMMARY_FIELDS = (
     "fingerprint",
     "wall_time",
 )
+CHECK_FIELDS = ("check_id", "created_at", "kind", "label", "verdict", "replicas",
+                "steps_compared", "folder")
 _FILTERABLE = ("status", "workload", "backend", "seed", "preset", "study_id", "replica",
                "fingerprint")
 _JSON_COLUMNS = ("config", "seeds", "determinism", "environment", "metrics", "extra")
@@ -117,6 +153,50 @@ def _test_accuracy(metrics):
     if isinstance(test, dict):
         return to_float(test.get("accuracy", test.get("acc")))
     return None
+
+
+def _process_start(pid):
+    """The start time of `pid` in clock ticks since boot (Linux), or "" where unknown.
+
+    Together with the pid it names one process: a pid reused later has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return fields[19].decode() if len(fields) > 19 else ""
+
+
+def this_process():
+    """The `owner` of rows this process writes: host, pid and the pid's start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _owner_alive(owner):
+    """False when `owner` is a process on this host that has ended; True when alive or unknown."""
+    try:
+        host, pid, started = owner.rsplit(":", 2)
+        pid = int(pid)
+    except (AttributeError, ValueError):
+        return True
+    if host != socket.gethostname():
+        return True  # a store shared between machines: only that host can tell
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return False
+        zombie = fields[0] == b"Z"
+        return not zombie and (not started or fields[19].decode() == started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _epoch_record(epoch, metrics):
@@ -161,6 +241,7 @@ class Store:
                 f"or pass --store DIR to read another."
             )
         self._connection()
+        self._end_orphaned_runs()
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -174,7 +255,7 @@ class Store:
                 f"Cannot use {self.path} as the run store: it is a file, not a folder. {_NEXT_STEP}"
             )
         try:
-            (self.path / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
             # Checked now, with a real file, because os.access says yes to root on a read-only
             # mount and a store that fails at the end of a long training loses the run.
             with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-check-"):
@@ -203,6 +284,8 @@ class Store:
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            # SQLite ignores REFERENCES ... ON DELETE CASCADE unless asked, per connection.
+            conn.execute("PRAGMA foreign_keys = ON")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -229,9 +312,15 @@ class Store:
             self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    # A new store gets the whole schema; a version-1 store gets the columns and
+                    # the table version 2 added, its runs kept as they are.
+                    script = _SCHEMA if version == 0 else ""
+                    script += _SCHEMA_2 if version == 1 else ""
+                    script += _SCHEMA_CHECKS
                     # One statement at a time: executescript() would COMMIT our transaction.
-                    for statement in _SCHEMA.split(";"):
+                    for statement in script.split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -322,7 +411,7 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def start_run(self, *, workload, backend, seed, config, seeds, determinism, environment,
-                  study_id=None, replica=None):
+                  study_id=None, replica=None, artifacts=None):
         """Record a new run with status "running" and return its id.
 
         Arguments:
@@ -332,6 +421,10 @@ class Store:
             config, seeds, determinism, environment: dicts stored as JSON; `config["preset"]`
                 is also kept as a column for listing.
             study_id, replica: set when the run belongs to a study / is one of several replicas.
+            artifacts: the folder that holds the run's files (trace, snapshots, log), if any.
+
+        The row names this process as its owner: if this process dies without finishing the
+        run, the next `Store` opened on this host marks it failed.
 
         Example:
 
@@ -352,6 +445,8 @@ class Store:
             "seeds": to_json(seeds),
             "determinism": to_json(determinism),
             "environment": to_json(environment),
+            "owner": this_process(),
+            "artifacts": None if artifacts is None else str(artifacts),
         }
 
         def insert(conn):
@@ -370,15 +465,6 @@ class Store:
             raise StoreError(f"Could not find a free run id in the run store at {self.path}.")
 
         return self._write(insert)
-
-    def run_dir(self, run_id):
-        """The artifact folder of `run_id` (`<store>/runs/<run_id>/`), created if missing."""
-        folder = self.path / RUNS_DIR / run_id
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise self._cannot_write(error) from error
-        return folder
 
     def _require_run(self, conn, run_id):
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
@@ -416,7 +502,8 @@ class Store:
 
         self._write(upsert)
 
-    def finish_run(self, run_id, *, fingerprint, metrics, epochs_trained, wall_time, extra=None):
+    def finish_run(self, run_id, *, fingerprint, metrics, epochs_trained, wall_time, extra=None,
+                   **learned):
         """Mark `run_id` finished with its weight fingerprint and final metrics.
 
         Arguments:
@@ -426,6 +513,8 @@ class Store:
             epochs_trained: how many epochs actually ran (early stopping may end sooner).
             wall_time: seconds the training took.
             extra: anything else worth keeping, as a JSON-compatible dict.
+            **learned: `backend` and `environment`, when they were learned only as the run
+                went (a user's script reports them in its trace).
         """
         row = {
             "status": "finished",
@@ -437,6 +526,7 @@ class Store:
             "wall_time": to_float(wall_time),
             "extra": to_json(extra),
             "error": None,
+            **self._learned(learned),
         }
         self._update(run_id, row)
 
@@ -444,6 +534,68 @@ class Store:
         """Mark `run_id` failed, keeping `message` (one sentence saying what went wrong)."""
         self._update(run_id, {"status": "failed", "finished_at": _now().isoformat(),
                               "error": str(message)})
+
+    def end_unfinished_run(self, run_id, status, reason, *, fingerprint=None, **learned):
+        """Mark a run that is still `running` as `stopped` or `failed`, keeping `reason`.
+
+        For launchers, after the run's process ended: a run the process finished (or failed)
+        itself keeps what it recorded. Returns True when the row was changed.
+
+        Arguments:
+            status: `"stopped"` (ended on purpose) or `"failed"`.
+            reason: why, e.g. `"twinrun was stopped by SIGTERM"`.
+            fingerprint, **learned: what is known of the run so far (`backend`,
+                `environment`, `epochs_trained`, `wall_time`).
+        """
+        if status not in ("stopped", "failed"):
+            raise ValueError(f"Expected status 'stopped' or 'failed'. Received: {status!r}")
+        row = {"status": status, "finished_at": _now().isoformat(), "error": str(reason),
+               **self._learned(learned)}
+        if fingerprint is not None:
+            row["fingerprint"] = fingerprint
+
+        def update(conn):
+            self._require_run(conn, run_id)
+            assignments = ", ".join(f"{column} = ?" for column in row)
+            return conn.execute(
+                f"UPDATE runs SET {assignments} WHERE run_id = ? AND status = 'running'",
+                (*row.values(), run_id)).rowcount > 0
+
+        return self._write(update)
+
+    @staticmethod
+    def _learned(values):
+        known = {"backend": to_scalar, "environment": to_json, "epochs_trained": to_scalar,
+                 "wall_time": to_float}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise TypeError(f"Unexpected fields {sorted(unknown)}; expected some of "
+                            f"{sorted(known)}.")
+        return {name: known[name](value) for name, value in values.items() if value is not None}
+
+    def _end_orphaned_runs(self):
+        """Mark `failed` the running rows whose owning process on this host has ended."""
+        try:
+            rows = self._read("SELECT run_id, owner FROM runs WHERE status = 'running'")
+        except StoreError:
+            return
+        orphans = [(row["run_id"], row["owner"]) for row in rows
+                   if row["owner"] and not _owner_alive(row["owner"])]
+        if not orphans:
+            return
+        reason = ("its process ended without finishing the run (killed, or its launcher was); "
+                  "found by the next twinrun that opened the store")
+
+        def update(conn):
+            for run_id, owner in orphans:
+                conn.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
+                             "WHERE run_id = ? AND status = 'running' AND owner = ?",
+                             (reason, _now().isoformat(), run_id, owner))
+
+        try:
+            self._write(update)
+        except StoreError:
+            pass  # a read-only store is still readable; the rows stay for a writer to mark
 
     def _update(self, run_id, row):
         def update(conn):
@@ -554,11 +706,82 @@ class Store:
             "SELECT epoch, metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (full_id,)
         )
         run["history"] = [_epoch_record(row["epoch"], from_json(row["metrics"])) for row in history]
-        run["run_dir"] = str(self.path / RUNS_DIR / full_id)
+        run.pop("owner", None)
+        artifacts = run.get("artifacts")
+        if artifacts and not (Path(artifacts).is_dir() and any(Path(artifacts).iterdir())):
+            run["artifacts"] = None  # moved or deleted: never point at an empty folder
         return run
 
-    def count_epochs(self, run_id=None):
-        """How many per-epoch rows the store holds (for one run, or for all)."""
-        if run_id is None:
-            return self._read("SELECT COUNT(*) FROM epochs")[0][0]
-        return self._read("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,))[0][0]
+    # -- checks --------------------------------------------------------------------------------
+
+    def check_dir(self, check_id):
+        """The folder of one check's files (`<store>/checks/<check_id>/`), created if missing."""
+        folder = self.path / CHECKS_DIR / check_id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._cannot_write(error) from error
+        return folder
+
+    def record_check(self, check_id, *, kind, label, verdict, result, replicas,
+                     steps_compared=None, folder=None):
+        """Keep the verdict of one `twinrun check`.
+
+        Arguments:
+            check_id: the check's id (its replicas' runs carry it as `study_id`).
+            kind: `"workload"`, `"command"` or `"function"`.
+            label: what was checked, e.g. `"fashion-cnn"` or `"python train.py"`.
+            verdict: `"identical"` or `"diverged"`.
+            result: the verdict as JSON text, kept exactly as `twinrun check --json` printed it.
+            replicas, steps_compared: for listing.
+            folder: the check's folder of traces and logs.
+
+        Example:
+
+            store.record_check("check-20240501-120000-abcdef", kind="workload",
+                               label="fashion-cnn", verdict="identical", result="{...}",
+                               replicas=2, steps_compared=150)
+        """
+        row = {"check_id": check_id, "created_at": _now().isoformat(), "kind": kind,
+               "label": str(label), "verdict": verdict, "replicas": to_scalar(replicas),
+               "steps_compared": to_scalar(steps_compared),
+               "folder": None if folder is None else str(folder), "result": result}
+
+        def insert(conn):
+            conn.execute(
+                f"INSERT OR REPLACE INTO checks ({', '.join(row)}) "
+                f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+
+        self._write(insert)
+
+    def list_checks(self, limit=None):
+        """Summaries of the stored checks (the keys in `CHECK_FIELDS`), newest first."""
+        sql = (f"SELECT {', '.join(CHECK_FIELDS)} FROM checks "
+               f"ORDER BY created_at DESC, check_id DESC")
+        params = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [dict(row) for row in self._read(sql, params)]
+
+    def count_checks(self):
+        return self._read("SELECT COUNT(*) FROM checks")[0][0]
+
+    def get_check(self, check_id):
+        """One stored check: its summary and `result`, the verdict JSON text as printed.
+
+        Arguments:
+            check_id: the check id, or a prefix of it that matches exactly one check.
+        """
+        key = str(check_id).strip()
+        escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._read(
+            "SELECT * FROM checks WHERE check_id = ? OR check_id LIKE ? ESCAPE '\\' "
+            "ORDER BY check_id = ? DESC, check_id LIMIT 3", (key, escaped + "%", key))
+        if not key or not rows:
+            raise StoreError(f"No check {key} in store {self.path}; `twinrun checks` lists them.")
+        if len(rows) > 1 and rows[0]["check_id"] != key:
+            shown = ", ".join(row["check_id"] for row in rows[:2])
+            raise StoreError(f"Check id prefix {key} matches several checks in store "
+                             f"{self.path} ({shown}, ...); give more characters.")
+        return dict(rows[0])

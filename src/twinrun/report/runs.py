@@ -1,0 +1,285 @@
+"""Tables of the run store for the terminal: `twinrun runs`, `twinrun show`, `twinrun checks`.
+
+Every value is data, never Rich markup: cells go in as `rich.text.Text`. On a terminal the
+tables are Rich tables; in a pipe or a file they are aligned plain text without boxes or colour.
+"""
+
+import json
+from datetime import datetime
+
+_RICH_TABLE_MAX_ROWS = 100
+
+STATUS_STYLE = {"finished": "green", "failed": "red", "running": "yellow", "stopped": "yellow"}
+VERDICT_STYLE = {"identical": "green", "diverged": "red"}
+
+
+def console():
+    from rich.console import Console
+
+    return Console()
+
+
+def render_runs(summaries, title, out=None):
+    """The table of `twinrun runs`: one row per run summary (see `Store.list_runs`)."""
+    out = out or console()
+    columns = ["run id", "when", "status", "workload", "backend", "seed", "preset", "epochs",
+               "test acc", "fingerprint", "wall time"]
+    rows = [
+        [
+            run["run_id"],
+            _when(run["created_at"]),
+            _styled(run["status"], STATUS_STYLE.get(run["status"])),
+            run["workload"],
+            run["backend"],
+            run["seed"],
+            run["preset"],
+            run["epochs_trained"],
+            _number(run["test_accuracy"]),
+            (run["fingerprint"] or "")[:16],
+            _duration(run["wall_time"]),
+        ]
+        for run in summaries
+    ]
+    _print_table(out, title, columns, rows,
+                 right_aligned={"seed", "epochs", "test acc", "wall time"})
+
+
+def render_checks(checks, title, out=None):
+    """The table of `twinrun checks`: one row per stored check (see `Store.list_checks`)."""
+    out = out or console()
+    columns = ["check id", "when", "verdict", "replicas", "steps", "what"]
+    rows = [[check["check_id"], _when(check["created_at"]),
+             _styled(check["verdict"], VERDICT_STYLE.get(check["verdict"])),
+             check["replicas"], check["steps_compared"], check["label"]] for check in checks]
+    _print_table(out, title, columns, rows, right_aligned={"replicas", "steps"})
+
+
+def render_run(run, out=None):
+    """Every section of one stored run (see `Store.get_run`), for `twinrun show RUN_ID`."""
+    out = out or console()
+    _print_pairs(out, f"Run {run['run_id']}", [
+        ("status", _styled(run["status"], STATUS_STYLE.get(run["status"]))),
+        ("error", run["error"]),
+        ("workload", run["workload"]),
+        ("backend", run["backend"]),
+        ("seed", run["seed"]),
+        ("preset", run["preset"]),
+        ("study", run["study_id"]),
+        ("replica", run["replica"]),
+        ("started", _when(run["created_at"])),
+        ("ended", _when(run["finished_at"])),
+        ("wall time", _duration(run["wall_time"])),
+        ("epochs", run["epochs_trained"]),
+        ("fingerprint", run["fingerprint"]),
+        ("artifacts", run.get("artifacts")),
+    ])
+    _print_pairs(out, "Config", _flat_pairs(run["config"]))
+    _print_pairs(out, "Seeds", _flat_pairs(run["seeds"]))
+    _print_determinism(out, run["determinism"])
+    _print_pairs(out, "Environment", _environment_pairs(run["environment"]))
+    _print_history(out, run["history"])
+    _print_pairs(out, "Metrics", _flat_pairs(run["metrics"]))
+    if run["extra"]:
+        _print_pairs(out, "Extra", _flat_pairs(run["extra"]))
+
+
+def _echo(console, line):
+    console.file.write(line + "\n")
+
+
+def _styled(text, style):
+    return (text, style) if style else text
+
+
+def _print_table(console, title, columns, rows, right_aligned=(), show_header=True):
+    """A Rich table on a terminal; aligned plain text (no boxes, no colour) in a pipe or file.
+
+    Past `_RICH_TABLE_MAX_ROWS` rows a terminal gets the aligned layout too, with colour: Rich
+    measures every cell and needs about a second for a thousand runs.
+    """
+    from twinrun.report.text import printable
+
+    title = printable(title)
+    cells = [[printable(_plain(cell)) for cell in row] for row in rows]
+    if console.is_terminal and len(rows) <= _RICH_TABLE_MAX_ROWS:
+        _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header)
+        return
+    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+
+    def aligned(value, width, column):
+        return value.rjust(width) if column in right_aligned else value.ljust(width)
+
+    if not console.is_terminal:
+        _echo(console, title)
+        lines = ([columns] if show_header else []) + cells
+        for line in lines:
+            _echo(console, "  ".join(map(aligned, line, widths, columns)).rstrip())
+        _echo(console, "")
+        return
+    from rich.text import Text
+
+    text = Text(no_wrap=True, overflow="ignore")
+    text.append(title + "\n", style="italic")
+    if show_header:
+        text.append("  ".join(map(aligned, columns, widths, columns)).rstrip() + "\n", style="bold")
+    for row, plain_row in zip(rows, cells):
+        for i, (cell, value, width, column) in enumerate(zip(row, plain_row, widths, columns)):
+            style = cell[1] if isinstance(cell, tuple) else None
+            text.append("  " if i else "")
+            text.append(aligned(value, width, column), style=style)
+        text.append("\n")
+    console.print(text, soft_wrap=True)
+
+
+def _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left", show_header=show_header)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right_aligned else "left")
+    for row, plain_row in zip(rows, cells):
+        table.add_row(*[
+            Text(text, style=cell[1]) if isinstance(cell, tuple) else Text(text)
+            for cell, text in zip(row, plain_row)
+        ])
+    console.print(table)
+
+
+def _print_pairs(console, title, pairs):
+    pairs = [(key, value) for key, value in pairs if value not in (None, "", [], {})]
+    if pairs:
+        _print_table(console, title, ["", ""], [[key, value] for key, value in pairs],
+                     show_header=False)
+
+
+def _print_determinism(console, determinism):
+    if not determinism:
+        return
+    controls = determinism.get("controls") if isinstance(determinism, dict) else None
+    if isinstance(controls, list) and all(isinstance(c, dict) for c in controls):
+        from twinrun.report.terminal import state_style  # the verdict's colours, shared
+
+        rows = [[c.get("name"), _styled(c.get("state"), state_style(c.get("state"))),
+                 c.get("detail")] for c in controls]
+        _print_table(console, "Determinism", ["control", "state", "detail"], rows)
+        rest = {key: value for key, value in determinism.items() if key != "controls"}
+        _print_pairs(console, "Determinism (other)", _flat_pairs(rest))
+    else:
+        _echo(console, "Determinism")
+        # json.dumps escapes every control character itself.
+        _echo(console, json.dumps(determinism, indent=2, sort_keys=True, default=str))
+        _echo(console, "")
+
+
+def _environment_pairs(env):
+    if not isinstance(env, dict) or not env:
+        return []
+    python, system, cpu = env.get("python") or {}, env.get("os") or {}, env.get("cpu") or {}
+    gpu, framework = env.get("gpu") or {}, env.get("framework") or {}
+    pairs = [
+        ("python", " ".join(str(part) for part in (python.get("implementation"),
+                                                   python.get("version")) if part)),
+        ("os", system.get("platform")),
+        ("libc", system.get("libc")),
+        ("host", env.get("hostname")),
+        ("cpu", cpu.get("model")),
+        ("cores", _cores(cpu)),
+        ("threads", _compact(env.get("threads"))),
+    ]
+    pairs += [(name, value) for name, value in sorted((env.get("env") or {}).items()) if value]
+    pairs += [(name, version) for name, version in (env.get("packages") or {}).items() if version]
+    devices = gpu.get("devices") or []
+    pairs += [
+        ("gpu", ", ".join(str(device.get("name", device)) if isinstance(device, dict) else
+                          str(device) for device in devices)),
+        ("driver", gpu.get("driver")),
+        ("cuda", gpu.get("cuda")),
+        ("cudnn", gpu.get("cudnn")),
+    ]
+    if framework:
+        pairs.append(("framework", f"{framework.get('name', '')} {framework.get('version', '')}".strip()))
+        pairs.append(("devices", ", ".join(str(d) for d in framework.get("devices") or [])))
+    return pairs
+
+
+def _cores(cpu):
+    cores, affinity = cpu.get("logical_cores"), cpu.get("affinity")
+    if cores is None:
+        return None
+    if affinity is None or len(affinity) == cores:
+        return str(cores)
+    return f"{cores} (this process may use {len(affinity)})"
+
+
+def _print_history(console, history):
+    if not history:
+        return
+    columns = ["epoch"]
+    for epoch in history:
+        columns += [key for key in epoch if key not in columns]
+    rows = [[epoch.get(column) for column in columns] for epoch in history]
+    _print_table(console, "History", columns, rows, right_aligned=set(columns))
+
+
+def _flat_pairs(values, prefix=""):
+    if not isinstance(values, dict):
+        return [] if values is None else [(prefix or "value", values)]
+    pairs = []
+    for key in sorted(values):
+        value = values[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            pairs += _flat_pairs(value, name + ".")
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def _plain(cell):
+    if isinstance(cell, tuple):
+        cell = cell[0]
+    if cell is None:
+        return ""
+    if isinstance(cell, bool):
+        return "yes" if cell else "no"
+    if isinstance(cell, float):
+        return _number(cell)
+    if isinstance(cell, (list, dict)):
+        return _compact(cell)
+    return str(cell)
+
+
+def _compact(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _number(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4e}"
+    return str(value)
+
+
+def _when(iso):
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _duration(seconds):
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
