@@ -28,10 +28,17 @@ class TraceWriter:
     """Appends records to a trace file, one flushed line each."""
 
     def __init__(self, path):
+        from twinrun.errors import TwinrunError
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Line-buffered text in append mode: each record reaches the OS as one write.
         self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+        if self._file.tell() > 0:
+            # Appending would make two runs read as one, with step numbers restarting at 0.
+            self._file.close()
+            raise TwinrunError(f"The trace file {self.path} already holds a trace; give a new "
+                               f"path, or move the old trace aside first.")
 
     def write(self, record):
         self._file.write(json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n")
