@@ -111,10 +111,19 @@ def test_the_text_verdict_counts_steps_and_epochs_as_the_json_verdict_does(store
 
 # determinism states, as `doctor` (and `show`) colour them
 
-# The meaning of each state's colour: green done, dim nothing to do, yellow the user's choice
-# or a caveat, bold red a reason the run may not repeat.
+# The meaning of each state's colour: green done, dim nothing to do, yellow turned off by the
+# user, bold red a reason the run may not repeat.
 EXPECTED_STYLE = {"applied": "green", "already set": "green", "not needed": "dim",
-                  "off": "yellow", "not pinned": "yellow", "impossible": "bold red"}
+                  "off": "yellow", "impossible": "bold red"}
+
+
+def test_every_state_the_determinism_code_defines_has_its_colour():
+    from twinrun.determinism.common import STATES
+    from twinrun.report.terminal import state_style
+
+    assert set(STATES) == set(EXPECTED_STYLE)
+    for state in STATES:
+        assert state_style(state) == EXPECTED_STYLE[state], state
 
 _REPORTS = """
 import json, os, twinrun

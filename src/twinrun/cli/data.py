@@ -52,23 +52,26 @@ def verify(data_dir):
     """Check each file's structure and the SHA-256 of its decompressed content."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from twinrun.report.text import data_text
     from twinrun.workloads import fashion_mnist
 
     results = fashion_mnist.verify(data_dir)
     directory = next(iter(results.values()))["path"].parent
-    table = Table(title=f"Fashion-MNIST in {directory}")
+    table = Table(title=Text.assemble("Fashion-MNIST in ", data_text(directory)))
     table.add_column("file")
     table.add_column("bytes", justify="right")
     table.add_column("sha256 ok")
     for entry in results.values():
         size = "?" if entry["bytes"] is None else f"{entry['bytes']:,}"
-        table.add_row(entry["path"].name, size, "[green]yes[/]" if entry["ok"] else "[red]no[/]")
+        table.add_row(data_text(entry["path"].name), size,
+                      Text("yes", "green") if entry["ok"] else Text("no", "red"))
     console = Console()
     console.print(table)
     failed = [entry for entry in results.values() if not entry["ok"]]
     for entry in failed:
-        console.print(entry["problem"], markup=False, highlight=False)
+        console.print(data_text(entry["problem"]))
     if failed:
         raise DataError(
             f"{len(failed)} of {len(results)} Fashion-MNIST files in {directory} failed "

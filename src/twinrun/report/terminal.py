@@ -179,11 +179,12 @@ def _short(value, width=40):
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# The colour of each determinism state (twinrun.determinism.common), in `doctor` and `show`:
-# green = done, dim = nothing to do here, yellow = the user's choice or a caveat the report
-# explains, bold red = a reason the run may not repeat. A state missing here is shown yellow.
+# The colour of each determinism state (`twinrun.determinism.common.STATES`), in `doctor` and
+# `show`: green = done, dim = nothing to do here, yellow = the user turned it off, bold red = a
+# reason the run may not repeat (a thread pool that could not be pinned included). A state
+# missing here is shown yellow.
 STATE_STYLE = {"applied": "green", "already set": "green", "not needed": "dim",
-               "off": "yellow", "not pinned": "yellow", "impossible": "bold red"}
+               "off": "yellow", "impossible": "bold red"}
 UNKNOWN_STATE_STYLE = "yellow"
 
 
