@@ -135,6 +135,33 @@ def test_words_depend_on_bits_not_on_memory_layout():
     assert (words[0] == words[1]).all() and (words[2] == words[3]).all()
 
 
+# Pinned words: a change of the format cannot pass silently ----------------------------------
+
+def pinned_arrays():
+    """Fixed tensors (no random numbers): exact values, the 3-row case, 1- and 2-byte types."""
+    return [np.arange(5, dtype=np.float32), np.float32([-0.0, 1.5, np.inf]),
+            (np.arange(3000, dtype=np.float32) * 0.5 - 700.0).reshape(30, 100),
+            np.float16([1.0, -2.5, 65504.0]), np.int32([-2**31, -1, 0, 7]),
+            np.array([True, False, True]), np.uint8([0, 255, 128, 1])]
+
+
+# Written down once from the reference implementation; every trace ever recorded holds words
+# like these, so changing them means a new trace format (twinrun.trace.FORMAT).
+PINNED_WORDS = [[5, 3019330266, 1227418337], [3, 1678624112, 3091229059],
+                [3000, 4018256360, 1165500816], [3, 241608626, 1048220390],
+                [4, 1777172617, 3706669419], [3, 3024231355, 2298334044],
+                [4, 2178391905, 2635738454]]
+
+
+@pytest.mark.parametrize("framework", ("numpy",) + FRAMEWORKS)
+def test_fixed_tensors_give_the_pinned_words_in_every_framework(framework):
+    if framework == "numpy":
+        words = reference.tensor_words(pinned_arrays())
+    else:
+        words = framework_words(framework, pinned_arrays())
+    assert words.tolist() == PINNED_WORDS
+
+
 # Every framework gives the reference's words -------------------------------------------------
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

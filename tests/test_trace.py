@@ -118,3 +118,33 @@ def test_the_tensorflow_fingerprint_inside_the_step_gives_each_steps_words(tmp_p
     assert all(a != b for a, b in zip(result["inside"], result["inside"][1:]))
     assert result["inside"] == result["after"]
     assert result["left_wrapped"] is False
+
+
+def test_a_step_that_renames_the_tensors_holds_for_itself_and_later_steps(tmp_path):
+    from twinrun.compare import first_divergence
+
+    def write(path, nudged):
+        writer = TraceWriter(path)
+        writer.header(["w"], [[1]])
+        writer.step(0, 0, None, 1.0, [[1, 2, 3]], names=["w", "optimizer/w/exp_avg_sq"],
+                    shapes=[[1], [1]])
+        writer.step(1, 0, None, 0.5, [[1, 2, 4], [1, 5, 9 if nudged else 6]])
+        writer.close()
+        return read_trace(path)
+
+    traces = [write(tmp_path / "a.trace", False), write(tmp_path / "b.trace", True)]
+    assert traces[0].header["format"] == 2
+    assert traces[0].names_at(0) == ["w", "optimizer/w/exp_avg_sq"]
+    assert traces[0].variables == ["w", "optimizer/w/exp_avg_sq"]
+    divergence = first_divergence(traces)
+    assert (divergence.step, divergence.records) == (1, ["variables"])
+    assert divergence.variables == ["optimizer/w/exp_avg_sq"]
+
+
+def test_the_loss_compared_is_the_batch_loss_not_the_running_mean(tmp_path):
+    from twinrun.compare import compare_step
+
+    row = {"step": 0, "epoch": 0, "batch": None, "loss": 0.25, "loss_running_mean": 0.5,
+           "variables": [[1, 2, 3]]}
+    assert compare_step([row, dict(row, loss_running_mean=0.75)], ["w"]) is None
+    assert compare_step([row, dict(row, loss=0.5)], ["w"]).records == ["loss"]

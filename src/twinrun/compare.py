@@ -18,7 +18,9 @@ class Divergence:
 
     `step` is the optimizer step (0-based; `-1` for the training data before step 0),
     `records` what differed there (`data`, `batch`, `loss`, `variables`), `variables` the
-    names of the variables that differed first, and `layer` the layer localisation named.
+    names of the fingerprinted tensors that differed first (model variables, optimizer state
+    named `optimizer/...`, random generator states named `rng/...`), and `layer` the layer
+    localisation named.
     """
 
     step: int
@@ -59,9 +61,8 @@ def first_divergence(traces):
     if any(d is not None for d in data) and len(set(data)) > 1:
         return Divergence(step=-1, epoch=None, records=["data"])
     shared = min(len(t.steps) for t in traces)
-    names = traces[0].variables
     for s in range(shared):
-        divergence = compare_step([t.steps[s] for t in traces], names)
+        divergence = compare_step([t.steps[s] for t in traces], traces[0].names_at(s))
         if divergence is not None:
             return divergence
     lengths = [len(t.steps) for t in traces]
@@ -74,7 +75,20 @@ def first_divergence(traces):
 
 
 def compare_step(rows, names):
-    """Compare the replicas' records of one step; a `Divergence` if they differ, else None."""
+    """Compare the replicas' records of one step; a `Divergence` if they differ, else None.
+
+    The loss compared is the batch's own loss (`loss`); Keras' running mean is derived from
+    it and not compared.
+
+    Arguments:
+        rows: each replica's step record (dicts as in `twinrun.trace`).
+        names: the names of the tensors in replica 0's record.
+
+    Example:
+        >>> row = {"step": 3, "epoch": 0, "batch": None, "loss": 0.5, "variables": [[1, 2, 3]]}
+        >>> compare_step([row, dict(row, variables=[[1, 2, 4]])], ["w"]).variables
+        ['w']
+    """
     records = []
     if len({_key(r.get("batch")) for r in rows}) > 1:
         records.append("batch")
@@ -109,7 +123,8 @@ def _differing_variables(rows, names):
 
 
 def loss_growth(traces, start):
-    """Largest |loss_r - loss_0| over replicas at each step from `start` on."""
+    """Largest |loss_r - loss_0| over replicas at each step from `start` on, from each step's
+    batch loss (steps without one are left out)."""
     growth = []
     shared = min(len(t.steps) for t in traces)
     for s in range(max(start, 0), shared):
@@ -162,6 +177,8 @@ def likely_causes(divergence, environment_diff):
     thread_keys = [k for k in keys if "thread" in k.lower() and "determinis" not in k.lower()]
     determinism_keys = [k for k in keys if "determinis" in k.lower()]
     data_first = {"data", "batch"} & set(divergence.records)
+    state_first = (divergence.records == ["variables"] and divergence.variables
+                   and all(is_state_name(n) for n in divergence.variables))
     if data_first and hash_keys:
         causes.append("The hash seed: string hashing differed between replicas (PYTHONHASHSEED "
                       "was random), so the iteration order of a set or dict of strings changed "
@@ -178,8 +195,21 @@ def likely_causes(divergence, environment_diff):
     if determinism_keys:
         causes.append("The determinism settings differ between replicas: kernels chosen "
                       "for speed reduce in another order than deterministic ones.")
+    if state_first and not causes:
+        causes.append("The training state outside the model: "
+                      + ", ".join(divergence.variables[:3])
+                      + (" ..." if len(divergence.variables) > 3 else "")
+                      + " differed while every weight and the loss agreed, so the optimizer's "
+                      "update (or code that changes the optimizer or a random generator "
+                      "between steps) is where the replicas part.")
     if not causes:
         causes.append("Numerical nondeterminism: the same inputs gave different bits, typically "
                       "a kernel that reduces in a varying order (GPU atomics, thread "
                       "scheduling). Localisation names the first layer where it shows.")
     return causes
+
+
+def is_state_name(name):
+    """True for a tensor of the training state outside the model: the optimizer's slots and
+    counters (`optimizer/...`) and random generator states (`rng/...`)."""
+    return name.startswith(("optimizer/", "rng/"))

@@ -3,26 +3,30 @@
 The replicas are rerun to the first divergent step with every layer's forward input and
 output, and every gradient, fingerprinted at that step (`TWINRUN_LOCALIZE_STEP`). The first
 layer whose output differs although its input was the same is named; if the forward pass
-agrees, the first gradient that differs, in backward order.
+agrees, the first gradient that differs, in backward order; if every gradient agrees too, the
+optimizer slot (or random generator state) that differs first at that step.
 """
 
-from twinrun.compare import first_divergence
+from twinrun.compare import compare_step, first_divergence, is_state_name
 from twinrun.errors import TwinrunError
 
 
 def localize_step(traces, step):
     """Name the layer where the rerun `traces` part ways at `step`.
 
-    Returns a dict with `step`, `layer` (None when not found), `where` (`forward` or
-    `backward`), `rerun_divergence` (the step the rerun itself diverged at, or None),
-    `race` (True when the rerun diverged at another step) and a `note`.
+    Returns a dict with `step`, `layer` (None when not found), `where` (`forward`,
+    `backward`, or `optimizer` when only the training state outside the model differs),
+    `state` (the names of the optimizer slots and random generator states that differ at
+    `step`, when no layer is to blame), `rerun_divergence` (the step the rerun itself
+    diverged at, or None), `race` (True when the rerun diverged at another step) and a `note`.
     """
     try:
         rerun = first_divergence(traces)
     except TwinrunError:
         rerun = None
     rerun_step = rerun.step if rerun is not None else None
-    result = {"step": step, "layer": None, "where": None, "rerun_divergence": rerun_step,
+    result = {"step": step, "layer": None, "where": None, "state": [],
+              "rerun_divergence": rerun_step,
               "race": rerun_step is not None and rerun_step != step, "note": ""}
     records = [next((r for r in t.layers if r["step"] == step), None) for t in traces]
     if any(r is None for r in records):
@@ -44,9 +48,34 @@ def localize_step(traces, step):
         result["note"] = (f"The rerun did not diverge up to step {step}: the nondeterminism is "
                           "intermittent.")
     elif result["layer"] is None:
-        result["note"] = (f"At step {step} every layer output and gradient matched; the "
-                          "difference arises in the optimizer update.")
+        result["state"] = _differing_state(traces, step)
+        if result["state"]:
+            result["where"] = "optimizer"
+            shown = ", ".join(result["state"][:3]) + (" ..." if len(result["state"]) > 3 else "")
+            result["note"] = (f"At step {step} every layer output and gradient matched; the "
+                              f"first state to differ is {shown}: the difference arises in "
+                              "the optimizer update or in code that changes that state "
+                              "between steps.")
+        else:
+            result["note"] = (f"At step {step} every layer output and gradient matched; the "
+                              "difference arises in the optimizer update.")
     return result
+
+
+def _differing_state(traces, step):
+    """Names of the optimizer and random generator tensors that differ at `step` (by step
+    number) in the rerun traces."""
+    rows, names = [], None
+    for trace in traces:
+        index = next((i for i, r in enumerate(trace.steps) if r.get("step") == step), None)
+        if index is None:
+            return []
+        rows.append(trace.steps[index])
+        names = names if names is not None else trace.names_at(index)
+    divergence = compare_step(rows, names)
+    if divergence is None:
+        return []
+    return [n for n in divergence.variables if is_state_name(n)]
 
 
 def _first_forward(records):

@@ -3,17 +3,27 @@
 One JSON object per line, flushed after every line, so whatever was written before a crash or
 a `kill -9` stays readable; a torn last line is ignored when reading. Nothing is pickled.
 
-Records:
+Records (format 2):
 - `{"kind": "header", "variables": [names], "shapes": [...], "backend": ..., "replica": ...,
-   "environment": {...}, "format": 1}` — first line;
+   "environment": {...}, "format": 2}` — first line. `variables` names every fingerprinted
+   tensor known when training starts: the model's variables (BatchNorm statistics included),
+   then the optimizer's state (`optimizer/...`: slots such as Adam's moments, and the
+   iteration or step counters), then the random generators' states (`rng/...`);
 - `{"kind": "data", "fingerprint": hex}` — the whole training set, when the tracer is given it;
 - `{"kind": "step", "step": s, "epoch": e, "batch": hex | null, "loss": float | null,
    "variables": [[w0, w1, ...], ...]}` — after every optimizer step: the batch fingerprint, the
-   loss (exact: JSON floats round-trip), and each variable's on-device fingerprint words;
+   batch's own loss (exact: JSON floats round-trip; null where it cannot be had exactly), and
+   each tensor's on-device fingerprint words, in the order of the names. Optional fields:
+   `loss_running_mean` (Keras: the epoch's running mean that Keras logs as `loss`), and
+   `names` with `shapes` when the list of tensors changed since the previous step (PyTorch
+   optimizers create their state at the first step): they hold for this step and later ones;
 - `{"kind": "epoch", "epoch": e, "metrics": {...}, "snapshot": file | null}` — after every
   epoch, with the file name of a weights snapshot (`.npz`, loaded with `allow_pickle=False`);
 - `{"kind": "layers", "step": s, "forward": [...], "backward": [...]}` — localisation reruns;
 - `{"kind": "end", "steps": n}` — the run finished.
+
+Steps and epochs are counted from 0 in step records, so step `s` is the `s+1`-th optimizer
+step; epoch records carry the number of epochs finished.
 """
 
 import json
@@ -21,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2
 
 
 class TraceWriter:
@@ -47,9 +57,11 @@ class TraceWriter:
         self.write({"kind": "header", "format": FORMAT, "variables": list(variables),
                     "shapes": shapes, **extra})
 
-    def step(self, step, epoch, batch, loss, words):
+    def step(self, step, epoch, batch, loss, words, **extra):
+        """One step record; `extra` holds the optional fields (`loss_running_mean`, `names`
+        and `shapes`)."""
         self.write({"kind": "step", "step": step, "epoch": epoch, "batch": batch,
-                    "loss": loss, "variables": words})
+                    "loss": loss, "variables": words, **extra})
 
     def close(self):
         if not self._file.closed:
@@ -69,10 +81,23 @@ class Trace:
     epochs: list = field(default_factory=list)
     layers: list = field(default_factory=list)
     finished: bool = False
+    # (index of the first step they hold for, names), for each step record that renamed.
+    renamed: list = field(default_factory=list)
 
     @property
     def variables(self):
-        return self.header.get("variables", [])
+        """The names of the tensors in the latest step read (the header's until a step
+        renames them)."""
+        return self.renamed[-1][1] if self.renamed else self.header.get("variables", [])
+
+    def names_at(self, index):
+        """The names of the tensors in `steps[index]`."""
+        names = self.header.get("variables", [])
+        for first, renamed in self.renamed:
+            if first > index:
+                break
+            names = renamed
+        return names
 
 
 class TraceReader:
@@ -118,6 +143,8 @@ class TraceReader:
         elif kind == "data":
             self.trace.data = record
         elif kind == "step":
+            if "names" in record:
+                self.trace.renamed.append((len(self.trace.steps), record["names"]))
             self.trace.steps.append(record)
         elif kind == "epoch":
             self.trace.epochs.append(record)

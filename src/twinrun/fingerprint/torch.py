@@ -132,8 +132,10 @@ def tensor_words(tensors):
     """Fingerprint words of torch tensors, computed on their device with one transfer to the host.
 
     Arguments:
-        tensors: a list of torch tensors or Parameters (all on one device), or Keras 3 variables
-            on the torch backend. No gradient is recorded.
+        tensors: a list of torch tensors or Parameters, or Keras 3 variables on the torch
+            backend. Tensors on several devices are fingerprinted one device at a time (an
+            optimizer's step counters stay on the CPU when the parameters are on a GPU). No
+            gradient is recorded.
 
     Returns a `(len(tensors), WORDS_PER_TENSOR)` uint32 NumPy array, equal to what
     `twinrun.fingerprint.numpy.tensor_words` gives for the same bits.
@@ -145,6 +147,17 @@ def tensor_words(tensors):
     tensors = [torch.as_tensor(unwrap_variable(t)) for t in check_tensor_list(tensors)]
     if not tensors:
         return np.zeros((0, WORDS_PER_TENSOR), np.uint32)
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        words = np.zeros((len(tensors), WORDS_PER_TENSOR), np.uint32)
+        for device in devices:
+            rows = [i for i, t in enumerate(tensors) if t.device == device]
+            words[rows] = _one_device_words([tensors[i] for i in rows])
+        return words
+    return _one_device_words(tensors)
+
+
+def _one_device_words(tensors):
     with torch.no_grad():
         plan = _plan_for(tensors)
         words = np.zeros((len(tensors), WORDS_PER_TENSOR), np.uint32)

@@ -1,31 +1,35 @@
 """`Trace`: a Keras callback that writes a run's per-step trace (see `twinrun.trace`).
 
-After every optimizer step it fingerprints every model variable on the device (BatchNorm
-statistics included; only a few words per variable reach the host), the loss Keras reports,
-and the batch when twinrun feeds the data. It must run synchronously after each step (it
-reads the variables before the next step changes them), so it is not marked `async_safe`.
-On TensorFlow the words are computed inside the compiled training step itself (see
-`_InStepWords`) and the callback only collects them.
+After every optimizer step it fingerprints the whole training state on the device (the model's
+variables with BatchNorm statistics, the optimizer's slots and iteration counter, the random
+generators' states: see `twinrun.keras.state`; only a few words per tensor reach the host),
+the batch's own loss, and the batch when twinrun feeds the data. It must run synchronously
+after each step (it reads the variables before the next step changes them), so it is not
+marked `async_safe`. On TensorFlow the words are computed inside the compiled training step
+itself (see `twinrun.keras.in_step`) and the callback only collects them.
 """
 
 import os
+import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from twinrun.errors import TwinrunError
 from twinrun.fingerprint import digest_arrays, tensor_words_for
+from twinrun.keras.in_step import InStepWords
+from twinrun.keras.state import (
+    BatchLoss, build_optimizer, current_values, jax_state_index, training_state)
 from twinrun.trace import TraceWriter
 from twinrun.tracing import LayerProbe, Lockstep, process_facts, snapshot_due
-
 
 class Trace(keras.callbacks.Callback):
     """Record a bit-exact per-step trace of a Keras training.
 
     Under `twinrun check` it writes where the launcher says (`TWINRUN_TRACE`); elsewhere give
-    it a path.
+    it a path. Without either (a plain `python train.py`) it records nothing and says so in
+    one line on stderr, so a script written for `twinrun check` still runs as usual.
 
     Arguments:
         path: the trace file; default `$TWINRUN_TRACE`.
@@ -46,45 +50,58 @@ class Trace(keras.callbacks.Callback):
     def __init__(self, path=None, data=None, batches=None, snapshots=True, in_step=True):
         super().__init__()
         path = path or os.environ.get("TWINRUN_TRACE")
-        if not path:
-            raise TwinrunError(
-                "twinrun.keras.Trace needs a file to write: pass Trace(path) or run the "
-                "script under `twinrun check`.")
-        self.path = Path(path)
+        self.enabled = bool(path)
+        if not self.enabled:
+            print("twinrun: Trace() records nothing in this run: it was given no file and is "
+                  "not under `twinrun check` (pass Trace(path) to record one).",
+                  file=sys.stderr)
+        self.path = Path(path) if path else None
         self.data = data
         self.batches = batches
         self.snapshots = snapshots
         self.step = 0
         self.epoch = 0
         self.writer = None
-        self.lockstep = Lockstep.from_environment()
-        self.probe = LayerProbe.from_environment()
+        self.lockstep = Lockstep.from_environment() if self.enabled else None
+        self.probe = LayerProbe.from_environment() if self.enabled else None
         if self.probe is not None:
             self.probe.armed = False
         self.in_step = in_step
         self._in_step = None
+        self._batch_loss = None
+        self._loss_reported = False
+        self._names = None
 
     def set_model(self, model):
         super().set_model(model)
+        if not self.enabled:
+            return
         if self.probe is not None and not getattr(model, "_twinrun_probed", False):
             # Layer outputs are only concrete values outside compiled functions.
             model.run_eagerly = True
             model.train_function = None
             self.probe.attach_keras(model)
             model._twinrun_probed = True
+        if self._batch_loss is None:
+            self._batch_loss = BatchLoss.attach(model)
         if self.in_step and self._in_step is None and self.probe is None:
-            self._in_step = _InStepWords.attach(model)
+            if keras.backend.backend() == "tensorflow":
+                build_optimizer(model)
+            self._in_step = InStepWords.attach(model, [v for _, v in training_state(model)])
 
     def on_train_begin(self, logs=None):
+        if not self.enabled:
+            return
         backend = keras.backend.backend()
         self._words = tensor_words_for(backend)
-        self._weights = list(self.model.weights)
-        self._state_index = _jax_state_index(self.model, self._weights)
+        self._weights = list(self._model.weights)
+        self._track(training_state(self._model))
+        self._checked_state = False
         self.writer = TraceWriter(self.path)
         from twinrun.environment import fingerprint_environment
 
         self.writer.header(
-            [v.path for v in self._weights], [list(v.shape) for v in self._weights],
+            self._names, [list(v.shape) for v in self._variables],
             backend=backend, framework="keras", replica=os.environ.get("TWINRUN_REPLICA"),
             environment=fingerprint_environment(backend=backend),
             **process_facts(), started=time.time())
@@ -95,6 +112,22 @@ class Trace(keras.callbacks.Callback):
         if self.batches is not None:
             self.batches.record_fingerprints = True
 
+    def _track(self, state):
+        """Fingerprint these `(name, variable)` pairs from now on."""
+        self._names = [name for name, _ in state]
+        self._variables = [v for _, v in state]
+        self._state_index = jax_state_index(self._model, self._variables)
+        if self._in_step is not None and (
+                [id(v) for v in self._in_step.variables] != [id(v) for v in self._variables]):
+            # The state grew after the step was compiled: fingerprint it after the step.
+            self._in_step.active.assign(False)
+            self._in_step_used = False
+        else:
+            self._in_step_used = self._in_step is not None
+        loss = self._batch_loss
+        self._loss_index = (None if loss is None
+                            else jax_state_index(self._model, [loss.variable]))
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
@@ -103,18 +136,33 @@ class Trace(keras.callbacks.Callback):
             self.probe.armed = True
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self.enabled:
+            return
         if self.probe is not None:
             self.probe.armed = False
-        loss = (logs or {}).get("loss")
+        extra = {}
+        if not self._checked_state:
+            # Keras creates some state inside the first step (TensorFlow's optimizer slots
+            # when the model was built only then, the global generator on first use).
+            self._checked_state = True
+            # A custom train_step that reports no loss to Keras' tracker: null, not a stale 0.
+            self._loss_reported = self._batch_loss is not None and self._batch_loss.called
+            state = training_state(self._model)
+            if [name for name, _ in state] != self._names:
+                self._track(state)
+                extra.update(names=self._names, shapes=[list(v.shape) for v in self._variables])
+        running_mean = (logs or {}).get("loss")
+        if running_mean is not None:
+            extra["loss_running_mean"] = float(running_mean)
         batch_fp = None
         if self.batches is not None and self.batches.batch_fingerprints:
             batch_fp = self.batches.batch_fingerprints.popleft()
-        if self._in_step is not None:
+        if self._in_step_used:
             words = self._in_step.words()
         else:
             words = self._words(self._current_values())
-        self.writer.step(self.step, self.epoch, batch_fp,
-                         None if loss is None else float(loss), words.tolist())
+        self.writer.step(self.step, self.epoch, batch_fp, self._batch_loss_value(),
+                         words.tolist(), **extra)
         if self.probe is not None:
             self.probe.flush(self.writer, self.step)
         self.step += 1
@@ -122,119 +170,42 @@ class Trace(keras.callbacks.Callback):
             self.lockstep.wait(self.step - 1)
 
     def _current_values(self):
-        """Every variable's current value, fetched anew each step.
-
-        Keras' JAX trainer keeps the training state outside the variables during `fit` (it
-        empties them to save memory and donates each step's arrays to the next), so on JAX the
-        values come from `model._jax_state`, without forcing a sync that would change how
-        Keras runs.
-        """
+        """Every tracked variable's current value (from the JAX training state on JAX)."""
         # `self._model`, not `self.model`: Keras' `Callback.model` property syncs the JAX state
         # back into the variables on every access, which is the cost this avoids.
-        model = self._model
-        state = getattr(model, "_jax_state", None)
-        if self._state_index is not None and state and not getattr(
-                model, "_jax_state_synced", True):
-            return [state[group][i] for group, i in self._state_index]
-        return [v.value for v in self._weights]
+        return current_values(self._model, self._variables, self._state_index)
+
+    def _batch_loss_value(self):
+        """The batch's own loss, exactly; None where the step reports none to Keras."""
+        if not self._loss_reported:
+            return None
+        value = current_values(self._model, [self._batch_loss.variable], self._loss_index)[0]
+        return float(keras.ops.convert_to_numpy(value))
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.enabled:
+            return
         snapshot = None
         if self.snapshots and snapshot_due(epoch + 1):
             snapshot = f"{self.path.name}.epoch{epoch + 1}.npz"
+            weights = current_values(self._model, self._weights,
+                                     jax_state_index(self._model, self._weights))
             arrays = {f"v{i}": np.asarray(keras.ops.convert_to_numpy(value))
-                      for i, value in enumerate(self._current_values())}
+                      for i, value in enumerate(weights)}
             np.savez(self.path.parent / snapshot, **arrays)
         self.writer.write({"kind": "epoch", "epoch": epoch + 1, "step": self.step,
                            "metrics": {k: float(v) for k, v in (logs or {}).items()},
                            "snapshot": snapshot})
 
     def on_train_end(self, logs=None):
+        if not self.enabled:
+            return
         if self._in_step is not None:
             self._in_step.detach()
             self._in_step = None
+        if self._batch_loss is not None:
+            self._batch_loss.detach()
+            self._batch_loss = None
         if self.writer is not None:
             self.writer.write({"kind": "end", "steps": self.step})
             self.writer.close()
-
-
-def _jax_state_index(model, weights):
-    """Where each weight lives in Keras' JAX training state, or None on other backends."""
-    if keras.backend.backend() != "jax":
-        return None
-    position = {}
-    for group in ("trainable_variables", "non_trainable_variables"):
-        for i, variable in enumerate(getattr(model, group)):
-            position.setdefault(id(variable), (group, i))
-    if any(id(w) not in position for w in weights):
-        return None
-    return [position[id(w)] for w in weights]
-
-
-class _InStepWords:
-    """On TensorFlow, the fingerprint computed inside the compiled training step.
-
-    The words of every variable are computed by the same XLA function as
-    `twinrun.fingerprint.tensorflow.tensor_words`, as the last op of Keras' `train_step`
-    (after the optimizer's updates: TensorFlow orders reads of a variable after the writes before
-    them), and kept in a small variable the callback reads after the step. That saves a second
-    function call and a second pass over weights that are no longer in the cache: on the seed
-    CNN a traced step cost 2.41 ms more than an untraced one with the call after the step, and
-    1.75 ms with it inside (bench/run.py --only step_time, docs/performance.md).
-
-    `active` turns the computation off without retracing (the benchmarks' untraced blocks).
-    """
-
-    def __init__(self, model, slot, sizes, active):
-        self.model = model
-        self.slot = slot
-        self.sizes = sizes
-        self.active = active
-
-    @classmethod
-    def attach(cls, model):
-        """Wrap `model.train_step`, or return None where the words are computed after the step
-        (other backends, a model without variables yet, a step already wrapped, a
-        distribution strategy)."""
-        if keras.backend.backend() != "tensorflow" or "train_step" in vars(model):
-            return None
-        weights = list(model.weights)
-        if not weights:
-            return None
-        import tensorflow as tf
-
-        from twinrun.fingerprint import tensorflow as fingerprint_tf
-
-        if getattr(model, "_distribute_strategy", None) is not None or tf.distribute.has_strategy():
-            return None  # one slot variable cannot take every replica's words
-        values = [w.value for w in weights]
-        compiled = fingerprint_tf._function_for(values)
-        slot = tf.Variable(tf.zeros([len(values), 2], tf.uint32), trainable=False)
-        active = tf.Variable(True, trainable=False)
-        original = model.train_step
-
-        def train_step(data):
-            logs = original(data)
-
-            def fingerprint():
-                slot.assign(compiled.function([w.value for w in weights]))
-                return tf.constant(True)
-
-            tf.cond(active, fingerprint, lambda: tf.constant(False))
-            return logs
-
-        model.train_step = train_step
-        model.train_function = None  # Keras builds it again, from the wrapped step
-        return cls(model, slot, compiled.sizes, active)
-
-    def words(self):
-        words = np.empty((len(self.sizes), 3), np.uint32)
-        words[:, 0] = self.sizes
-        words[:, 1:] = self.slot.numpy()
-        return words
-
-    def detach(self):
-        """Give the model its own training step back (a later `fit` without a trace pays
-        nothing)."""
-        vars(self.model).pop("train_step", None)
-        self.model.train_function = None

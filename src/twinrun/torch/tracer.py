@@ -1,13 +1,20 @@
-"""`Tracer`: the per-step trace of a plain PyTorch training loop (see `twinrun.trace`)."""
+"""`Tracer`: the per-step trace of a plain PyTorch training loop (see `twinrun.trace`).
+
+Every step fingerprints the whole training state on its device: the model's parameters and
+buffers (BatchNorm running statistics too), the optimizer's state (`optimizer/<parameter>/<key>`:
+Adam's `exp_avg`, `exp_avg_sq` and `step`, SGD's momentum buffers, ...) and its numeric
+hyperparameters (`optimizer/group<i>/hyperparameters`: a scheduler's learning rate), and the
+random generators' states (`rng/torch_cpu`, and `rng/torch_cuda<i>` once CUDA is initialised).
+"""
 
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from twinrun.errors import TwinrunError
 from twinrun.fingerprint import digest_arrays, tensor_words_for
 from twinrun.trace import TraceWriter
 from twinrun.tracing import LayerProbe, Lockstep, host_digest, process_facts, snapshot_due
@@ -17,14 +24,19 @@ class Tracer:
     """Record a bit-exact per-step trace of a PyTorch training loop.
 
     Call `step(loss, batch)` after `optimizer.step()`, and `epoch_end(metrics)` after each
-    epoch (optional). Parameters and buffers (BatchNorm running statistics too) are
-    fingerprinted on their device; only a few words per tensor reach the host.
+    epoch (optional). The training state (see the module's docstring) is fingerprinted on its
+    device; only a few words per tensor reach the host.
+
+    Under `twinrun check` it writes where the launcher says (`TWINRUN_TRACE`); elsewhere give
+    it a path. Without either (a plain `python train.py`) it records nothing and says so in
+    one line on stderr, so a script written for `twinrun check` still runs as usual.
 
     Arguments:
         model: the `torch.nn.Module` being trained.
-        optimizer: its optimizer (unused today; kept so optimizer state can be traced later).
+        optimizer: its optimizer, whose state is fingerprinted too (None: the model only).
         path: the trace file; default `$TWINRUN_TRACE` (set by `twinrun check`).
         data: optional training tensors/arrays, fingerprinted once at the start.
+        snapshots: save a weights snapshot (`.npz`) at the end of epochs (see `epoch_end`).
 
     Example:
     >>> tracer = twinrun.torch.Tracer(model, optimizer)
@@ -36,23 +48,29 @@ class Tracer:
 
     def __init__(self, model, optimizer=None, path=None, data=None, snapshots=True):
         path = path or os.environ.get("TWINRUN_TRACE")
-        if not path:
-            raise TwinrunError(
-                "twinrun.torch.Tracer needs a file to write: pass Tracer(model, path=...) or "
-                "run the script under `twinrun check`.")
+        self.enabled = bool(path)
         self.model = model
         self.optimizer = optimizer
-        self.path = Path(path)
+        self.path = Path(path) if path else None
         self.snapshots = snapshots
         self.count = 0
         self.epoch = 0
+        self.writer = None
+        if not self.enabled:
+            print("twinrun: Tracer records nothing in this run: it was given no file and is "
+                  "not under `twinrun check` (pass Tracer(model, optimizer, path=...) to "
+                  "record one).", file=sys.stderr)
+            return
         self._words = tensor_words_for("torch")
         self._named = list(model.named_parameters()) + list(model.named_buffers())
         self._tensors = [t for _, t in self._named]
+        self._parameter_names = {p: name for name, p in model.named_parameters()}
+        names, tensors = self._state()
+        self._names = names
         self.writer = TraceWriter(self.path)
         from twinrun.environment import fingerprint_environment
 
-        self.writer.header([n for n, _ in self._named], [list(t.shape) for t in self._tensors],
+        self.writer.header(names, [list(t.shape) for t in tensors],
                            backend="torch", framework="torch",
                            replica=os.environ.get("TWINRUN_REPLICA"),
                            environment=fingerprint_environment(backend="torch"),
@@ -66,23 +84,64 @@ class Tracer:
             self._attach_hooks()
 
     def step(self, loss=None, batch=None):
-        """Record the optimizer step just taken: the loss, the batch and every tensor."""
+        """Record the optimizer step just taken: the batch's loss, the batch and the state."""
+        if not self.enabled:
+            return
         batch_fp = None
         if batch is not None:
             items = batch if isinstance(batch, (list, tuple)) else [batch]
             batch_fp = digest_arrays([_to_numpy(b) for b in items])
         loss_value = None if loss is None else float(loss.detach() if hasattr(loss, "detach")
                                                       else loss)
-        words = self._words(self._tensors)
-        self.writer.step(self.count, self.epoch, batch_fp, loss_value, words.tolist())
+        names, tensors = self._state()
+        extra = {}
+        if names != self._names:
+            # Optimizers create their state at their first step (or a parameter's first
+            # gradient): the step record says which tensors it holds from now on.
+            self._names = names
+            extra = {"names": names, "shapes": [list(t.shape) for t in tensors]}
+        words = self._words(tensors)
+        self.writer.step(self.count, self.epoch, batch_fp, loss_value, words.tolist(), **extra)
         if self.probe is not None:
             self.probe.flush(self.writer, self.count)
         self.count += 1
         if self.lockstep is not None:
             self.lockstep.wait(self.count - 1)
 
+    def _state(self):
+        """Names and tensors of the whole training state, in a stable order: the model's, the
+        optimizer's (as `optimizer.state_dict()` holds it, by parameter name), the random
+        generators'."""
+        names = [name for name, _ in self._named]
+        tensors = list(self._tensors)
+        if self.optimizer is not None:
+            for g, group in enumerate(self.optimizer.param_groups):
+                for i, parameter in enumerate(group["params"]):
+                    state = self.optimizer.state.get(parameter)
+                    if not state:
+                        continue
+                    owner = self._parameter_names.get(parameter, f"group{g}.param{i}")
+                    for key in sorted(state):
+                        tensor = _state_tensor(state[key])
+                        if tensor is not None:
+                            names.append(f"optimizer/{owner}/{key}")
+                            tensors.append(tensor)
+                numbers = _hyperparameters(group)
+                if numbers:
+                    names.append(f"optimizer/group{g}/hyperparameters")
+                    tensors.append(torch.tensor(numbers, dtype=torch.float64))
+        names.append("rng/torch_cpu")
+        tensors.append(torch.get_rng_state())
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for index in range(torch.cuda.device_count()):
+                names.append(f"rng/torch_cuda{index}")
+                tensors.append(torch.cuda.get_rng_state(index))
+        return names, tensors
+
     def epoch_end(self, metrics=None):
         """Record the end of an epoch (and a weights snapshot for distance measurements)."""
+        if not self.enabled:
+            return
         self.epoch += 1
         snapshot = None
         if self.snapshots and snapshot_due(self.epoch):
@@ -94,8 +153,10 @@ class Tracer:
                            "snapshot": snapshot})
 
     def close(self):
-        self.writer.write({"kind": "end", "steps": self.count})
-        self.writer.close()
+        """Record the end of the run and close the file."""
+        if self.writer is not None:
+            self.writer.write({"kind": "end", "steps": self.count})
+            self.writer.close()
 
     def __enter__(self):
         return self
@@ -137,3 +198,28 @@ def _to_numpy(value):
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+def _state_tensor(value):
+    """A tensor for one entry of an optimizer's per-parameter state (None for what is no
+    number: a missing momentum buffer)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(value, dtype=torch.float64)  # older optimizers keep `step` as int
+    return None
+
+
+def _hyperparameters(group):
+    """A parameter group's numeric settings (lr, betas, eps, ...), in key order."""
+    numbers = []
+    for key in sorted(group):
+        if key == "params":
+            continue
+        values = group[key] if isinstance(group[key], (list, tuple)) else [group[key]]
+        for value in values:
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                numbers.append(float(value))
+    return numbers
