@@ -94,7 +94,6 @@ class Trace(keras.callbacks.Callback):
             return
         backend = keras.backend.backend()
         self._words = tensor_words_for(backend)
-        self._weights = list(self._model.weights)
         self._track(training_state(self._model))
         self._checked_state = False
         self.writer = TraceWriter(self.path)
@@ -114,6 +113,7 @@ class Trace(keras.callbacks.Callback):
 
     def _track(self, state):
         """Fingerprint these `(name, variable)` pairs from now on."""
+        self._weights = list(self._model.weights)  # for the snapshots
         self._names = [name for name, _ in state]
         self._variables = [v for _, v in state]
         self._state_index = jax_state_index(self._model, self._variables)
