@@ -1,9 +1,14 @@
 """One run seed, one documented derivation per source of randomness."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from twinrun.errors import TwinrunError
-from twinrun.seeds import SOURCES, derive_seeds, seed_for
+from twinrun.runconfig import RunConfig
+from twinrun.seeds import SOURCE_SEED_LIMIT, SOURCES, derive_seeds, seed_for
 
 
 def test_derived_seeds_are_stable_and_documented():
@@ -31,9 +36,43 @@ def test_an_override_changes_only_its_source():
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "7", True, 2**63])
-def test_a_seed_that_is_not_a_non_negative_integer_is_refused(bad):
-    with pytest.raises(TwinrunError, match="non-negative integer"):
+def test_a_run_seed_that_is_not_an_integer_from_0_to_2_63_is_refused(bad):
+    with pytest.raises(TwinrunError, match=r"integer from 0 to 2\*\*63 - 1"):
         derive_seeds(bad)
+
+
+def test_the_largest_run_seed_is_accepted_and_still_derives_31_bit_seeds():
+    assert all(0 <= v < 2**31 for v in derive_seeds(2**63 - 1).values())
+
+
+@pytest.mark.parametrize("bad", [-1, 2**31, 2**32, 1.5, True])
+def test_an_override_no_framework_could_take_is_refused_up_front_in_one_sentence(bad):
+    config = RunConfig(workload="answer-demo", backend="torch", seed_overrides={"shuffle": bad})
+    with pytest.raises(TwinrunError) as raised:
+        config.validated()
+    message = str(raised.value)
+    assert message.startswith("Expected the 'shuffle' seed to be an integer from 0 to 2**31 - 1")
+    assert f"shuffle={bad!r}" in message
+    assert "\n" not in message
+
+
+def test_the_largest_override_goes_into_numpy_and_keras_on_torch_and_one_more_would_not():
+    # The 31-bit bound is not caution: Keras on the torch backend converts a seed to int32.
+    pytest.importorskip("torch")
+    largest = SOURCE_SEED_LIMIT - 1
+    assert RunConfig(seed_overrides={"init": largest}).validated().seeds["init"] == largest
+    code = (
+        "import sys, numpy, keras\n"
+        "numpy.random.seed(int(sys.argv[1]))\n"
+        "keras.layers.Dropout(0.5, seed=int(sys.argv[1]))(numpy.ones((2, 2)), training=True)\n")
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    fits = subprocess.run([sys.executable, "-c", code, str(largest)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert fits.returncode == 0, fits.stderr[-2000:]
+    too_big = subprocess.run([sys.executable, "-c", code, str(largest + 1)], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert too_big.returncode != 0
+    assert "int32" in too_big.stderr
 
 
 def test_an_unknown_source_is_refused_by_name():

@@ -7,7 +7,7 @@ from twinrun.errors import TwinrunError
 from twinrun.seeds import derive_seeds, validate_seed
 
 WORKLOADS = ("fashion-cnn", "answer-demo")
-PRESETS = ("quick", "full")
+PRESETS = ("quick", "study", "full")
 
 
 @dataclass
@@ -25,7 +25,8 @@ class RunConfig:
         threads: thread-pool size; None for all the CPUs this process may use.
         data_dir: where Fashion-MNIST lies; None searches the usual places.
         store: run-store folder; None for the default.
-        seed_overrides: `{source: seed}` replacing single derived seeds.
+        seed_overrides: `{source: seed}` replacing single derived seeds, each from 0 to
+            2**31 - 1 (see `twinrun.seeds`).
         trace: path of the per-step trace to write, or None for no trace.
         record: record the run in the store.
         study_id: the check or study this run belongs to.
@@ -66,7 +67,13 @@ class RunConfig:
             raise TwinrunError(
                 f"Expected --patience to be zero or a positive integer. Received: "
                 f"patience={self.patience!r}.")
-        derive_seeds(self.seed, self.seed_overrides)  # validates the overrides
+        if not isinstance(self.seed_overrides, dict):
+            raise TwinrunError(
+                f"Expected seed_overrides to be a dict of {{source: seed}}. Received: "
+                f"seed_overrides={self.seed_overrides!r}.")
+        # The overrides go into the frameworks as they are: refuse here, in the parent, what
+        # a framework would refuse in the worker.
+        derive_seeds(self.seed, self.seed_overrides)
         values = asdict(self)
         values["backend"] = resolve_backend(self.backend)
         return RunConfig(**values)
