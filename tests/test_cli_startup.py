@@ -1,5 +1,7 @@
 """`twinrun --help` and every command's help start without any deep-learning framework."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -37,3 +39,21 @@ def test_importing_twinrun_imports_no_framework():
         capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
+
+
+def test_twinrun_keras_and_twinrun_torch_load_on_first_use_after_a_plain_import_twinrun():
+    pytest.importorskip("torch")
+    code = (
+        "import json, sys, twinrun\n"
+        f"before = sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)\n"
+        "tracer, trace = twinrun.torch.Tracer, twinrun.keras.Trace\n"
+        "print(json.dumps({'before': before, 'tracer': tracer.__module__,\n"
+        "                  'trace': trace.__module__,\n"
+        "                  'has_nonsense': hasattr(twinrun, 'nonsense'),\n"
+        "                  'listed': {'keras', 'torch'} <= set(dir(twinrun))}))\n")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=120, env={**os.environ, "KERAS_BACKEND": "torch"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result == {"before": [], "tracer": "twinrun.torch.tracer",
+                      "trace": "twinrun.keras.trace", "has_nonsense": False, "listed": True}

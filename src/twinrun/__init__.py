@@ -1,10 +1,45 @@
-"""twinrun: make deep-learning training reproducible, prove it, and measure what is left."""
+"""twinrun: make deep-learning training reproducible, prove it, and measure what is left.
+
+`import twinrun` imports no deep-learning framework. The framework-specific parts load on
+first use, so `twinrun.keras.Trace()` works after a plain `import twinrun` (and imports Keras
+only then), as does `twinrun.torch.Tracer(...)` (importing torch only then).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
+# Submodules loaded on first attribute access: each imports its framework, which
+# `import twinrun` (and with it `twinrun --help`) must not do.
+_LAZY_SUBMODULES = ("keras", "torch")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"twinrun.{name}")
+    raise AttributeError(f"module 'twinrun' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
 
 def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=None):
-    """Make this process's training deterministic; see `twinrun.determinism.deterministic`."""
+    """Make this process's training deterministic; see `twinrun.determinism.deterministic`.
+
+    Arguments:
+        seed: the run seed; None takes `twinrun check`'s --seed, else the default seed 0.
+        backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
+        threads: pin the framework's intra- and inter-op thread pools to this size; None pins
+            them at the framework's own default on this machine.
+        enabled: False seeds only and leaves determinism off.
+        seeds: optional `{source: seed}` to use instead of deriving them from `seed`.
+
+    Example (not run as a doctest: it changes the process that runs it):
+    >>> report = twinrun.deterministic(7, backend="torch")  # doctest: +SKIP
+    >>> report.threads  # doctest: +SKIP
+    {'intra_op': 2, 'inter_op': 2}
+    """
     from twinrun.determinism import deterministic as _deterministic
 
     return _deterministic(seed, backend=backend, threads=threads, enabled=enabled, seeds=seeds)
@@ -23,9 +58,9 @@ def check(fn, n=2, **options):
         **options: `seed`, `backend`, `threads`, `hash_seed`, `lockstep`, `timeout`,
             `localize`, `store` as for `twinrun check`.
 
-    Example:
-    >>> verdict = twinrun.check(train, n=2, seed=7)
-    >>> verdict.verdict
+    Example (not run as a doctest: it trains twice):
+    >>> verdict = twinrun.check(train, n=2, seed=7)  # doctest: +SKIP
+    >>> verdict.verdict  # doctest: +SKIP
     'identical'
     """
     from twinrun.checks import check_function
