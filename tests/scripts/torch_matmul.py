@@ -1,6 +1,10 @@
-"""A plain PyTorch training whose matrix products are large enough to be split across threads.
+"""A plain PyTorch training whose bits depend on the intra-op thread count.
 
 `twinrun check --threads 1,2` runs it with a different intra-op thread count per replica.
+Which sums a CPU splits across threads depends on the CPU and its BLAS (on an AMD EPYC, 1- and
+2-thread matrix products give the same bits), so the script picks its batch size at run time:
+the first candidate whose first training step gives other weights with 1 than with 2 threads.
+Every replica searches the same way, so all of them train the same shape.
 Extra arguments make misbehaving replicas for the launcher's error paths:
     --fail-replica R    replica R exits with status 3 after two steps
     --hang-replica R    replica R sleeps forever after two steps
@@ -16,7 +20,6 @@ import time
 import torch
 
 import twinrun
-import twinrun.torch
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=6)
@@ -26,13 +29,42 @@ parser.add_argument("--short-replica")
 args = parser.parse_args()
 replica = os.environ.get("TWINRUN_REPLICA")
 
-twinrun.deterministic(backend="torch")  # seed and threads from `twinrun check`
-generator = torch.Generator().manual_seed(0)
-x = torch.randn(256, 1024, generator=generator)
-y = torch.randint(0, 10, (256,), generator=generator)
-model = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
-                            torch.nn.Linear(1024, 10))
-optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+CANDIDATE_BATCHES = (256, 2048)
+
+
+def build(batch):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1024, generator=generator)
+    y = torch.randint(0, 10, (batch,), generator=generator)
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
+                                torch.nn.Linear(1024, 10))
+    return x, y, model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def weights_after_one_step(batch, threads):
+    torch.set_num_threads(threads)
+    with torch.random.fork_rng():  # leaves the global generator as the training finds it
+        x, y, model, optimizer = build(batch)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return [p.detach() for p in model.parameters()]
+
+
+def thread_sensitive_batch(pinned_threads):
+    try:
+        for batch in CANDIDATE_BATCHES:
+            one, two = weights_after_one_step(batch, 1), weights_after_one_step(batch, 2)
+            if any(not torch.equal(a, b) for a, b in zip(one, two)):
+                return batch
+        print("torch_matmul: on this CPU no candidate batch gives other bits with 1 than with 2 "
+              "threads", file=sys.stderr)
+        return CANDIDATE_BATCHES[0]
+    finally:
+        torch.set_num_threads(pinned_threads)
+
+
+report = twinrun.deterministic(backend="torch")  # seed and threads from `twinrun check`
+x, y, model, optimizer = build(thread_sensitive_batch(report.threads["intra_op"]))
 steps = args.steps - (2 if replica == args.short_replica else 0)
 with twinrun.torch.Tracer(model, optimizer) as tracer:
     for step in range(steps):

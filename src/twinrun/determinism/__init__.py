@@ -1,7 +1,8 @@
 """One determinism switch for every framework: `twinrun.deterministic(seed, backend=None)`.
 
 The framework-specific work lives in one module per framework with the same functions
-(`environment_variables`, `apply`), the way Keras keeps `backend/<name>/` parallel.
+(`environment_variables`, `apply`, `thread_counts`), the way Keras keeps `backend/<name>/`
+parallel; `common.py` says what they share, including the states a control can be in.
 """
 
 import importlib
@@ -12,7 +13,8 @@ from twinrun.backends import resolve_backend
 from twinrun.determinism.common import (
     APPLIED, Control, DeterminismReport, hash_seed_control, seed_python_and_numpy,
 )
-from twinrun.seeds import derive_seeds
+from twinrun.errors import TwinrunError
+from twinrun.seeds import DEFAULT_SEED, derive_seeds
 
 
 def _seed_keras(seed):
@@ -69,51 +71,75 @@ def _from_launcher(seed, threads, enabled):
     if seed is None:
         value = os.environ.get("TWINRUN_SEED")
         if value is None:
-            from twinrun.errors import TwinrunError
-
-            raise TwinrunError("deterministic() needs a seed: pass one, or run the script under "
-                               "`twinrun check`, which passes --seed as TWINRUN_SEED.")
-        seed = int(value)
+            print(f"twinrun: deterministic() was called without a seed outside `twinrun check`, so "
+                  f"it uses the default seed {DEFAULT_SEED} (pass a seed to choose another).",
+                  file=sys.stderr, flush=True)
+            seed = DEFAULT_SEED
+        else:
+            seed = _integer_from_environment("TWINRUN_SEED", value)
     if threads is None and os.environ.get("TWINRUN_THREADS"):
-        threads = int(os.environ["TWINRUN_THREADS"])
+        threads = _integer_from_environment("TWINRUN_THREADS", os.environ["TWINRUN_THREADS"])
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise TwinrunError(f"Expected threads to be a positive integer or None. Received: "
+                           f"threads={threads!r}.")
     if enabled is None:
         enabled = os.environ.get("TWINRUN_DETERMINISM", "1") != "0"
     return seed, threads, enabled
+
+
+def _integer_from_environment(name, value):
+    try:
+        return int(value)
+    except ValueError:
+        raise TwinrunError(f"Expected the environment variable {name} to be an integer. "
+                           f"Received: {name}={value!r}.") from None
 
 
 def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=None):
     """Make this process's training repeat bit for bit, and say what could not be done.
 
     Seeds Python, NumPy, Keras (when imported) and the framework from seeds derived from
-    `seed` (see `twinrun.seeds`), turns on the framework's op determinism, fixes thread pools,
-    and returns a `DeterminismReport` with one entry per control: applied, already set, not
-    needed, or impossible here and why. Call it before building the model.
+    `seed` (see `twinrun.seeds`), turns on the framework's op determinism, pins its intra-op
+    and inter-op thread pools, and returns a `DeterminismReport` with one entry per control:
+    applied, already set, not needed, off, or impossible here and why (a pool that could not
+    be pinned says "not pinned: bits may depend on the thread count"). Call it before building
+    the model, and before any tensor is created.
+
+    Results depend on the thread counts (a parallel sum adds in another order), so they are
+    always pinned, and recorded in `report.threads`: at `threads` when given, else at the
+    framework's own default on this machine, read before pinning, so the speed is unchanged.
 
     Arguments:
-        seed: the run seed, a non-negative integer; None takes it from `twinrun check`
-            (`TWINRUN_SEED`).
+        seed: the run seed, an integer from 0 to 2**63 - 1; None takes it from `twinrun check`
+            (`TWINRUN_SEED`), and outside `twinrun check` uses `twinrun.seeds.DEFAULT_SEED`
+            (0), saying so in one line on stderr.
         backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
-        threads: fix the framework's thread pools to this size (None keeps its default).
-        enabled: False seeds only, as a user would by hand, and leaves determinism off;
-            None means on, unless `twinrun check --no-determinism` launched this process.
-        seeds: optional dict of derived seeds (from `twinrun.seeds.derive_seeds`) to use
-            instead of deriving them from `seed`.
+        threads: pin the framework's thread pools to this size; None pins them at the
+            framework's default (or at `twinrun check --threads`).
+        enabled: False seeds only, as a user would by hand, and leaves determinism and the
+            thread pools as they are; None means on, unless `twinrun check --no-determinism`
+            launched this process.
+        seeds: optional `{source: seed}` that replaces single derived seeds (each from 0 to
+            2**31 - 1, see `twinrun.seeds`); the other sources derive from `seed`.
 
-    Example:
-    >>> report = twinrun.deterministic(7, backend="torch")
-    >>> [c.name for c in report.impossible]
+    Example (not run as a doctest: it changes the process that runs it):
+    >>> report = twinrun.deterministic(7, backend="torch")  # doctest: +SKIP
+    >>> [c.name for c in report.impossible]  # doctest: +SKIP
     []
     """
     seed, threads, enabled = _from_launcher(seed, threads, enabled)
     backend = resolve_backend(backend)
-    seeds = seeds or derive_seeds(seed)
-    report = DeterminismReport(backend=backend, seed=seed, enabled=enabled,
-                               threads=threads, seeds=dict(seeds))
+    seeds = derive_seeds(seed, seeds)  # validates the seed and every given source seed
+    framework = framework_module(backend)
+    report = DeterminismReport(backend=backend, seed=seed, enabled=enabled, threads=None,
+                               seeds=dict(seeds))
     report.controls.append(hash_seed_control(enabled))
     if "keras" in sys.modules:
         report.controls.append(_seed_keras(seeds["backend"]))
     report.controls.extend(seed_python_and_numpy(seeds))
-    report.controls.extend(framework_module(backend).apply(seeds, threads, enabled))
+    report.controls.extend(framework.apply(seeds, threads, enabled))
+    report.threads = framework.thread_counts()
     return report
 
 

@@ -1,11 +1,23 @@
-"""What every framework shares: the report of controls, and Python/NumPy/hash-seed handling.
+"""What every framework shares: the report of controls, thread counts, Python/NumPy/hash seed.
 
-Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same two functions:
+Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same three functions:
 
 - `environment_variables(threads, enabled)`: what must be in the environment *before* the
   interpreter or the framework starts (the launcher puts these into every fresh process);
 - `apply(seeds, threads, enabled)`: what can be done from inside the process, returning one
-  `Control` per switch with its state.
+  `Control` per switch with its state;
+- `thread_counts()`: the intra-op and inter-op thread counts the framework uses (or will use)
+  in this process, as `{"intra_op": n, "inter_op": m}` (None where it has no such pool).
+
+The states of a control, the whole set:
+
+- `applied`: twinrun set it, here and now;
+- `already set`: it was already as needed (set before start-up, by the launcher or the user);
+- `not needed`: nothing to do here (no GPU, no global random state);
+- `off`: the user turned determinism off, so it was left as is;
+- `impossible`: it could not be done here; `detail` says why and what to do. A thread pool
+  that could not be pinned is `impossible` with a detail that starts with
+  `"not pinned: bits may depend on the thread count"`.
 """
 
 import os
@@ -20,6 +32,10 @@ IMPOSSIBLE = "impossible"
 NOT_NEEDED = "not needed"
 OFF = "off"
 
+STATES = (APPLIED, ALREADY_SET, NOT_NEEDED, OFF, IMPOSSIBLE)
+
+NOT_PINNED = "not pinned: bits may depend on the thread count"
+
 # Thread-pool variables read once by OpenMP, MKL and OpenBLAS when they load.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -28,8 +44,8 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 class Control:
     """One determinism switch and what happened to it.
 
-    `state` is `applied`, `already set`, `not needed`, `off` (the user turned determinism off)
-    or `impossible` (it could not be done here; `detail` says why and what to do).
+    `state` is one of `STATES` (see the module docstring); `detail` says what was done, or
+    why it could not be and what to do.
     """
 
     name: str
@@ -39,12 +55,16 @@ class Control:
 
 @dataclass
 class DeterminismReport:
-    """Every control `deterministic()` touched, in the order it touched them."""
+    """Every control `deterministic()` touched, in the order it touched them.
+
+    `threads` holds the thread counts the framework uses after the call,
+    `{"intra_op": n, "inter_op": m}`: results depend on them, so they are part of the record.
+    """
 
     backend: str
     seed: int
     enabled: bool
-    threads: int | None
+    threads: dict | None
     seeds: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)
 
@@ -52,10 +72,6 @@ class DeterminismReport:
     def impossible(self):
         """The controls that could not be applied: each one a reason the run may not repeat."""
         return [c for c in self.controls if c.state == IMPOSSIBLE]
-
-    @property
-    def ok(self):
-        return not self.impossible
 
     def to_dict(self):
         return asdict(self)
@@ -67,11 +83,38 @@ class DeterminismReport:
         return "\n".join(lines)
 
 
+def schedulable_cpus():
+    """CPUs this process may run on (its affinity): what TensorFlow and XLA size pools by."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def thread_environment(threads):
     """Thread-pool variables for a fresh process (empty when `threads` is None)."""
     if threads is None:
         return {}
     return {name: str(threads) for name in THREAD_VARIABLES}
+
+
+def set_before_start(name):
+    """True when the launcher put variable `name` into this fresh process's environment."""
+    return name in os.environ.get("TWINRUN_PRESET_VARIABLES", "").split(",")
+
+
+def pinned_detail(counts, origin):
+    """The detail of a pinned thread-pool control: the counts, where they came from, and why
+    they matter."""
+    inter = counts.get("inter_op")
+    pools = f"{counts['intra_op']} intra-op" + ("" if inter is None else f", {inter} inter-op")
+    return (f"{pools} ({origin}); bits depend on these counts, so runs with other counts may "
+            "differ in the last bits")
+
+
+def not_pinned(name, why):
+    """An `impossible` control for a thread pool whose size twinrun could not fix."""
+    return Control(name, IMPOSSIBLE, f"{NOT_PINNED}; {why}")
 
 
 def seed_python_and_numpy(seeds):

@@ -3,29 +3,56 @@
 JAX has no global random state: its randomness is explicit keys. What can vary is XLA's
 choice of GPU kernels (atomics in scatter and reductions), switched off by
 `--xla_gpu_deterministic_ops=true`, which XLA reads from `XLA_FLAGS` once, when the backend
-initialises.
+initialises; and, on the CPU, the size of XLA's thread pool, which splits large matrix
+products and reductions and so changes their last bits.
+
+That pool is sized by the environment variable `PJRT_NPROC` (else `NPROC`, else the CPUs this
+process may run on), read once when the CPU client is created (`DefaultThreadPoolSize` in
+xla/pjrt/utils.cc). No `XLA_FLAGS` entry sizes it in jaxlib 0.10: measured on this machine,
+`PJRT_NPROC=1` gives one `tf_XLAEigen` thread instead of two and other bits for a
+4096-long matrix product and a 2**24-element sum, while `--xla_cpu_multi_thread_eigen=false`
+changes neither the threads nor the bits, and `intra_op_parallelism_threads=1` (the old
+TensorFlow-era spelling) is refused by XLA's flag parser.
 """
 
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
+    schedulable_cpus, set_before_start, thread_environment,
 )
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+POOL_VARIABLE = "PJRT_NPROC"
+THREADS = "XLA CPU thread pool"
 
 
-def environment_variables(threads=None, enabled=True, current_xla_flags=None):
+def environment_variables(threads=None, enabled=True):
     """Variables XLA reads when its backend initialises."""
     if not enabled:
         return {}
-    flags = (current_xla_flags if current_xla_flags is not None
-             else os.environ.get("XLA_FLAGS", "")).split()
+    flags = os.environ.get("XLA_FLAGS", "").split()
     if DETERMINISTIC_FLAG not in flags:
         flags.append(DETERMINISTIC_FLAG)
     env = {"XLA_FLAGS": " ".join(flags)}
     env.update(thread_environment(threads))
+    if threads is not None:
+        env[POOL_VARIABLE] = str(threads)
     return env
+
+
+def thread_counts():
+    """The size of XLA's CPU pool in this process; XLA has no separate inter-op pool."""
+    return {"intra_op": _pool_size_from_environment() or schedulable_cpus(), "inter_op": None}
+
+
+def _pool_size_from_environment():
+    for name in (POOL_VARIABLE, "NPROC"):
+        try:
+            return max(0, int(os.environ[name]))
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 def _backend_initialised():
@@ -38,51 +65,52 @@ def _backend_initialised():
 
 
 def apply(seeds, threads=None, enabled=True):
-    """Check XLA's determinism flag and seed Keras' global generator when Keras is in use."""
+    """Check XLA's determinism flag and pin XLA's CPU thread pool.
+
+    `seeds` is unused: JAX has no global generator (Keras' is seeded by `deterministic()`).
+    """
     controls = [Control("JAX random keys", NOT_NEEDED,
                         "JAX has no global random state; keys are explicit")]
     if not enabled:
         controls.append(Control("XLA --xla_gpu_deterministic_ops", OFF))
+        controls.append(Control(THREADS, OFF,
+                                f"left at {thread_counts()['intra_op']} threads"))
         return controls
-
-    flags = os.environ.get("XLA_FLAGS", "").split()
     initialised = _backend_initialised()
-    if DETERMINISTIC_FLAG in flags:
-        if initialised and not _set_before_start("XLA_FLAGS"):
-            controls.append(Control("XLA --xla_gpu_deterministic_ops", ALREADY_SET,
-                                    "present in XLA_FLAGS (cannot tell whether it was there "
-                                    "before the backend started)"))
-        else:
-            controls.append(Control("XLA --xla_gpu_deterministic_ops", ALREADY_SET, "in XLA_FLAGS"))
-    elif initialised:
-        controls.append(Control("XLA --xla_gpu_deterministic_ops", IMPOSSIBLE,
-                                "JAX's backend already started without it; XLA reads XLA_FLAGS "
-                                "once. Set XLA_FLAGS before start-up or use `twinrun check`"))
-    else:
-        os.environ["XLA_FLAGS"] = " ".join(flags + [DETERMINISTIC_FLAG])
-        controls.append(Control("XLA --xla_gpu_deterministic_ops", APPLIED,
-                                "added to XLA_FLAGS before the backend started"))
-
-    if threads is None:
-        controls.append(Control("XLA CPU thread pool", NOT_NEEDED,
-                                "left at XLA's default (recorded in the environment)"))
-    else:
-        # XLA sizes its CPU pool from the machine, not from a setting it exposes; OpenMP and
-        # BLAS pools are fixed through the launcher's environment variables.
-        controls.append(Control("XLA CPU thread pool", NOT_NEEDED,
-                                f"XLA exposes no pool size; OMP/BLAS pools set to {threads} by "
-                                "the launcher"))
+    controls.append(_deterministic_ops(initialised))
+    controls.append(_pin_threads(threads, initialised))
     return controls
 
 
-def _set_before_start(name):
-    return name in os.environ.get("TWINRUN_PRESET_VARIABLES", "").split(",")
+def _deterministic_ops(initialised):
+    name = "XLA --xla_gpu_deterministic_ops"
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    if DETERMINISTIC_FLAG in flags:
+        if initialised and not set_before_start("XLA_FLAGS"):
+            return Control(name, ALREADY_SET, "present in XLA_FLAGS (cannot tell whether it was "
+                                              "there before the backend started)")
+        return Control(name, ALREADY_SET, "in XLA_FLAGS")
+    if initialised:
+        return Control(name, IMPOSSIBLE, "JAX's backend already started without it; XLA reads "
+                                         "XLA_FLAGS once. Set XLA_FLAGS before start-up or use "
+                                         "`twinrun check`")
+    os.environ["XLA_FLAGS"] = " ".join(flags + [DETERMINISTIC_FLAG])
+    return Control(name, APPLIED, "added to XLA_FLAGS before the backend started")
 
 
-def framework_version():
-    import jax
-
-    return jax.__version__
-
-
-_ = APPLIED
+def _pin_threads(threads, initialised):
+    current = thread_counts()
+    wanted = {"intra_op": threads or current["intra_op"], "inter_op": None}
+    origin = "as asked" if threads else "XLA's default here"
+    value = str(wanted["intra_op"])
+    if os.environ.get(POOL_VARIABLE) == value and (not initialised
+                                                   or set_before_start(POOL_VARIABLE)):
+        return Control(THREADS, ALREADY_SET, pinned_detail(wanted, f"{POOL_VARIABLE}={value}"))
+    if initialised:
+        return not_pinned(THREADS, f"JAX's backend had already started, and XLA sized its CPU "
+                                   f"pool then ({POOL_VARIABLE}, else the CPU count); set "
+                                   f"{POOL_VARIABLE} before start-up or use `twinrun check "
+                                   "--threads N`")
+    os.environ[POOL_VARIABLE] = value
+    return Control(THREADS, APPLIED, pinned_detail(wanted, f"{origin}; {POOL_VARIABLE}={value} "
+                                                           "before the backend started"))

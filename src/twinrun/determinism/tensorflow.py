@@ -3,8 +3,11 @@
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, thread_environment,
+    ALREADY_SET, APPLIED, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
+    schedulable_cpus, thread_environment,
 )
+
+THREADS = "TensorFlow thread pools"
 
 
 def environment_variables(threads=None, enabled=True):
@@ -23,8 +26,34 @@ def environment_variables(threads=None, enabled=True):
     return env
 
 
+def thread_counts():
+    """The sizes of TensorFlow's intra-op and inter-op pools in this process.
+
+    TensorFlow reports 0 for "its default", which is `TF_NUM_INTRAOP_THREADS` /
+    `TF_NUM_INTEROP_THREADS` when set, else the CPUs this process may run on
+    (`DefaultNumIntraOpThreads` in tensorflow/core/common_runtime/process_util.cc).
+    """
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    return {
+        "intra_op": threading.get_intra_op_parallelism_threads()
+        or _from_environment("TF_NUM_INTRAOP_THREADS"),
+        "inter_op": threading.get_inter_op_parallelism_threads()
+        or _from_environment("TF_NUM_INTEROP_THREADS"),
+    }
+
+
+def _from_environment(name):
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        value = 0
+    return value if value > 0 else schedulable_cpus()
+
+
 def apply(seeds, threads=None, enabled=True):
-    """Seed TensorFlow, turn on op determinism and fix its thread pools."""
+    """Seed TensorFlow, turn on op determinism and pin its thread pools."""
     import tensorflow as tf
 
     controls = []
@@ -32,16 +61,14 @@ def apply(seeds, threads=None, enabled=True):
     controls.append(Control("tf.random.set_seed", APPLIED, f"seed {seeds['backend']}"))
     if not enabled:
         controls.append(Control("tf.config.experimental.enable_op_determinism", OFF))
+        counts = thread_counts()
+        controls.append(Control(THREADS, OFF, f"left at {counts['intra_op']} intra-op, "
+                                              f"{counts['inter_op']} inter-op"))
         return controls
 
     tf.config.experimental.enable_op_determinism()
     controls.append(Control("tf.config.experimental.enable_op_determinism", APPLIED))
-
-    if threads is None:
-        controls.append(Control("TensorFlow thread pools", NOT_NEEDED,
-                                "left at TensorFlow's default (recorded in the environment)"))
-    else:
-        controls.append(_set_threads(tf, threads))
+    controls.append(_pin_threads(tf, threads))
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -52,29 +79,26 @@ def apply(seeds, threads=None, enabled=True):
     return controls
 
 
-def _set_threads(tf, threads):
-    name = "TensorFlow thread pools"
-    intra = tf.config.threading.get_intra_op_parallelism_threads()
-    inter = tf.config.threading.get_inter_op_parallelism_threads()
-    if intra == threads and inter == threads:
-        return Control(name, ALREADY_SET, f"{threads} intra-op, {threads} inter-op")
+def _pin_threads(tf, threads):
+    # The default is read before pinning, so pinning at it keeps TensorFlow's speed and turns
+    # "whatever this machine gives" into a recorded count.
+    default = thread_counts()
+    wanted = {"intra_op": threads or default["intra_op"],
+              "inter_op": threads or default["inter_op"]}
+    origin = "as asked" if threads else "TensorFlow's default here"
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(wanted["intra_op"])
+        tf.config.threading.set_inter_op_parallelism_threads(wanted["inter_op"])
     except RuntimeError:
-        # TensorFlow fixes its pools when its runtime context starts (the first op).
-        return Control(name, IMPOSSIBLE,
-                       "TensorFlow's runtime had already started, so its thread pools are fixed "
-                       f"at {intra} intra-op / {inter} inter-op; call deterministic() before "
-                       "creating tensors, or set TF_NUM_INTRAOP_THREADS before start-up")
-    return Control(name, APPLIED, f"{threads} intra-op, {threads} inter-op")
-
-
-def framework_version():
-    import tensorflow as tf
-
-    return tf.__version__
-
-
-# Silence the unused-import linters: kept for the parallel API of the other backends.
-_ = os
+        # TensorFlow sizes its pools when its runtime context starts (the first op); after
+        # that they keep their size, which is pinned enough when it is the size wanted.
+        if default == wanted:
+            return Control(THREADS, ALREADY_SET,
+                           pinned_detail(default, "fixed when TensorFlow's runtime started"))
+        return not_pinned(THREADS, f"TensorFlow's runtime had already started with "
+                                   f"{default['intra_op']} intra-op, {default['inter_op']} "
+                                   f"inter-op threads, not the {threads} asked for; call "
+                                   "deterministic() before creating tensors, or set "
+                                   "TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS before "
+                                   "start-up")
+    return Control(THREADS, APPLIED, pinned_detail(thread_counts(), origin))

@@ -3,12 +3,15 @@
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
+    set_before_start, thread_environment,
 )
 
 # cuBLAS picks reduction strategies per stream unless its workspace is fixed; PyTorch refuses
 # deterministic mode on CUDA >= 10.2 without one of these two values.
 CUBLAS_WORKSPACE = ":4096:8"
+
+THREADS = "torch thread pools"
 
 
 def environment_variables(threads=None, enabled=True):
@@ -26,8 +29,15 @@ def environment_variables(threads=None, enabled=True):
     return env
 
 
+def thread_counts():
+    """The sizes of torch's intra-op (OpenMP) and inter-op pools in this process."""
+    import torch
+
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+
 def apply(seeds, threads=None, enabled=True):
-    """Seed torch, turn on deterministic algorithms, and fix its thread pools."""
+    """Seed torch, turn on deterministic algorithms, and pin its thread pools."""
     import torch
 
     controls = []
@@ -36,6 +46,7 @@ def apply(seeds, threads=None, enabled=True):
                             f"seed {seeds['backend']} (CPU and every CUDA device)"))
     if not enabled:
         controls.append(Control("torch.use_deterministic_algorithms", OFF))
+        controls.append(Control(THREADS, OFF, _counts_text(thread_counts())))
         return controls
 
     controls.append(_cublas_workspace(torch))
@@ -49,13 +60,36 @@ def apply(seeds, threads=None, enabled=True):
         controls.append(Control("torch.backends.cudnn", NOT_NEEDED, f"{detail}; no CUDA device"))
     else:
         controls.append(Control("torch.backends.cudnn", APPLIED, detail))
-
-    if threads is None:
-        controls.append(Control("torch thread pools", NOT_NEEDED,
-                                f"left at {torch.get_num_threads()} (recorded in the environment)"))
-    else:
-        controls.append(_set_threads(torch, threads))
+    controls.append(_pin_threads(torch, threads))
     return controls
+
+
+def _counts_text(counts):
+    return f"left at {counts['intra_op']} intra-op, {counts['inter_op']} inter-op"
+
+
+def _pin_threads(torch, threads):
+    # torch's defaults (OMP_NUM_THREADS, else the cores it finds) are read before pinning, so
+    # pinning at the default keeps the speed and makes the count a recorded fact.
+    default = thread_counts()
+    wanted = {"intra_op": threads or default["intra_op"],
+              "inter_op": threads or default["inter_op"]}
+    torch.set_num_threads(wanted["intra_op"])
+    try:
+        torch.set_num_interop_threads(wanted["inter_op"])
+    except RuntimeError:
+        # The inter-op pool can be sized only once, before the first parallel work; after
+        # that its size is fixed, which is pinned enough when it is the size wanted.
+        pass
+    now = thread_counts()
+    origin = "as asked" if threads else "torch's default here"
+    if now == wanted:
+        return Control(THREADS, APPLIED, pinned_detail(now, origin))
+    return not_pinned(THREADS, f"asked for {wanted['intra_op']} intra-op, "
+                               f"{wanted['inter_op']} inter-op, torch uses {now['intra_op']} "
+                               f"intra-op, {now['inter_op']} inter-op (its inter-op pool is "
+                               "sized once, before the first parallel work); call "
+                               "deterministic() first, or use `twinrun check --threads N`")
 
 
 def _cublas_workspace(torch):
@@ -64,7 +98,7 @@ def _cublas_workspace(torch):
     if not torch.cuda.is_available():
         return Control(name, NOT_NEEDED, f"no CUDA device ({value or 'unset'})")
     if value in (":4096:8", ":16:8"):
-        if torch.cuda.is_initialized() and not _set_before_start(name):
+        if torch.cuda.is_initialized() and not set_before_start(name):
             return Control(name, IMPOSSIBLE,
                            "it was set after CUDA was initialised in this process, so cuBLAS "
                            "ignores it; set it before start-up or use `twinrun check`")
@@ -75,31 +109,3 @@ def _cublas_workspace(torch):
                        "set CUBLAS_WORKSPACE_CONFIG=:4096:8 before start-up or use `twinrun check`")
     os.environ[name] = CUBLAS_WORKSPACE
     return Control(name, APPLIED, f"{CUBLAS_WORKSPACE} (before CUDA initialised)")
-
-
-def _set_before_start(name):
-    # The launcher marks the variables it put into a fresh process's environment.
-    return name in os.environ.get("TWINRUN_PRESET_VARIABLES", "").split(",")
-
-
-def _set_threads(torch, threads):
-    name = "torch thread pools"
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-        inter = f"{threads} inter-op"
-    except RuntimeError:
-        # The inter-op pool can be sized only once, before the first parallel work.
-        inter = f"inter-op already fixed at {torch.get_num_interop_threads()}"
-    if torch.get_num_threads() != threads:
-        return Control(name, IMPOSSIBLE, f"asked for {threads}, torch uses {torch.get_num_threads()}")
-    return Control(name, APPLIED, f"{threads} intra-op, {inter}")
-
-
-def framework_version():
-    import torch
-
-    return torch.__version__
-
-
-_ = ALREADY_SET
