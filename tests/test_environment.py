@@ -119,7 +119,8 @@ def test_naming_a_backend_adds_that_frameworks_build_and_devices_only(backend):
         from twinrun.environment import fingerprint_environment
         env = fingerprint_environment(backend={backend!r})
         others = [m for m in ("tensorflow", "jax", "torch") if m != {backend!r} and m in sys.modules]
-        print(json.dumps({{"framework": env["framework"], "gpu": env["gpu"], "others": others}}))
+        print(json.dumps({{"framework": env["framework"], "gpu": env["gpu"], "others": others,
+                          "threads": env["threads"]}}))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -132,6 +133,39 @@ def test_naming_a_backend_adds_that_frameworks_build_and_devices_only(backend):
     # TensorFlow 2.21 imports jax by itself; twinrun must not import any other framework.
     assert set(report["others"]) <= ({"jax"} if backend == "tensorflow" else set())
     assert set(report["gpu"]) == {"devices", "driver", "cuda", "cudnn"}
+    assert set(report["threads"]) == {"intra_op", "inter_op"}
+    assert report["threads"]["intra_op"] >= 1
+
+
+def fingerprint_in_fresh_process(backend, prelude="", **env):
+    code = textwrap.dedent(f"""
+        import json
+        {prelude}
+        from twinrun.environment import fingerprint_environment
+        print(json.dumps(fingerprint_environment(backend={backend!r})))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_the_thread_counts_torch_uses_are_recorded_and_a_diff_names_the_intra_op_count():
+    envs = [fingerprint_in_fresh_process(
+        "torch", f"import torch; torch.set_num_threads({n}); torch.set_num_interop_threads(1)")
+        for n in (2, 1)]
+    assert envs[0]["threads"] == {"intra_op": 2, "inter_op": 1}
+    differences = environment_diff(envs)
+    assert {"key": "threads.intra_op", "values": [2, 1]} in differences
+    assert "threads.inter_op" not in {d["key"] for d in differences}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_the_size_of_xlas_cpu_pool_is_recorded_with_the_variable_that_sets_it():
+    env = fingerprint_in_fresh_process("jax", PJRT_NPROC="1")
+    assert env["threads"] == {"intra_op": 1, "inter_op": None}
+    assert env["env"]["PJRT_NPROC"] == "1"
 
 
 def test_the_load_and_the_wait_policy_are_recorded_and_only_the_policy_counts_as_a_difference(
