@@ -76,6 +76,8 @@ def test_lockstep_stops_every_replica_within_one_step_of_the_divergence(store):
     step = verdict["first_divergence"]["step"]
     assert [r["steps"] for r in verdict["replicas"]] == [step + 1, step + 1]
     assert all(r["stopped_early"] for r in verdict["replicas"])
+    runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
+    assert [r["status"] for r in runs] == ["stopped", "stopped"]
 
 
 # (d) a custom layer that adds noise from a known step on
@@ -108,7 +110,8 @@ def test_tensorflow_with_and_without_determinism_diverge(store):
 @requires_data
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_the_quick_fashion_cnn_is_identical_on_each_backend(backend, store):
-    verdict = check("--backend", backend, "--preset", "quick", "--seed", "7", store=store)
+    verdict = check("--backend", backend, "--preset", "quick", "--epochs", "2", "--seed", "7",
+                    store=store)
     assert verdict["verdict"] == "identical"
     assert verdict["steps_compared"] == 150
     fingerprints = {r["fingerprint"] for r in verdict["replicas"]}
@@ -122,6 +125,12 @@ def test_the_answers_experiment_with_five_replicas_is_identical(store):
     assert len(rows) == 5
     for key in ("loss", "acc", "val_loss", "val_acc"):
         assert len({row[key] for row in rows}) == 1
+    checks = json.loads(run_cli("checks", "--store", store, "--json").stdout)
+    assert [(c["kind"], c["replicas"], c["verdict"]) for c in checks] == [
+        ("workload", 5, "identical")]
+    runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
+    assert {r["run_id"] for r in runs} == {r["run_id"] for r in verdict["replicas"]}
+    assert {(r["status"], r["study_id"]) for r in runs} == {("finished", checks[0]["check_id"])}
 
 
 # a replica that misbehaves

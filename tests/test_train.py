@@ -10,8 +10,9 @@ pytestmark = [pytest.mark.slow, requires_data]
 
 
 def train(backend, seed, store, *extra):
-    completed = run_cli("train", "--backend", backend, "--preset", "quick", "--seed", seed,
-                        "--store", store, "--json", *extra)
+    # Two of the quick preset's epochs (150 steps): enough to tell seeds apart.
+    completed = run_cli("train", "--backend", backend, "--preset", "quick", "--epochs", "2",
+                        "--seed", seed, "--store", store, "--json", *extra)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout)
 
@@ -53,3 +54,47 @@ def test_a_short_run_prints_the_fingerprint_and_test_accuracy_for_a_person(backe
     assert "fingerprint" in completed.stdout
     assert "test accuracy" in completed.stdout
     assert "epoch 1/1" in completed.stdout
+
+
+def test_sigterm_to_train_stops_its_run_and_marks_it_stopped(store):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from conftest import TWINRUN
+
+    def running_row():
+        try:
+            with sqlite3.connect(Path(store) / "runs.sqlite") as connection:
+                return connection.execute(
+                    "SELECT run_id, owner FROM runs WHERE status = 'running'").fetchone()
+        except sqlite3.Error:
+            return None
+
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    train = subprocess.Popen([TWINRUN, "train", "--backend", "torch", "--preset", "full",
+                              "--store", str(store), "--json"], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while (row := running_row()) is None:
+        assert train.poll() is None and time.monotonic() < deadline, train.stderr.read()
+        time.sleep(0.1)
+    run_id, owner = row
+    assert int(owner.split(":")[-2]) == train.pid  # the launcher answers for the row
+    children = Path(f"/proc/{train.pid}/task/{train.pid}/children").read_text().split()
+    worker = int(children[0])
+
+    train.send_signal(signal.SIGTERM)
+    out, err = train.communicate(timeout=120)
+
+    assert train.returncode == 2, err
+    assert err.startswith("Error: twinrun was stopped by SIGTERM;"), err
+    with sqlite3.connect(Path(store) / "runs.sqlite") as connection:
+        status, error = connection.execute("SELECT status, error FROM runs WHERE run_id = ?",
+                                           (run_id,)).fetchone()
+    assert (status, error) == ("stopped", "twinrun was stopped by SIGTERM")
+    assert not Path(f"/proc/{worker}").exists() or \
+        Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

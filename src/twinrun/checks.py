@@ -282,8 +282,7 @@ def _record_script_run(store, run_id, outcome):
 
 def _record_check(store, check_id, verdict, *, kind, label, folder):
     """Keep the verdict, as the exact JSON `twinrun check --json` prints, in the store."""
-    verdict.notes.append(f"recorded as {check_id}: `twinrun show {check_id}` prints this "
-                         f"verdict again")
+    verdict.notes.append(f"recorded as {check_id} (`twinrun show {check_id}` shows it again)")
     store.record_check(check_id, kind=kind, label=label, verdict=verdict.verdict,
                        result=verdict_json(verdict), replicas=len(verdict.replicas),
                        steps_compared=verdict.steps_compared, folder=folder)

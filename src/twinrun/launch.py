@@ -30,6 +30,7 @@ from pathlib import Path
 
 from twinrun.determinism import environment_for
 from twinrun.errors import TwinrunError
+from twinrun.store.sqlite import LAUNCHER_ENV_VAR, this_process
 
 # Seconds a stopped child gets to end after SIGTERM before its group is killed.
 STOP_GRACE_S = 2.0
@@ -124,6 +125,10 @@ class ChildProcess:
         self.started = time.monotonic()
         self._log = open(self.log_path, "wb")
         env = dict(env)
+        # The store rows the child opens name this process as answerable for them: it marks
+        # them if the child ends without finishing them, and if it dies too, whoever next
+        # opens the store does.
+        env[LAUNCHER_ENV_VAR] = this_process()
         pass_fds = ()
         self._go = None
         read_end = None

@@ -1,7 +1,5 @@
 """`twinrun check`: prove a training reproduces bit for bit, or show where and why it diverges."""
 
-import json
-
 import click
 
 from twinrun.cli import main
@@ -75,7 +73,7 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, determinis
                        timeout, localize, store, data_dir, progress)
     label = " ".join(command) if command else workload
     if as_json:
-        click.echo(json.dumps(verdict.to_dict(), default=float))
+        click.echo(checks.verdict_json(verdict))  # what `twinrun show CHECK_ID --json` prints
     else:
         from twinrun.report.terminal import render_verdict
 

@@ -22,9 +22,10 @@ thousands of runs reads one index.
 
 No row stays `running` after its process has ended: the launcher marks a run it stopped, timed
 out or saw fail as `stopped` or `failed`, with the reason. When the launcher itself is killed
-(`kill -9`), nobody is left to do that, so each row names the process that owns it (`owner`:
-host, pid and the pid's start time) and the next process that opens the store on that host
-marks the rows of owners that no longer exist as `failed`.
+(`kill -9`), nobody is left to do that, so each row names the process answerable for it
+(`owner`: host, pid and the pid's start time of the launcher, or of the run's own process when
+nothing launched it) and the next process that opens the store on that host marks the rows of
+owners that no longer exist as `failed`.
 """
 
 import errno
@@ -45,6 +46,8 @@ from twinrun.store.location import STORE_ENV_VAR, default_store_path
 
 DB_NAME = "runs.sqlite"
 CHECKS_DIR = "checks"
+# Set by `twinrun.launch` in every child: the launcher's `this_process()`.
+LAUNCHER_ENV_VAR = "TWINRUN_LAUNCHER"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
@@ -411,7 +414,7 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def start_run(self, *, workload, backend, seed, config, seeds, determinism, environment,
-                  study_id=None, replica=None, artifacts=None):
+                  study_id=None, replica=None, artifacts=None, owner=None):
         """Record a new run with status "running" and return its id.
 
         Arguments:
@@ -422,9 +425,11 @@ class Store:
                 is also kept as a column for listing.
             study_id, replica: set when the run belongs to a study / is one of several replicas.
             artifacts: the folder that holds the run's files (trace, snapshots, log), if any.
-
-        The row names this process as its owner: if this process dies without finishing the
-        run, the next `Store` opened on this host marks it failed.
+            owner: the process answerable for the row (`this_process()` of it); default
+                `$TWINRUN_LAUNCHER` (the launcher that started this process, which marks the
+                row if this process ends without finishing it), else this process. Once the
+                owner has ended, the next `Store` opened on this host marks a row still
+                `running` as failed.
 
         Example:
 
@@ -445,7 +450,7 @@ class Store:
             "seeds": to_json(seeds),
             "determinism": to_json(determinism),
             "environment": to_json(environment),
-            "owner": this_process(),
+            "owner": owner or os.environ.get(LAUNCHER_ENV_VAR) or this_process(),
             "artifacts": None if artifacts is None else str(artifacts),
         }
 
