@@ -35,10 +35,11 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
         enabled: False seeds only and leaves determinism off.
         seeds: optional `{source: seed}` to use instead of deriving them from `seed`.
 
-    Example (not run as a doctest: it changes the process that runs it):
-    >>> report = twinrun.deterministic(7, backend="torch")  # doctest: +SKIP
-    >>> report.threads  # doctest: +SKIP
-    {'intra_op': 2, 'inter_op': 2}
+    Example:
+    >>> import twinrun
+    >>> report = twinrun.deterministic(7, backend="torch")
+    >>> report.seed, report.backend
+    (7, 'torch')
     """
     from twinrun.determinism import deterministic as _deterministic
 
@@ -58,10 +59,25 @@ def check(fn, n=2, **options):
         **options: `seed`, `backend`, `threads`, `hash_seed`, `lockstep`, `timeout`,
             `localize`, `store` as for `twinrun check`.
 
-    Example (not run as a doctest: it trains twice):
-    >>> verdict = twinrun.check(train, n=2, seed=7)  # doctest: +SKIP
-    >>> verdict.verdict  # doctest: +SKIP
-    'identical'
+    Example:
+    >>> import twinrun
+    >>> def train():
+    ...     import torch
+    ...     import twinrun.torch
+    ...     twinrun.deterministic(backend="torch")  # the check's seed, in each fresh process
+    ...     model = torch.nn.Linear(4, 1)
+    ...     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ...     x = torch.randn(32, 4)
+    ...     with twinrun.torch.Tracer(model, optimizer) as tracer:
+    ...         for _ in range(3):
+    ...             optimizer.zero_grad()
+    ...             loss = model(x).square().mean()
+    ...             loss.backward()
+    ...             optimizer.step()
+    ...             tracer.step(loss, x)
+    >>> verdict = twinrun.check(train, n=2, seed=7)
+    >>> verdict.verdict, [replica["steps"] for replica in verdict.replicas]
+    ('identical', [3, 3])
     """
     from twinrun.checks import check_function
 

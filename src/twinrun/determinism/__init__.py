@@ -123,10 +123,12 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
         seeds: optional `{source: seed}` that replaces single derived seeds (each from 0 to
             2**31 - 1, see `twinrun.seeds`); the other sources derive from `seed`.
 
-    Example (not run as a doctest: it changes the process that runs it):
-    >>> report = twinrun.deterministic(7, backend="torch")  # doctest: +SKIP
-    >>> [c.name for c in report.impossible]  # doctest: +SKIP
-    []
+    Example:
+    >>> import twinrun
+    >>> report = twinrun.deterministic(7, backend="torch")
+    >>> states = {control.name: control.state for control in report.controls}
+    >>> states["torch.use_deterministic_algorithms"]
+    'applied'
     """
     seed, threads, enabled = _from_launcher(seed, threads, enabled)
     backend = resolve_backend(backend)
