@@ -56,4 +56,4 @@ def test_twinrun_keras_and_twinrun_torch_load_on_first_use_after_a_plain_import_
     assert completed.returncode == 0, completed.stderr[-2000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result == {"before": [], "tracer": "twinrun.torch.tracer",
-                      "trace": "twinrun.keras.trace", "has_nonsense": False, "listed": True}
+                      "trace": "twinrun.keras.callback", "has_nonsense": False, "listed": True}

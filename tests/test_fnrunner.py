@@ -16,7 +16,8 @@ def test_a_pickle_not_signed_by_the_check_is_refused_before_it_is_loaded(tmp_pat
 
     planted.write_bytes(b"\0" * 32 + pickle.dumps(Run()))
     env = dict(os.environ, TWINRUN_FN_KEY="00" * 32)
-    done = subprocess.run([sys.executable, "-m", "twinrun.fnrunner", str(planted)], env=env,
+    done = subprocess.run([sys.executable, "-m", "twinrun.programs.fnrunner", str(planted)],
+                          env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("Error: ") and "not run" in done.stderr

@@ -1,7 +1,7 @@
 """The determinism audit of each installed backend, each in a fresh process.
 
-`python -m twinrun.audit BACKEND` imports Keras on that backend, calls `deterministic()`
-exactly as a run would, and prints the report as JSON. Fresh processes, because a framework
+`python -m twinrun.programs.audit BACKEND` imports Keras on that backend, calls
+`deterministic()` exactly as a run would, and prints the report as JSON. Fresh processes, because a framework
 once imported cannot be un-configured, and the launcher's environment must be in place first.
 """
 
@@ -66,9 +66,10 @@ def audit_backend(backend, seed=0, threads=None, timeout=None):
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Its own session, so a hung import's helper processes are killed with it and cannot
     # keep the output pipes open.
-    process = subprocess.Popen([sys.executable, "-m", "twinrun.audit", backend, str(seed)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, errors="replace", start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "twinrun.programs.audit", backend, str(seed)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, errors="replace", start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -125,18 +126,3 @@ def audit_installed(seed=0, threads=None, timeout=None):
     # Each audit is a separate process that mostly waits on imports: run them side by side.
     with ThreadPoolExecutor(max_workers=len(KERAS_BACKENDS)) as pool:
         return list(pool.map(one, KERAS_BACKENDS))
-
-
-def main():
-    backend, seed = sys.argv[1], int(sys.argv[2])
-    import keras  # noqa: F401  (the backend comes from KERAS_BACKEND)
-
-    from twinrun.determinism import deterministic
-    from twinrun.launch import available_cpus
-
-    report = deterministic(seed, backend=backend, threads=available_cpus())
-    print(json.dumps(report.to_dict()))
-
-
-if __name__ == "__main__":
-    main()

@@ -112,7 +112,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
                 env.pop("PYTHONHASHSEED", None)
             result.append(ReplicaSpec(
                 label=f"replica {i}",
-                command=python_command("twinrun.worker", config_path, result_path, "--quiet"),
+                command=python_command("twinrun.programs.worker", config_path, result_path,
+                                       "--quiet"),
                 env=env, trace=Path(c.trace), log=directory / f"replica-{i}{tag}.log",
                 result=result_path))
         return result
@@ -323,7 +324,7 @@ def check_function(fn, *, n=2, **options):
         out.write(hmac.new(key, payload, hashlib.sha256).digest() + payload)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     try:
-        return check_command([sys.executable, "-m", "twinrun.fnrunner", path], n=n,
+        return check_command([sys.executable, "-m", "twinrun.programs.fnrunner", path], n=n,
                              environment={"TWINRUN_FN_KEY": key.hex()},
                              label=f"twinrun.check({name})", **options)
     finally:

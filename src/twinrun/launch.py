@@ -307,7 +307,8 @@ def run_in_fresh_process(config, *, show_progress=True, extra_env=None, timeout=
         workdir = Path(workdir)
         config_path, result_path = workdir / "run.config.json", workdir / "run.result.json"
         config_path.write_text(json.dumps(config.to_dict()))
-        command = [sys.executable, "-m", "twinrun.worker", str(config_path), str(result_path)]
+        command = [sys.executable, "-m", "twinrun.programs.worker", str(config_path),
+                   str(result_path)]
         if not show_progress:
             command.append("--quiet")
         with stop_on_signals():

@@ -3,6 +3,6 @@
 Importing this module imports Keras (and so the backend); `import twinrun` alone does not.
 """
 
-from twinrun.keras.trace import Trace
+from twinrun.keras.callback import Trace
 
 __all__ = ["Trace"]

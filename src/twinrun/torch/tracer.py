@@ -17,7 +17,9 @@ import torch
 
 from twinrun.fingerprint import digest_arrays, tensor_words_for
 from twinrun.trace import TraceWriter
-from twinrun.tracing import LayerProbe, Lockstep, host_digest, process_facts, snapshot_due
+from twinrun.trace.lockstep import Lockstep
+from twinrun.trace.probe import LayerProbe, host_digest
+from twinrun.trace.recording import process_facts, snapshot_due
 
 
 class Tracer:

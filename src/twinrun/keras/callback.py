@@ -22,7 +22,9 @@ from twinrun.keras.in_step import InStepWords
 from twinrun.keras.state import (
     BatchLoss, build_optimizer, current_values, jax_state_index, training_state)
 from twinrun.trace import TraceWriter
-from twinrun.tracing import LayerProbe, Lockstep, process_facts, snapshot_due
+from twinrun.trace.lockstep import Lockstep
+from twinrun.trace.probe import LayerProbe
+from twinrun.trace.recording import process_facts, snapshot_due
 
 class Trace(keras.callbacks.Callback):
     """Record a bit-exact per-step trace of a Keras training.

@@ -1,62 +1,9 @@
-"""What the Keras and PyTorch tracers share: lockstep with the launcher, layer probes for
-localisation, and when to save weight snapshots."""
+"""Layer probes for localisation: each layer's input and output, and each gradient, at one step."""
 
 import os
 import sys
 
 import numpy as np
-
-# Exit status of a lockstep replica whose pipe closed (the launcher stopped it, or died). Only
-# informative: the launcher knows which replicas it stopped and never reads this code, so a
-# script that exits 75 on its own is a failing replica, not a stopped one.
-STOPPED_BY_LAUNCHER = 75
-
-
-def snapshot_due(epoch):
-    """Save weights after epochs 1-10, then every 10th: enough to see the distance grow
-    without filling the disk on a 200-epoch run."""
-    return epoch <= 10 or epoch % 10 == 0
-
-
-class Lockstep:
-    """The replica's side of lockstep mode: after each step, wait for the launcher's go.
-
-    The launcher compares every replica's step s before it lets any of them start step s+1,
-    so a divergence at step 5 of 10,000 stops all replicas within one step. It talks through a
-    pipe whose read end this process inherited (`TWINRUN_LOCKSTEP_FD`): one byte per step;
-    end-of-file means stop. The pipe also closes when the launcher dies, so a replica waiting
-    for its go never outlives it.
-    """
-
-    def __init__(self, fd):
-        self.fd = fd
-
-    @classmethod
-    def from_environment(cls):
-        value = os.environ.get("TWINRUN_LOCKSTEP_FD")
-        return cls(int(value)) if value else None
-
-    def wait(self, step):
-        try:
-            token = os.read(self.fd, 1)
-        except OSError:
-            token = b""
-        if not token:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(STOPPED_BY_LAUNCHER)
-
-
-def process_facts():
-    """Facts about this process that decide reproducibility but are no package or CPU fact:
-    the hash seed (and a probe hash, which differs between processes when hashing is
-    randomised), and the twinrun settings the launcher passed."""
-    return {
-        "hash_seed": os.environ.get("PYTHONHASHSEED"),
-        "hash_probe": hash("twinrun-hash-probe"),
-        "determinism": os.environ.get("TWINRUN_DETERMINISM"),
-        "threads": os.environ.get("TWINRUN_THREADS"),
-    }
 
 
 def host_digest(value):

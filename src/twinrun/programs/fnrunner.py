@@ -1,4 +1,5 @@
-"""`python -m twinrun.fnrunner FILE`: run the function `twinrun.check(fn)` sent, in a fresh process.
+"""`python -m twinrun.programs.fnrunner FILE`: run the function `twinrun.check(fn)` sent, in a
+fresh process.
 
 The file holds an HMAC-SHA256 of the pickled function, then the pickle. The key comes only
 through this process's environment (`TWINRUN_FN_KEY`) from the `twinrun.check` that wrote the
@@ -24,7 +25,7 @@ def main():
     if not key or not hmac.compare_digest(
             signature, hmac.new(bytes.fromhex(key), payload, hashlib.sha256).digest()):
         print(f"Error: {sys.argv[1]} was not written by this twinrun.check, so it is not run; "
-              "call twinrun.check(fn) instead of starting twinrun.fnrunner by hand.",
+              "call twinrun.check(fn) instead of starting twinrun.programs.fnrunner by hand.",
               file=sys.stderr)
         return 2
     import cloudpickle

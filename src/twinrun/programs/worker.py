@@ -1,4 +1,5 @@
-"""The inside of a fresh-process run: `python -m twinrun.worker CONFIG RESULT [--quiet]`.
+"""The inside of a fresh-process run: `python -m twinrun.programs.worker CONFIG RESULT
+[--quiet]`.
 
 The launcher has already put the environment in place (see `twinrun.launch`). This process
 makes itself deterministic, trains, records the run in the store and writes its result as
