@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from twinrun.backends import resolve_backend
 from twinrun.errors import TwinrunError
-from twinrun.seeds import derive_seeds, validate_seed
+from twinrun.seeds import SOURCE_SEED_LIMIT, derive_seeds, validate_seed
 
 WORKLOADS = ("fashion-cnn", "answer-demo")
 PRESETS = ("quick", "study", "full")
@@ -31,6 +31,13 @@ class RunConfig:
         record: record the run in the store.
         study_id: the check or study this run belongs to.
         replica: the replica's index within its check.
+        split_seed: the train/validation split's `random_state` (studies of `split`); None
+            keeps the workload's own (42 for the Fashion-MNIST CNN).
+        perturb_seed: picks the weight that `perturb` moves by one ulp (or the half of the
+            first layer's weights that get noise, with `settings["perturb"]`); None: no change.
+        fold: `{"n_splits", "index", "random_state"}` for one cross-validation run, else None.
+        settings: a study's `--set` values (see `twinrun.studies.settings`).
+        predictions: keep the test predictions (one byte per test image) in the result.
     """
 
     workload: str = "fashion-cnn"
@@ -48,6 +55,11 @@ class RunConfig:
     record: bool = True
     study_id: str | None = None
     replica: int | None = None
+    split_seed: int | None = None
+    perturb_seed: int | None = None
+    fold: dict | None = None
+    settings: dict = field(default_factory=dict)
+    predictions: bool = False
 
     def validated(self):
         """Return a copy with the backend resolved, or raise `TwinrunError` with one sentence."""
@@ -74,6 +86,17 @@ class RunConfig:
         # The overrides go into the frameworks as they are: refuse here, in the parent, what
         # a framework would refuse in the worker.
         derive_seeds(self.seed, self.seed_overrides)
+        for name in ("split_seed", "perturb_seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value < SOURCE_SEED_LIMIT):
+                raise TwinrunError(f"Expected {name} to be an integer from 0 to 2**31 - 1. "
+                                   f"Received: {name}={value!r}.")
+        if self.fold is not None:
+            _validate_fold(self.fold)
+        from twinrun.studies.settings import validate_settings
+
+        validate_settings(self.settings)
         values = asdict(self)
         values["backend"] = resolve_backend(self.backend)
         return RunConfig(**values)
@@ -89,3 +112,14 @@ class RunConfig:
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _validate_fold(fold):
+    keys = {"n_splits", "index", "random_state"}
+    if not isinstance(fold, dict) or set(fold) != keys:
+        raise TwinrunError(f"Expected fold to be a dict with {', '.join(sorted(keys))}. "
+                           f"Received: fold={fold!r}.")
+    n, index = fold["n_splits"], fold["index"]
+    if not (isinstance(n, int) and n >= 2 and isinstance(index, int) and 0 <= index < n):
+        raise TwinrunError(f"Expected a fold index from 0 to n_splits - 1 with n_splits >= 2. "
+                           f"Received: fold={fold!r}.")
