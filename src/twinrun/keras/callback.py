@@ -46,7 +46,15 @@ class Trace(keras.callbacks.Callback):
             the other backends.
 
     Example:
-    >>> model.fit(x, y, epochs=2, callbacks=[twinrun.keras.Trace("run.trace", data=(x, y))])
+    >>> import keras, numpy as np, twinrun
+    >>> from twinrun.trace import read_trace
+    >>> x, y = np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+    ...                     callbacks=[twinrun.keras.Trace("run.trace", data=(x, y))])
+    >>> len(read_trace("run.trace").steps)  # 2 batches in each of 2 epochs
+    4
     """
 
     def __init__(self, path=None, data=None, batches=None, snapshots=True, in_step=True):

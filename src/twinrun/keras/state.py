@@ -27,8 +27,12 @@ def training_state(model):
         model: a compiled Keras 3 model.
 
     Example:
-        >>> [name for name, _ in training_state(model)][-3:]  # doctest: +SKIP
-        ['optimizer/adam/dense_bias_momentum', 'optimizer/adam/dense_bias_velocity',
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5, name="dropout"),
+        ...                           keras.layers.Dense(1, name="dense")], name="net")
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> model.optimizer.build(model.trainable_variables)  # as fit() does on its first step
+        >>> [name for name, _ in training_state(model)][-3:]
+        ['optimizer/adam/net_dense_bias_momentum', 'optimizer/adam/net_dense_bias_velocity',
          'rng/dropout/seed_generator']
     """
     state = [(v.path, v) for v in model.weights]

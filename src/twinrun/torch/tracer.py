@@ -41,11 +41,20 @@ class Tracer:
         snapshots: save a weights snapshot (`.npz`) at the end of epochs (see `epoch_end`).
 
     Example:
-    >>> tracer = twinrun.torch.Tracer(model, optimizer)
-    >>> for x, y in loader:
-    ...     optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward()
-    ...     optimizer.step(); tracer.step(loss, (x, y))
-    >>> tracer.close()
+    >>> import torch, twinrun
+    >>> from twinrun.trace import read_trace
+    >>> model = torch.nn.Linear(4, 1)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> x, y = torch.ones(8, 4), torch.zeros(8, 1)
+    >>> with twinrun.torch.Tracer(model, optimizer, path="run.trace") as tracer:
+    ...     for step in range(3):
+    ...         optimizer.zero_grad()
+    ...         loss = torch.nn.functional.mse_loss(model(x), y)
+    ...         loss.backward()
+    ...         optimizer.step()
+    ...         tracer.step(loss, (x, y))
+    >>> len(read_trace("run.trace").steps)
+    3
     """
 
     def __init__(self, model, optimizer=None, path=None, data=None, snapshots=True):
