@@ -8,7 +8,7 @@ backend_option = click.option(
          "else tensorflow).")
 seed_option = click.option("--seed", default=0, type=int, show_default=True, help="Run seed.")
 preset_option = click.option("--preset", default="quick", show_default=True,
-                             metavar="quick|full", help="Workload size.")
+                             metavar="quick|study|full", help="Workload size.")
 store_option = click.option("--store", default=None, metavar="DIR",
                             help="Run store folder (default ./twinrun-runs or TWINRUN_STORE).")
 data_dir_option = click.option("--data-dir", default=None, metavar="DIR",

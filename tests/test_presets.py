@@ -1,0 +1,48 @@
+"""The workload presets: the sizes docs/presets.md and the README state, and every preset usable
+from the command line. (Their accuracies are measured in docs/presets.md, not asserted here.)"""
+
+import pytest
+
+from conftest import requires_data
+from twinrun import runconfig
+from twinrun.workloads import fashion_cnn, fashion_mnist
+
+# What docs/presets.md says: (train images, validation images, steps per epoch, epochs, patience).
+DOCUMENTED = {
+    "quick": (4_800, 1_200, 75, 10, 20),
+    "study": (9_600, 2_400, 150, 6, 2),
+    "full": (48_000, 12_000, 750, 200, 20),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_each_preset_has_the_documented_sizes_and_schedule(name):
+    preset = fashion_cnn.PRESETS[name]
+    train, val, steps, epochs, patience = DOCUMENTED[name]
+    assert preset.sizes() == {"train": train, "val": val, "steps_per_epoch": steps,
+                              "max_steps": steps * epochs}
+    assert (preset.epochs, preset.patience) == (epochs, patience)
+
+
+def test_the_quick_and_study_presets_train_at_least_750_steps_so_batchnorm_settles():
+    for name in ("quick", "study"):
+        assert fashion_cnn.PRESETS[name].sizes()["max_steps"] >= 750
+
+
+def test_every_workload_preset_is_accepted_by_the_run_configuration():
+    assert set(runconfig.PRESETS) == set(fashion_cnn.PRESETS)
+    for name in fashion_cnn.PRESETS:
+        assert runconfig.RunConfig(preset=name).validated().preset == name
+
+
+@requires_data
+@pytest.mark.parametrize("name", ["quick", "study"])
+def test_the_real_split_has_the_sizes_the_preset_states(name):
+    preset = fashion_cnn.PRESETS[name]
+    splits = fashion_cnn.make_splits(fashion_mnist.load(), preset)
+    sizes = preset.sizes()
+    assert (len(splits.x_train), len(splits.x_val)) == (sizes["train"], sizes["val"])
+    assert len(splits.x_test) == 10_000
+    # stratified: every class has the same share in training and validation
+    assert set(splits.y_train.sum(axis=0)) == {sizes["train"] // 10}
+    assert set(splits.y_val.sum(axis=0)) == {sizes["val"] // 10}
