@@ -15,7 +15,7 @@ def test_unknown_backend(store):
 
 def test_negative_seed(store):
     completed = run_cli("train", "--seed", "-1", "--store", store)
-    assert_one_sentence_error(completed, "non-negative integer", "seed=-1")
+    assert_one_sentence_error(completed, "an integer from 0 to 2**63 - 1", "seed=-1")
 
 
 def test_unknown_preset(store):
