@@ -92,6 +92,9 @@ def execute(config, quiet=False, on_start=None):
         "epochs_trained": result["epochs_trained"],
         "wall_time": wall_time,
         "impossible_controls": [c.name for c in report.impossible],
+        # A study driver records runs that ran elsewhere (record=False) from this result.
+        "environment": environment,
+        "determinism_report": report.to_dict(),
         **{k: v for k, v in result.items() if k not in ("model", "fingerprint")},
     }
 
