@@ -47,8 +47,13 @@ EFFECT = {
                   "tf.config.threading.get_inter_op_parallelism_threads() == 1",
     "torch": "import torch; effect = torch.are_deterministic_algorithms_enabled() and "
              "torch.get_num_threads() == 1 and torch.get_num_interop_threads() == 1",
-    "jax": "effect = '--xla_gpu_deterministic_ops=true' in os.environ['XLA_FLAGS'] and "
-           "os.environ['PJRT_NPROC'] == '1'",
+    # XLA reads the GPU flag only on a GPU; the pool's outcome shows on any CPU: after a
+    # matrix product, XLA's CPU pool (threads named tf_XLAEigen) has the one thread asked for.
+    "jax": "import jax.numpy as jnp\n"
+           "(jnp.ones((512, 512)) @ jnp.ones((512, 512))).block_until_ready()\n"
+           "pool = sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'tf_XLAEigen'\n"
+           "           for t in os.listdir('/proc/self/task'))\n"
+           "effect = '--xla_gpu_deterministic_ops=true' in os.environ['XLA_FLAGS'] and pool == 1",
 }
 
 THREAD_CONTROL = {"tensorflow": "TensorFlow thread pools", "torch": "torch thread pools",

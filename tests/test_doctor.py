@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -27,18 +26,37 @@ def test_doctor_audits_every_installed_backend_in_a_fresh_process():
         assert "impossible" not in states.values(), audits[backend]
 
 
-# A framework probe that misbehaves: a stand-in `keras` module, first on PYTHONPATH, makes each
-# audit process hang, print something that is not JSON, or crash on import.
+# Audits that misbehave, with the real frameworks: a hang is the real import under a timeout
+# far shorter than it takes (importing Keras and a framework takes seconds), and garbage or a
+# crash comes from an interpreter hook, a `sitecustomize.py` on PYTHONPATH that Python runs at
+# start-up, before any framework, and that acts only in the audit program's processes. It also
+# leaves a file named by each audit process's id, so the test can see those processes end.
 
-FAKE_KERAS = Path(__file__).parent / "fake_keras"
 INSTALLED = [backend for backend in KERAS_BACKENDS if is_installed(backend)]
 
+AUDIT_HOOK = """
+import os, signal, sys
+if sys.orig_argv[1:3] == ["-m", "twinrun.programs.audit"]:
+    open(os.path.join(os.environ["AUDIT_HOOK_PIDS"], str(os.getpid())), "w").close()
+    mode = os.environ["AUDIT_HOOK"]
+    if mode == "garbage":
+        print("{this is not json", flush=True)
+        os._exit(0)
+    if mode == "exit":
+        print("audit hook: exiting with status 3 on purpose", file=sys.stderr, flush=True)
+        os._exit(3)
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
 
-def doctor_with_fake_keras(mode, *args, tmp_path, env=None):
-    pids = tmp_path / "pids"
+
+def doctor_with_audit_hook(mode, *args, tmp_path, env=None):
+    hook, pids = tmp_path / "hook", tmp_path / "pids"
+    hook.mkdir(exist_ok=True)
     pids.mkdir(exist_ok=True)
-    return run_cli("doctor", *args, env={"PYTHONPATH": str(FAKE_KERAS), "FAKE_KERAS": mode,
-                                         "FAKE_KERAS_PIDS": str(pids), "COLUMNS": "1000",
+    (hook / "sitecustomize.py").write_text(AUDIT_HOOK)
+    return run_cli("doctor", *args, env={"PYTHONPATH": str(hook), "AUDIT_HOOK": mode,
+                                         "AUDIT_HOOK_PIDS": str(pids), "COLUMNS": "1000",
                                          **(env or {})})
 
 
@@ -48,14 +66,18 @@ def audits_of(completed):
     return {a["backend"]: a for a in json.loads(completed.stdout)["backends"]}
 
 
+def audit_pids(tmp_path):
+    return [int(p.name) for p in (tmp_path / "pids").iterdir()]
+
+
 @pytest.mark.skipif(not INSTALLED, reason="no deep-learning framework installed")
 def test_a_hung_audit_is_one_line_and_its_process_is_ended(tmp_path):
-    completed = doctor_with_fake_keras("hang", "--json", "--timeout", "2", tmp_path=tmp_path)
+    completed = doctor_with_audit_hook("none", "--json", "--timeout", "0.5", tmp_path=tmp_path)
     audits = audits_of(completed)
     for backend in INSTALLED:
         assert audits[backend]["error"].startswith(
-            f"the {backend} audit did not finish within 2 s"), audits[backend]
-    pids = [int(p.name) for p in (tmp_path / "pids").iterdir()]
+            f"the {backend} audit did not finish within 0.5 s"), audits[backend]
+    pids = audit_pids(tmp_path)
     assert len(pids) == len(INSTALLED)
     for pid in pids:
         with pytest.raises(ProcessLookupError):
@@ -64,29 +86,34 @@ def test_a_hung_audit_is_one_line_and_its_process_is_ended(tmp_path):
 
 @pytest.mark.skipif(not INSTALLED, reason="no deep-learning framework installed")
 def test_the_audit_timeout_can_come_from_the_environment(tmp_path):
-    completed = doctor_with_fake_keras("hang", tmp_path=tmp_path,
-                                       env={"TWINRUN_AUDIT_TIMEOUT": "1.5"})
+    completed = doctor_with_audit_hook("none", tmp_path=tmp_path,
+                                       env={"TWINRUN_AUDIT_TIMEOUT": "0.5"})
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.splitlines()
     for backend in INSTALLED:
-        assert any(line.startswith(f"{backend}: the {backend} audit did not finish within 1.5 s")
+        assert any(line.startswith(f"{backend}: the {backend} audit did not finish within 0.5 s")
                    for line in lines), completed.stdout
 
 
 @pytest.mark.skipif(not INSTALLED, reason="no deep-learning framework installed")
 def test_an_audit_that_prints_no_json_is_one_line(tmp_path):
-    audits = audits_of(doctor_with_fake_keras("garbage", "--json", tmp_path=tmp_path))
+    audits = audits_of(doctor_with_audit_hook("garbage", "--json", tmp_path=tmp_path))
     for backend in INSTALLED:
         assert audits[backend]["error"] == (f"the {backend} audit printed something that is "
                                             "not a determinism report: '{this is not json'")
+    assert len(audit_pids(tmp_path)) == len(INSTALLED)
 
 
 @pytest.mark.skipif(not INSTALLED, reason="no deep-learning framework installed")
-def test_an_audit_that_crashes_is_one_line_with_its_last_words(tmp_path):
-    audits = audits_of(doctor_with_fake_keras("crash", "--json", tmp_path=tmp_path))
+@pytest.mark.parametrize("mode, how", [
+    ("exit", "exited with status 3: audit hook: exiting with status 3 on purpose"),
+    ("kill", "was killed by signal 9: no output"),
+])
+def test_an_audit_that_dies_is_one_line_with_how_and_its_last_words(mode, how, tmp_path):
+    audits = audits_of(doctor_with_audit_hook(mode, "--json", tmp_path=tmp_path))
     for backend in INSTALLED:
-        assert audits[backend]["error"] == (f"the {backend} audit process exited with status 1: "
-                                            "RuntimeError: fake keras crashed on import")
+        assert audits[backend]["error"] == f"the {backend} audit process {how}"
+    assert len(audit_pids(tmp_path)) == len(INSTALLED)
 
 
 @pytest.mark.parametrize("args, env, fragment", [

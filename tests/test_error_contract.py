@@ -5,6 +5,7 @@ traceback; `twinrun --debug` prints the traceback instead. The bugs here are pla
 the real CLI in a fresh interpreter with one library function replaced.
 """
 
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import twinrun
 from conftest import TWINRUN, assert_one_sentence_error, run_cli
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -112,7 +114,15 @@ def test_click_usage_errors_still_exit_2_and_help_and_version_exit_0():
     usage = run_cli("check", "--no-such-option")
     assert usage.returncode == 2
     assert "Error: No such option" in usage.stderr and "--no-such-option" in usage.stderr
-    for args in (["--help"], ["--version"], ["check", "--help"]):
-        completed = subprocess.run([TWINRUN, *args], capture_output=True, text=True, timeout=60)
+    expected = {
+        "--help": "Usage: twinrun [OPTIONS] COMMAND [ARGS]...",
+        "--version": f"twinrun, version {importlib.metadata.version('twinrun')}",
+        "check --help": "Usage: twinrun check [OPTIONS] [COMMAND]...",
+    }
+    for args, first_line in expected.items():
+        completed = subprocess.run([TWINRUN, *args.split()], capture_output=True, text=True,
+                                   timeout=60)
         assert completed.returncode == 0, (args, completed.stderr)
-        assert completed.stdout.strip()
+        assert completed.stdout.splitlines()[0] == first_line
+        assert completed.stderr == ""
+    assert importlib.metadata.version("twinrun") == twinrun.__version__
