@@ -41,6 +41,10 @@ def test_labels_from_a_set_of_strings_are_identical_under_check(store):
     assert verdict["verdict"] == "identical"
     assert verdict["first_divergence"] is None
     assert len({r["fingerprint"] for r in verdict["replicas"]}) == 1
+    # Lockstep (the default) still compares every step of an identical pair.
+    steps = {r["steps"] for r in verdict["replicas"]}
+    assert steps == {verdict["steps_compared"]} and verdict["steps_compared"] > 1
+    assert not any(r["stopped_early"] for r in verdict["replicas"])
 
 
 def test_a_random_hash_seed_diverges_at_the_data_and_names_the_hash_seed(store):
@@ -70,14 +74,36 @@ def test_torch_replicas_with_1_and_2_threads_diverge_and_show_the_thread_counts(
     assert any("Thread counts" in cause for cause in verdict["likely_causes"])
 
 
-def test_lockstep_stops_every_replica_within_one_step_of_the_divergence(store):
-    verdict = check("--threads", "1,2", "--lockstep", "--no-localize",
+def test_by_default_a_check_stops_every_replica_within_one_step_of_the_divergence(store):
+    # 2,000 steps to train, but the replicas run side by side in lockstep by default: both
+    # stop a step after they part, whatever the cores.
+    verdict = check("--threads", "1,2", "--no-localize",
                     *script("torch_matmul.py", "--steps", "2000"), store=store)
     step = verdict["first_divergence"]["step"]
+    assert step < 10
     assert [r["steps"] for r in verdict["replicas"]] == [step + 1, step + 1]
     assert all(r["stopped_early"] for r in verdict["replicas"])
+    assert any("compared in lockstep" in note for note in verdict["notes"])
     runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
     assert [r["status"] for r in runs] == ["stopped", "stopped"]
+
+
+def test_no_lockstep_trains_every_replica_to_its_end_and_shows_how_the_loss_parted(store):
+    verdict = check("--threads", "1,2", "--no-lockstep", "--no-localize",
+                    *script("torch_matmul.py", "--steps", "12"), store=store)
+    assert verdict["verdict"] == "diverged"
+    assert [(r["steps"], r["stopped_early"]) for r in verdict["replicas"]] == [(12, False)] * 2
+    start = verdict["first_divergence"]["step"]
+    assert [g["step"] for g in verdict["loss_growth"]] == list(range(start, 12))
+    assert any("each to its end" in note for note in verdict["notes"])
+
+
+def test_lockstep_with_fewer_slots_than_replicas_is_refused_before_any_replica_starts(store):
+    completed = run_cli("check", "--store", store, "--lockstep", "--parallel", "1",
+                        *script("torch_matmul.py"))
+    assert_one_sentence_error(completed, "Lockstep runs every replica at once",
+                              "--no-lockstep")
+    assert not (Path(store) / "checks").exists()
 
 
 # (d) a custom layer that adds noise from a known step on

@@ -120,7 +120,7 @@ class Synced(keras.callbacks.Callback):
 model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
           callbacks=[Trace(sys.argv[1], snapshots=False), Synced()])
 trace = read_trace(sys.argv[1])
-print(json.dumps({"names": trace.names_at(0), "steps": trace.steps, "synced": synced,
+print(json.dumps({"names": trace.names_at(0), "steps": list(trace.steps), "synced": synced,
                   "tracker": [v.path for v in model._loss_tracker.variables]}))
 """
 

@@ -22,7 +22,7 @@ import secrets
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from twinrun.compare import (DIVERGED, IDENTICAL, Verdict, first_divergence, likely_causes,
@@ -53,15 +53,16 @@ def new_check_id():
     return time.strftime("check-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
 
 
-def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, threads=None,
+def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, threads=None,
                    hash_seed="fixed", localize="auto", determinism=None, progress=None):
     """Run a built-in workload `n` times in fresh processes and compare the replicas.
 
     Arguments:
         config: a `RunConfig` (workload, backend, seed, preset, ...).
         n: number of replicas (at least 2).
-        parallel: replicas run at a time (default: as many as the CPUs allow).
-        lockstep: compare as they go; stop all replicas at the first difference.
+        parallel, lockstep: how the replicas run (`plan_replicas`): by default all at once,
+            compared in lockstep and stopped at the first difference; `lockstep=False` or a
+            `parallel` below `n` runs `parallel` at a time, each to its end.
         timeout: seconds a replica may take before it counts as hung.
         threads: optional list, one thread count per replica (or one for all).
         determinism: optional list of booleans, one per replica (or one for all), replacing
@@ -86,6 +87,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
     determinism = _per_replica("--determinism", determinism, n)
     _validate_hash_seed(hash_seed)
     config = prepare(config)
+    plan = plan_replicas(n, threads or [config.threads] * n, parallel, lockstep)
     check_id = new_check_id()
     store = Store(config.store)
     directory = store.check_dir(check_id)
@@ -124,14 +126,15 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
         status, reason = _ending(outcome)
         mark_unfinished(config.store, read_run_id(outcome.spec.result), status, reason)
 
-    parallel = parallel or _default_parallel(n, threads or [config.threads] * n)
     try:
-        outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
-                                progress=progress, on_end=on_end if config.record else None)
+        outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
+                                timeout=timeout, progress=progress,
+                                on_end=on_end if config.record else None)
         results = [_read_result(o.spec.result) for o in outcomes]
-        verdict = build_verdict(outcomes, results)
+        verdict = build_verdict(outcomes, results, plan)
         if verdict.verdict == DIVERGED and localize:
-            _localize(verdict, lambda extra: specs(extra, tag=".localize"), parallel, timeout)
+            _localize(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
+                      timeout)
         verdict.notes.append(f"traces and logs in {directory}")
         if config.record:
             _record_check(store, check_id, verdict, kind="workload", folder=directory,
@@ -142,7 +145,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=False, timeout=None, 
 
 
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
-                  lockstep=False, timeout=None, threads=None, hash_seed="fixed", localize="auto",
+                  lockstep=None, timeout=None, threads=None, hash_seed="fixed", localize="auto",
                   store=None, progress=None, environment=None, label=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
@@ -174,6 +177,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
                                else [determinism], n)
     _validate_hash_seed(hash_seed)
     validate_seed(seed)
+    plan = plan_replicas(n, threads or [None] * n, parallel, lockstep)
     # A script may use any framework (or several): without --backend, prepare them all.
     backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
     shown = " ".join(map(str, command))
@@ -226,21 +230,22 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     def on_end(outcome):
         _record_script_run(records, run_ids.get(outcome.spec.label), outcome)
 
-    parallel = parallel or _default_parallel(n, threads or [None] * n)
     try:
-        outcomes = run_replicas(specs(), parallel=parallel, lockstep=lockstep, timeout=timeout,
-                                progress=progress, on_start=on_start, on_end=on_end)
+        outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
+                                timeout=timeout, progress=progress, on_start=on_start,
+                                on_end=on_end)
         for outcome in outcomes:
             if not outcome.reader.trace.header:
                 raise TwinrunError(
                     f"Replica {outcome.spec.label.split()[-1]} wrote no trace: add "
                     "`twinrun.keras.Trace()` to model.fit's callbacks, or a "
                     "`twinrun.torch.Tracer` to your training loop.")
-        verdict = build_verdict(outcomes, [None] * n)
+        verdict = build_verdict(outcomes, [None] * n, plan)
         for entry in verdict.replicas:
             entry["run_id"] = run_ids.get(entry["label"])
         if verdict.verdict == DIVERGED and localize:
-            _localize(verdict, lambda extra: specs(extra, tag=".localize"), parallel, timeout)
+            _localize(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
+                      timeout)
         verdict.notes.append(f"traces and logs in {directory}")
         _record_check(records, check_id, verdict, kind="function" if label else "command",
                       label=label or shown, folder=directory)
@@ -447,12 +452,94 @@ def _module_exists(name):
     return True
 
 
-def _default_parallel(n, threads):
+@dataclass
+class ReplicaPlan:
+    """How the replicas of a check run (`plan_replicas`)."""
+
+    parallel: int   # replicas running at a time
+    lockstep: bool  # compared step by step, all stopped at the first difference
+    threads: list   # each replica's thread count (all the CPUs where not pinned)
+    pinned: bool    # whether the thread counts were given (else the framework's default)
+    cpus: int       # CPUs this process may use
+
+    @property
+    def shared_cores(self):
+        """True when the replicas running at once have more threads than there are CPUs."""
+        return sum(sorted(self.threads)[-self.parallel:]) > self.cpus
+
+
+def plan_replicas(n, threads, parallel=None, lockstep=None):
+    """Decide how `n` replicas run: all side by side in lockstep, or `parallel` at a time.
+
+    The rule (`twinrun check --help` says it too):
+    - By default all `n` start at once and are compared in lockstep: no replica takes step s+1
+      before every replica's step s has been compared, so a divergence stops them all within
+      a step of where it happened, after start-up, not after `n` trainings.
+    - Thread counts are never lowered to make the replicas fit the CPUs: the count changes the
+      bits, so the verdict must be about the count a run really uses. When `n` x threads is
+      more than the CPUs, the replicas share the cores (about as long as running them one
+      after another; docs/performance.md measures it).
+    - `lockstep=False`, or a `parallel` below `n`: `parallel` at a time (default: as many as
+      fit, CPUs // threads), each training to its end, so the verdict shows how the
+      difference grew over the whole run. The traces are still compared as they grow.
+
+    Arguments:
+        n: number of replicas.
+        threads: one thread count per replica (None: not pinned, i.e. all the CPUs).
+        parallel: replicas at a time, or None for the rule above.
+        lockstep: True, False, or None for the rule above.
+
+    Returns a `ReplicaPlan`.
+
+    Example:
+    >>> plan = plan_replicas(2, [2, 2])
+    >>> plan.lockstep, plan.parallel
+    (True, 2)
+    >>> plan_replicas(3, [1, 1, 1], parallel=1).lockstep
+    False
+    """
     from twinrun.launch import available_cpus
 
     cpus = available_cpus()
-    per_replica = max((t or cpus) for t in threads)
-    return max(1, min(n, cpus // per_replica))
+    pinned = all(t is not None for t in threads)
+    threads = [t or cpus for t in threads]
+    per_replica = max(threads)
+    if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int)
+                                 or parallel < 1):
+        raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel!r}.")
+    if lockstep is None:
+        lockstep = parallel is None or parallel >= n
+    if lockstep:
+        if parallel is not None and parallel < n:
+            raise TwinrunError(
+                f"Lockstep runs every replica at once, so --parallel {parallel} cannot hold "
+                f"for -n {n}; drop --parallel, or pass --no-lockstep to run {parallel} at a "
+                f"time.")
+        return ReplicaPlan(parallel=n, lockstep=True, threads=threads, pinned=pinned, cpus=cpus)
+    fits = max(1, min(n, cpus // per_replica))
+    return ReplicaPlan(parallel=min(n, parallel or fits), lockstep=False, threads=threads,
+                       pinned=pinned, cpus=cpus)
+
+
+def _plan_note(plan, stopped):
+    """What the verdict says about how the replicas ran."""
+    n = len(plan.threads)
+    if not plan.lockstep:
+        return (f"The replicas ran {plan.parallel} at a time, each to its end, compared as "
+                f"they went.")
+    note = f"The {n} replicas ran side by side, compared in lockstep"
+    if plan.shared_cores and plan.pinned:
+        note += (f"; with {' + '.join(map(str, plan.threads))} threads on {plan.cpus} CPUs "
+                 f"they shared the cores (thread counts are kept as asked, since they change "
+                 f"the bits)")
+    elif plan.shared_cores:
+        note += (f"; each free to use all {plan.cpus} CPUs, they shared the cores (thread "
+                 f"counts are left at the framework's default, since they change the bits)")
+    note += "."
+    if stopped:
+        note += (" Lockstep stopped them at the divergence; pass --no-lockstep to train every "
+                 "replica to its end and see how the difference grows.")
+    return note
 
 
 def _read_result(path):
@@ -464,8 +551,17 @@ def _read_result(path):
         return None
 
 
-def build_verdict(outcomes, results):
-    """Compare the replicas' traces and assemble the `Verdict`."""
+def build_verdict(outcomes, results, plan=None):
+    """Compare the replicas' traces and assemble the `Verdict`.
+
+    The traces were compared as they grew (`run_replicas`), so `first_divergence` goes on from
+    where that comparison stopped and only the losses and last records are read here.
+
+    Arguments:
+        outcomes: the `ReplicaOutcome`s, replica 0 first.
+        results: each replica's result dict (built-in workloads) or None.
+        plan: the `ReplicaPlan` they ran by, said in the verdict's notes.
+    """
     from twinrun.environment import environment_diff
 
     traces = [o.reader.trace for o in outcomes]
@@ -498,6 +594,8 @@ def build_verdict(outcomes, results):
         verdict.loss_growth = loss_growth(traces, divergence.step)
         verdict.likely_causes = likely_causes(divergence, env_diff)
     verdict.weight_distance = weight_distance(traces)
+    if plan is not None:
+        verdict.notes.append(_plan_note(plan, any(o.stopped for o in outcomes)))
     return verdict
 
 
@@ -531,7 +629,8 @@ def _localize(verdict, make_specs, parallel, timeout):
         return any(r["step"] == step for r in reader.trace.layers) or reader.trace.finished
 
     outcomes = run_replicas(make_specs({"TWINRUN_LOCALIZE_STEP": str(step)}),
-                            parallel=parallel, timeout=timeout, stop_when=reached)
+                            parallel=parallel, timeout=timeout, stop_when=reached,
+                            compare=False)
     result = localize_step([o.reader.trace for o in outcomes], step)
     verdict.localization = result
     if result["layer"] is not None:

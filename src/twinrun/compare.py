@@ -54,17 +54,16 @@ class Verdict:
 def first_divergence(traces):
     """The first step where any replica's record differs from replica 0's, or None.
 
+    Steps that a streaming `Comparison` of these same traces already found equal (and freed
+    the words of) are not compared again.
+
     Raises `TwinrunError` when the traces agree on every shared step but have different
     lengths (a replica stopped early, or the scripts do different amounts of work).
     """
-    data = [t.data["fingerprint"] if t.data else None for t in traces]
-    if any(d is not None for d in data) and len(set(data)) > 1:
-        return Divergence(step=-1, epoch=None, records=["data"])
-    shared = min(len(t.steps) for t in traces)
-    for s in range(shared):
-        divergence = compare_step([t.steps[s] for t in traces], traces[0].names_at(s))
-        if divergence is not None:
-            return divergence
+    comparison = Comparison(traces)
+    divergence = comparison.advance(final=True)
+    if divergence is not None:
+        return divergence
     lengths = [len(t.steps) for t in traces]
     if len(set(lengths)) > 1:
         raise TwinrunError(
@@ -72,6 +71,135 @@ def first_divergence(traces):
             "steps) but agree on every step they share; make every replica train the same "
             "number of steps.")
     return None
+
+
+class Comparison:
+    """Compares replicas' traces as they grow, each against replica 0, and frees the words of
+    every step found equal, so the comparing process holds only what is not yet compared.
+
+    Call `advance()` whenever the traces have grown (`TraceReader.advance`); it returns the
+    first divergence once there is one. Each replica keeps its own position, so replicas that
+    run one after another are compared against replica 0 while they run, and only replica 0's
+    trace is kept whole meanwhile.
+
+    Arguments:
+        traces: the replicas' `Trace`s, replica 0 first (the reference).
+
+    Example:
+    >>> from twinrun.trace import Trace
+    >>> a, b = Trace("a"), Trace("b")
+    >>> for t, w in ((a, 7), (b, 7), (a, 8), (b, 9)):
+    ...     t.steps.append({"kind": "step", "step": len(t.steps), "epoch": 0, "batch": None,
+    ...                     "loss": 0.5, "variables": [[1, 2, w]]})
+    >>> comparison = Comparison([a, b])
+    >>> comparison.advance().step, comparison.agreed
+    (1, 1)
+    """
+
+    BLOCK = 4096  # steps compared at once (bounds the temporary arrays)
+
+    def __init__(self, traces):
+        self.traces = list(traces)
+        # Steps a comparison of these traces already found equal have no words left.
+        self.positions = [t.steps.released for t in self.traces[1:]]
+        self.differs_at = [None] * len(self.positions)  # index of each replica's first difference
+        self.divergence = None
+        self._data_checked = False
+
+    @property
+    def agreed(self):
+        """Steps every replica has, all found equal to replica 0's."""
+        if len(self.traces) < 2:
+            return len(self.traces[0].steps) if self.traces else 0
+        return min(self.positions)
+
+    def advance(self, final=False):
+        """Compare every step that replica 0 and each other replica both have.
+
+        Returns the first divergence (a `Divergence`) once one is found, else None. With
+        `final`, the traces are complete: a data record missing from some replica counts.
+        """
+        if self.divergence is not None:
+            return self.divergence
+        if not self._data_checked and (final or all(len(t.steps) for t in self.traces)):
+            self._data_checked = True
+            data = [t.data["fingerprint"] if t.data else None for t in self.traces]
+            if any(d is not None for d in data) and len(set(data)) > 1:
+                self.divergence = Divergence(step=-1, epoch=None, records=["data"])
+                return self.divergence
+        reference = self.traces[0].steps
+        for k, trace in enumerate(self.traces[1:]):
+            if self.differs_at[k] is not None:
+                continue
+            stop = min(len(reference), len(trace.steps))
+            while self.positions[k] < stop:
+                end = min(stop, self.positions[k] + self.BLOCK)
+                first = _first_difference(reference, trace.steps, self.positions[k], end)
+                if first is not None:
+                    self.differs_at[k] = first
+                    self.positions[k] = first
+                    break
+                self.positions[k] = end
+            trace.steps.release_words(self.positions[k])
+        if len(self.traces) > 1:
+            # Only as far as every other replica freed its own: a later comparison of these
+            # traces starts where they did.
+            reference.release_words(min(t.steps.released for t in self.traces[1:]))
+        if not self._data_checked:
+            return None
+        # The earliest difference is the divergence once no replica can still show an earlier
+        # one: every other replica has been compared at least that far.
+        found = [d for d in self.differs_at if d is not None]
+        if found:
+            first = min(found)
+            if all(p >= first for p in self.positions):
+                self.divergence = self._divergence_at(first)
+        return self.divergence
+
+    def _divergence_at(self, index):
+        rows = [self.traces[0].steps[index]]
+        rows += [t.steps[index] for t, d in zip(self.traces[1:], self.differs_at) if d == index]
+        return compare_step(rows, self.traces[0].names_at(index))
+
+
+def _first_difference(reference, other, start, stop):
+    """The index of the first step in `start .. stop-1` whose batch, loss or words differ
+    between two `StepTable`s, or None. Compares the arrays; fields kept as written are
+    compared as records (`compare_step`)."""
+    from twinrun.trace.steps import BATCH_PACKED, HAS_LOSS, RAW_COMPARED, WORDS_RAW
+
+    fa, fb = reference.flags(start, stop), other.flags(start, stop)
+    differs = ((fa ^ fb) & (HAS_LOSS | BATCH_PACKED)) != 0
+    loss_a, has_a = reference.loss_column(start, stop)
+    loss_b, _ = other.loss_column(start, stop)
+    # Bits, not values: -0.0 and 0.0 differ, as their reprs do in the trace.
+    differs |= has_a & (loss_a.view(np.int64) != loss_b.view(np.int64))
+    packed = (fa & fb & BATCH_PACKED) != 0
+    differs |= packed & np.any(reference.batch_column(start, stop)
+                               != other.batch_column(start, stop), axis=1)
+    tensors_a, width_a = reference.layout(start, stop)
+    tensors_b, width_b = other.layout(start, stop)
+    layout_differs = (tensors_a != tensors_b) | (width_a != width_b)
+    differs |= layout_differs
+    # Words: compare the steps up to the first change of layout in one flat comparison.
+    same_layout = stop if not layout_differs.any() else start + int(np.argmax(layout_differs))
+    if same_layout > start:
+        unequal = np.flatnonzero(reference.words_range(start, same_layout)
+                                 != other.words_range(start, same_layout))
+        if len(unequal):
+            offsets = reference.word_offsets(start, same_layout)
+            steps = np.searchsorted(offsets, unequal, side="right") - 1
+            differs[np.unique(steps)] = True
+    # Fields kept as written: decided record by record (rare).
+    slow = np.flatnonzero(((fa | fb) & (RAW_COMPARED | WORDS_RAW)) != 0)
+    differs[slow] = False
+    for i in slow:
+        rows = [reference[start + int(i)], other[start + int(i)]]
+        if compare_step(rows, []) is not None:
+            differs[i] = True
+    if not differs.any():
+        return None
+    return start + int(np.argmax(differs))
 
 
 def compare_step(rows, names):
@@ -122,20 +250,44 @@ def _differing_variables(rows, names):
     return differing
 
 
+# Rows of `loss_growth` kept in full after the divergence; beyond them, spaced out.
+GROWTH_ROWS = 1000
+
+
 def loss_growth(traces, start):
     """Largest |loss_r - loss_0| over replicas at each step from `start` on, from each step's
-    batch loss (steps without one are left out)."""
-    growth = []
+    batch loss (steps without one are left out).
+
+    The first `GROWTH_ROWS` steps from `start` are all listed; later ones at about
+    `GROWTH_ROWS` geometrically spaced steps (and the last), so a full-length run that diverged
+    at step 0 gives a curve, not 150,000 rows.
+    """
     shared = min(len(t.steps) for t in traces)
-    for s in range(max(start, 0), shared):
-        losses = [t.steps[s].get("loss") for t in traces]
-        if any(v is None for v in losses):
-            continue
-        diffs = [abs(v - losses[0]) for v in losses[1:]]
-        growth.append({"step": s, "max_abs_loss_diff": max(diffs) if diffs else 0.0,
-                       "max_rel_loss_diff": max((d / abs(losses[0]) if losses[0] else math.inf)
-                                                for d in diffs) if diffs else 0.0})
-    return growth
+    start = max(start, 0)
+    if start >= shared:
+        return []
+    columns = [t.steps.loss_column(start, shared) for t in traces]
+    present = np.logical_and.reduce([has for _, has in columns])
+    reference = columns[0][0]
+    if len(traces) > 1:
+        diffs = np.stack([np.abs(values - reference) for values, _ in columns[1:]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.where(reference != 0, diffs / np.abs(reference), math.inf)
+        largest, largest_relative = diffs.max(axis=0), relative.max(axis=0)
+    else:
+        largest = largest_relative = np.zeros(shared - start)
+    keep = np.flatnonzero(present)
+    keep = keep[_growth_points(keep)]
+    return [{"step": start + int(i), "max_abs_loss_diff": float(largest[i]),
+             "max_rel_loss_diff": float(largest_relative[i])} for i in keep]
+
+
+def _growth_points(indices):
+    """Positions in `indices` to report: the first `GROWTH_ROWS`, then geometric spacing."""
+    if len(indices) <= 2 * GROWTH_ROWS:
+        return np.arange(len(indices))
+    later = np.geomspace(GROWTH_ROWS, len(indices) - 1, GROWTH_ROWS).astype(np.int64)
+    return np.unique(np.concatenate([np.arange(GROWTH_ROWS), later, [len(indices) - 1]]))
 
 
 def weight_distance(traces):

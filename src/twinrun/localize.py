@@ -67,7 +67,7 @@ def _differing_state(traces, step):
     number) in the rerun traces."""
     rows, names = [], None
     for trace in traces:
-        index = next((i for i, r in enumerate(trace.steps) if r.get("step") == step), None)
+        index = trace.steps.index_of_step(step)
         if index is None:
             return []
         rows.append(trace.steps[index])

@@ -1,20 +1,24 @@
 """Run replicas in fresh processes and compare their traces: the engine of `twinrun check`.
 
 Each replica is a `twinrun.launch.ChildProcess` whose environment is prepared before it
-starts. Replicas run side by side up to `parallel` at a time. In lockstep mode all of them run
-at once and the launcher compares every step before letting any replica take the next one, so
-a divergence stops them within one step.
+starts. Replicas run side by side up to `parallel` at a time, and the launcher compares their
+traces as they grow (`twinrun.compare.Comparison`), each replica against replica 0, freeing
+every step's words once it is compared: the launcher's memory stays small however long the
+training. In lockstep mode all of them run at once and the launcher compares every step before
+letting any replica take the next one, so a divergence stops them within one step.
 
 Whatever ends the check (a verdict, a failing or hung replica, a signal to the launcher), every
 replica's process group is ended before `run_replicas` returns or raises, and `on_end` hears
 how each replica ended, so its store row never stays `running`.
 """
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twinrun.compare import Comparison
 from twinrun.errors import TwinrunError
 from twinrun.launch import ChildProcess, stop_on_signals, stop_reason
 from twinrun.trace import TraceReader
@@ -55,10 +59,11 @@ class ReplicaOutcome:
 
 
 class _Replica:
-    def __init__(self, spec, lockstep):
+    def __init__(self, spec, reader, lockstep):
         self.spec = spec
-        self.reader = TraceReader(spec.trace)
+        self.reader = reader
         self.child = ChildProcess(spec.command, spec.env, log_path=spec.log, lockstep=lockstep)
+        self.released = 0  # lockstep: steps it was let go past
 
     def outcome(self, failure=None):
         return ReplicaOutcome(self.spec, self.child.returncode, self.child.stop_reason, failure,
@@ -67,7 +72,7 @@ class _Replica:
 
 
 def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=None,
-                 poll_interval=0.005, progress=None, on_start=None, on_end=None):
+                 compare=True, poll_interval=0.005, progress=None, on_start=None, on_end=None):
     """Run every replica and return their outcomes (traces read back), in the order of `specs`.
 
     Arguments:
@@ -77,6 +82,9 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
         timeout: seconds a replica may run before it counts as hung.
         stop_when: optional `f(reader) -> bool`; a replica is stopped once it is true (used
             by localisation, which needs the traces only up to one step).
+        compare: compare the traces as they grow and free the words of every step found
+            equal (`twinrun.compare.Comparison`); `first_divergence` of the outcomes' traces
+            then goes on from there. False keeps every record (localisation reruns).
         progress: optional `f({label: (state, steps)})`, called as replicas advance.
         on_start: optional `f(spec)`, called as each replica's process starts.
         on_end: optional `f(outcome)`, called once for every replica that started, however
@@ -87,9 +95,12 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
     """
     if lockstep:
         parallel = len(specs)
+    readers = {s.label: TraceReader(s.trace) for s in specs}
+    comparison = Comparison([readers[s.label].trace for s in specs]) if compare or lockstep \
+        else None
     pending = list(specs)
     running, finished = [], []
-    compared = 0
+    order = {s.label: i for i, s in enumerate(specs)}
 
     def end(replica, failure=None):
         running.remove(replica)
@@ -102,7 +113,7 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
     def stop_all(reason):
         for replica in list(running):
             replica.child.stop(reason)
-            replica.reader.poll()
+            replica.reader.advance()
             end(replica)
 
     with stop_on_signals():
@@ -110,25 +121,33 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
             while pending or running:
                 while pending and len(running) < max(1, parallel):
                     spec = pending.pop(0)
-                    running.append(_Replica(spec, lockstep))
+                    running.append(_Replica(spec, readers[spec.label], lockstep))
                     if on_start is not None:
                         on_start(spec)
                 progressed = False
                 for replica in running:
-                    if replica.reader.poll():
+                    if replica.reader.advance():
                         progressed = True
-                if lockstep:
-                    compared, diverged = _lockstep_round(running, compared)
-                    if diverged:
-                        for replica in running:
-                            replica.child.stop(f"stopped by lockstep: the replicas diverged at "
-                                               f"step {compared}")
+                limit = math.inf
+                if comparison is not None:
+                    divergence = comparison.advance()
+                    if lockstep:
+                        if divergence is not None:
+                            for replica in running:
+                                replica.child.stop(f"stopped by lockstep: the replicas "
+                                                   f"diverged at step {divergence.step}")
+                        else:
+                            limit = _lockstep_limit(comparison, running, order)
+                            _release(running, limit)
                 if stop_when is not None:
                     for replica in running:
                         if replica.child.stop_reason is None and stop_when(replica.reader):
                             replica.child.stop("stopped once localisation had its step")
                 for replica in list(running):
-                    progressed |= _check_one(replica, timeout, end, stop_all)
+                    # A lockstep replica that wrote its step and waits for its go is not hung:
+                    # the one behind it is, and is timed out instead.
+                    waiting = len(replica.reader.trace.steps) > limit
+                    progressed |= _check_one(replica, timeout, end, stop_all, waiting)
                 if progressed and progress is not None:
                     progress(_states(pending, running, finished))
                 if not progressed:
@@ -136,19 +155,46 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
         except BaseException as error:
             stop_all(stop_reason(error))
             raise
-    order = {s.label: i for i, s in enumerate(specs)}
     return sorted(finished, key=lambda o: order[o.spec.label])
 
 
-def _check_one(replica, timeout, end, stop_all):
-    """Look at one running replica: still going, finished, failed or hung. True if it ended."""
+def _lockstep_limit(comparison, running, order):
+    """Lockstep: how many steps the running replicas may have finished.
+
+    A step is let go once every running replica's copy of it was found equal to replica 0's.
+    A replica that has ended holds no one back (a shorter trace is reported once all end).
+    """
+    active = {order[r.spec.label] for r in running}
+    reference_ended = 0 not in active
+    bounds = []
+    for k in active - {0}:
+        position = comparison.positions[k - 1]
+        if reference_ended and position >= len(comparison.traces[0].steps):
+            continue  # nothing of replica 0's left to compare it with
+        bounds.append(position)
+    return min(bounds) if bounds else math.inf
+
+
+def _release(running, limit):
+    """Lockstep: give every running replica one go for each step let go."""
+    for replica in running:
+        while replica.released < min(limit, len(replica.reader.trace.steps)):
+            replica.child.release()
+            replica.released += 1
+
+
+def _check_one(replica, timeout, end, stop_all, waiting=False):
+    """Look at one running replica: still going, finished, failed or hung. True if it ended.
+
+    `waiting`: it is waiting for the others (lockstep), so it is not timed out.
+    """
     child = replica.child
     code = child.process.poll()
     if code is None:
-        if timeout and time.monotonic() - child.started > timeout:
+        if timeout and not waiting and time.monotonic() - child.started > timeout:
             label = replica.spec.label
             child.stop(f"did not finish within {timeout:g} s")
-            replica.reader.poll()
+            replica.reader.advance()
             tail = child.log_tail()
             end(replica, failure=f"did not finish within {timeout:g} s (hung?)")
             stop_all(f"stopped by twinrun check: {label} did not finish within {timeout:g} s")
@@ -158,7 +204,7 @@ def _check_one(replica, timeout, end, stop_all):
                 + (f" The end of its output:\n{tail}" if tail else ""))
         return False
     child.finish()
-    replica.reader.poll()
+    replica.reader.advance()
     if code != 0 and child.stop_reason is None:
         label = replica.spec.label
         tail = child.log_tail()
@@ -176,25 +222,6 @@ def _states(pending, running, finished):
     states.update({r.spec.label: ("running", len(r.reader.trace.steps)) for r in running})
     states.update({o.spec.label: ("done", len(o.reader.trace.steps)) for o in finished})
     return states
-
-
-def _lockstep_round(running, compared):
-    """Compare every step all replicas have written; release them while they agree."""
-    from twinrun.compare import compare_step
-
-    traces = [r.reader.trace for r in running]
-    if compared == 0 and all(t.steps for t in traces):
-        data = {t.data["fingerprint"] if t.data else None for t in traces}
-        if len(data) > 1:
-            return compared, True
-    while all(len(t.steps) > compared for t in traces):
-        rows = [t.steps[compared] for t in traces]
-        if compare_step(rows, traces[0].variables) is not None:
-            return compared, True
-        compared += 1
-        for replica in running:
-            replica.child.release()
-    return compared, False
 
 
 def python_command(module, *args):

@@ -40,9 +40,13 @@ def _switch_list(ctx, param, value):
               metavar="on|off[,...]", help="Determinism per replica, e.g. on,off.")
 @click.option("--hash-seed", default="fixed", show_default=True, metavar="fixed|random",
               help="Fix PYTHONHASHSEED in every replica, or leave hashing randomised.")
-@click.option("--parallel", default=None, type=int, help="Replicas run side by side.")
-@click.option("--lockstep", is_flag=True,
-              help="Compare as the replicas go and stop them at the first difference.")
+@click.option("--parallel", default=None, type=int,
+              help="With --no-lockstep: replicas run at a time (default: as many as the CPUs "
+                   "hold at their thread count). A value below -n implies --no-lockstep.")
+@click.option("--lockstep/--no-lockstep", default=None,
+              help="Lockstep (the default): every replica at once, compared step by step, all "
+                   "stopped at the first difference. --no-lockstep: each trains to its end "
+                   "(the verdict shows how the difference grew).")
 @click.option("--timeout", default=None, type=float, help="Seconds before a replica counts as hung.")
 @click.option("--localize/--no-localize", default=True, show_default=True,
               help="On divergence, rerun to name the first layer that differs.")
@@ -58,6 +62,17 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, determinis
     Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
     your script, which writes its trace with twinrun.keras.Trace() or twinrun.torch.Tracer.
     Exit status: 0 identical, 1 diverged, 2 error.
+
+    \b
+    How the replicas run:
+    - By default all N start at once and are compared in lockstep: no replica
+      takes step s+1 before every replica's step s was compared, so a divergence
+      at step 0 is reported a step after start-up, not after N trainings.
+    - Thread counts are never lowered to make the replicas fit the CPUs (the count
+      changes the bits): when N x threads is more than the CPUs, the replicas share
+      the cores and take about as long as N runs one after another.
+    - --no-lockstep (or --parallel below N): --parallel at a time, each to its
+      end; the traces are still compared as they grow.
     """
     from twinrun import checks
 
