@@ -1,5 +1,6 @@
 """The run store: real SQLite files, real processes writing at once, real CLI invocations."""
 
+import functools
 import json
 import os
 import re
@@ -16,22 +17,56 @@ import pytest
 from click.testing import CliRunner
 
 from twinrun.cli import main
+from twinrun.determinism import environment_for
 from twinrun.errors import StoreError
+from twinrun.fingerprint import digest_arrays
+from twinrun.runconfig import RunConfig
+from twinrun.seeds import derive_seeds
 from twinrun.store import Store, default_store_path
+from twinrun.store.sqlite import SCHEMA_VERSION
 
 TWINRUN = Path(sys.executable).parent / "twinrun"
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
+# What a worker records for a run, made by the code that makes it: the determinism report of
+# `deterministic()` and the environment fingerprint, in a fresh process the way the launcher
+# prepares one (deterministic() seeds this process's generators, so not here), once per session.
+PRODUCED = textwrap.dedent("""
+    import json, twinrun
+    from twinrun.environment import fingerprint_environment
+    report = twinrun.deterministic(0, backend="jax")
+    print(json.dumps({"determinism": report.to_dict(),
+                      "environment": fingerprint_environment(backend="jax")}))
+""")
+
+
+@functools.cache
+def produced_records():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINRUN_", "XLA_"))}
+    env.update(environment_for("jax", hash_seed=derive_seeds(0)["hash"]))
+    completed = subprocess.run([sys.executable, "-c", PRODUCED], env=env, capture_output=True,
+                               text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.splitlines()[-1])
+
+
+def weights_fingerprint(seed):
+    """A fingerprint as the workloads make one: the digest of the model's arrays."""
+    return digest_arrays([np.full((2, 3), seed, "float32")])
+
+
 def start(store, seed=0, **overrides):
+    records = produced_records()
+    config = RunConfig(workload="answer-demo", backend="jax", seed=int(seed))
     arguments = dict(
         workload="answer-demo",
         backend="jax",
         seed=seed,
-        config={"preset": "quick", "batch_size": 64},
-        seeds={"python": seed, "numpy": seed},
-        determinism={"controls": [{"name": "PYTHONHASHSEED", "state": "set", "detail": "0"}]},
-        environment={"python": {"version": "3.11.7"}, "cpu": {"model": "Test CPU"}},
+        config=config.to_dict(),
+        seeds=config.seeds,
+        determinism=records["determinism"],
+        environment=records["environment"],
     )
     arguments.update(overrides)
     return store.start_run(**arguments)
@@ -41,8 +76,9 @@ def finished_run(store, seed=0, epochs=3):
     run_id = start(store, seed)
     for epoch in range(1, epochs + 1):
         store.record_epoch(run_id, epoch, {"loss": 1.0 / epoch, "val_loss": 1.5 / epoch})
-    store.finish_run(run_id, fingerprint="ab" * 32, metrics={"test_accuracy": 0.875},
-                     epochs_trained=epochs, wall_time=12.5, extra={"note": "ok"})
+    store.finish_run(run_id, fingerprint=weights_fingerprint(seed),
+                     metrics={"test_loss": 0.5, "test_accuracy": 0.875},
+                     epochs_trained=epochs, wall_time=12.5, extra={"steps_per_epoch": 375})
     return run_id
 
 
@@ -59,14 +95,15 @@ def test_a_finished_run_reads_back_with_everything_that_was_recorded(tmp_path):
     assert run["status"] == "finished"
     assert (run["workload"], run["backend"], run["seed"], run["preset"]) == (
         "answer-demo", "jax", 7, "quick")
-    assert run["config"] == {"preset": "quick", "batch_size": 64}
-    assert run["seeds"] == {"python": 7, "numpy": 7}
-    assert run["determinism"]["controls"][0]["name"] == "PYTHONHASHSEED"
-    assert run["environment"]["cpu"]["model"] == "Test CPU"
-    assert run["metrics"] == {"test_accuracy": 0.875}
+    assert run["config"] == RunConfig(workload="answer-demo", backend="jax", seed=7).to_dict()
+    assert run["seeds"] == derive_seeds(7)
+    assert run["determinism"] == produced_records()["determinism"]
+    assert run["environment"] == produced_records()["environment"]
+    assert run["metrics"] == {"test_loss": 0.5, "test_accuracy": 0.875}
     assert run["test_accuracy"] == 0.875
-    assert run["fingerprint"] == "ab" * 32
-    assert (run["epochs_trained"], run["wall_time"], run["extra"]) == (3, 12.5, {"note": "ok"})
+    assert run["fingerprint"] == weights_fingerprint(7) and len(run["fingerprint"]) == 32
+    assert (run["epochs_trained"], run["wall_time"], run["extra"]) == (
+        3, 12.5, {"steps_per_epoch": 375})
     assert [epoch["epoch"] for epoch in run["history"]] == [1, 2, 3]
     assert run["history"][1] == {"epoch": 2, "loss": 0.5, "val_loss": 0.75}
     assert (tmp_path / "store" / "runs.sqlite").is_file()
@@ -85,7 +122,9 @@ def test_a_new_run_is_running_until_finished_or_failed(tmp_path):
 
 def test_numpy_scalars_and_arrays_are_stored_as_plain_json(tmp_path):
     store = Store(tmp_path)
-    run_id = start(store, seed=np.int64(3), config={"preset": "quick", "lr": np.float32(0.5)})
+    config = RunConfig(workload="answer-demo", backend="jax", seed=3,
+                       settings={"learning_rate": np.float32(0.5)})
+    run_id = start(store, seed=np.int64(3), config=config.to_dict())
     store.record_epoch(run_id, np.int64(1), {"loss": np.float32(0.25), "per_class": np.arange(3)})
     store.finish_run(run_id, fingerprint="f", metrics={"test_accuracy": np.float64(0.5)},
                      epochs_trained=np.int32(1), wall_time=np.float32(2.0))
@@ -93,7 +132,7 @@ def test_numpy_scalars_and_arrays_are_stored_as_plain_json(tmp_path):
     run = store.get_run(run_id)
 
     assert run["seed"] == 3 and type(run["seed"]) is int
-    assert run["config"]["lr"] == 0.5
+    assert run["config"]["settings"] == {"learning_rate": 0.5}
     assert run["history"] == [{"epoch": 1, "loss": 0.25, "per_class": [0, 1, 2]}]
     assert (run["test_accuracy"], run["epochs_trained"], run["wall_time"]) == (0.5, 1, 2.0)
 
@@ -232,7 +271,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
                        result="{}", replicas=2)
     assert [c["check_id"] for c in store.list_checks()] == ["check-1"]
     with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_deleting_a_run_deletes_its_epochs(tmp_path):
@@ -333,9 +372,9 @@ WRITER = textwrap.dedent("""
     for i in range(runs):
         run_id = store.start_run(workload="w", backend="jax", seed=i, config={}, seeds={},
                                  determinism={}, environment={"pid": os.getpid()})
-        for epoch in range(5):
-            store.record_epoch(run_id, epoch, {"loss": 1.0 / (epoch + 1)})
-        store.record_epoch(run_id, 4, {"loss": 0.2})  # a retry must not add a row
+        for epoch in range(1, 6):
+            store.record_epoch(run_id, epoch, {"loss": 1.0 / epoch})
+        store.record_epoch(run_id, 5, {"loss": 0.2})  # a retry must not add a row
         store.finish_run(run_id, fingerprint=run_id, metrics={}, epochs_trained=5, wall_time=0.1)
         ids.append(run_id)
     print(json.dumps(ids))
@@ -373,8 +412,8 @@ KILLED_WRITER = textwrap.dedent("""
     while True:
         run_id = store.start_run(workload="w", backend="torch", seed=0, config={}, seeds={},
                                  determinism={}, environment={})
-        for epoch in range(3):
-            store.record_epoch(run_id, epoch, {"loss": float(epoch)})
+        for epoch in (1, 2, 3):
+            store.record_epoch(run_id, epoch, {"loss": 1.0 / epoch})
         store.finish_run(run_id, fingerprint="f", metrics={}, epochs_trained=3, wall_time=1.0)
         print(run_id, flush=True)
 """)
@@ -386,16 +425,25 @@ def test_a_writer_killed_mid_write_loses_nothing_it_had_committed(tmp_path):
     committed = [writer.stdout.readline().strip() for _ in range(30)]
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait(timeout=10)
+    # It went on writing while the test read: every id it printed is a finished run.
+    committed += writer.stdout.read().split()
     writer.stdout.close()
 
     store = Store(tmp_path)
     for run_id in committed:
         run = store.get_run(run_id)
         assert run["status"] == "finished"
-        assert [epoch["epoch"] for epoch in run["history"]] == [0, 1, 2]
-    assert len(store.list_runs()) >= len(committed)
-    # The run it was writing when killed is marked by this Store, never left running.
-    assert "running" not in {run["status"] for run in store.list_runs()}
+        assert [epoch["epoch"] for epoch in run["history"]] == [1, 2, 3]
+    runs = {run["run_id"]: run for run in store.list_runs(limit=None)}
+    assert set(committed) <= set(runs)
+    # Besides those, only the run it was writing when killed, unless it died between two runs:
+    # finished (and not yet printed), or marked failed by this Store, never left running.
+    unprinted = [runs[run_id] for run_id in set(runs) - set(committed)]
+    assert len(unprinted) <= 1
+    for run in unprinted:
+        assert run["status"] in ("finished", "failed"), run
+        if run["status"] == "failed":
+            assert "ended without finishing" in store.get_run(run["run_id"])["error"]
     with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert RUN_ID.match(start(store))  # and it still takes writes
@@ -414,7 +462,8 @@ def test_twinrun_runs_prints_a_plain_table_when_piped(tmp_path):
     header = result.output.splitlines()[1]
     assert header.split()[:3] == ["run", "id", "when"]
     row = next(line for line in result.output.splitlines() if line.startswith(run_id))
-    assert "finished" in row and "answer-demo" in row and "0.875" in row and "abababababababab" in row
+    assert "finished" in row and "answer-demo" in row and "0.875" in row
+    assert weights_fingerprint(5)[:16] in row and weights_fingerprint(5) not in row
     assert "12.5 s" in row
     assert "\x1b[" not in result.output and "┃" not in result.output
 
@@ -445,18 +494,31 @@ def test_twinrun_show_renders_every_section_of_a_run(tmp_path):
     assert result.exit_code == 0, result.output
     for section in ("Config", "Seeds", "Determinism", "Environment", "History", "Metrics"):
         assert section in result.output.splitlines()
-    assert "PYTHONHASHSEED" in result.output and "Test CPU" in result.output
-    assert "ab" * 32 in result.output
+    lines = result.output.splitlines()
+    hash_seed = next(line for line in lines if line.startswith("PYTHONHASHSEED"))
+    assert hash_seed.split()[1:3] == ["already", "set"]  # the launcher's PYTHONHASHSEED
+    cpu = produced_records()["environment"]["cpu"]["model"]
+    assert any(line.split(None, 1) == ["cpu", cpu] for line in lines)
+    assert f"fingerprint  {weights_fingerprint(9)}" in lines
 
 
-def test_twinrun_show_prints_a_determinism_report_without_controls_as_json(tmp_path):
+def test_twinrun_show_prints_a_checked_scripts_determinism_record_as_json(tmp_path):
+    # `twinrun check -- script` records its replicas like this (checks.py): the script calls
+    # deterministic() itself, so the parent knows only whether determinism was on.
     store = Store(tmp_path)
-    run_id = start(store, determinism={"torch": {"deterministic_algorithms": True}})
+    run_id = start(store, workload="train.py", backend=None,
+                   config={"command": [sys.executable, "train.py"], "replica": 0,
+                           "threads": None, "hash_seed": "fixed", "determinism": False,
+                           "backends_prepared": ["tensorflow", "jax", "torch"]},
+                   determinism={"enabled": False}, environment={})
 
     result = CliRunner().invoke(main, ["show", run_id, "--store", str(tmp_path)])
 
     assert result.exit_code == 0, result.output
-    assert '"deterministic_algorithms": true' in result.output
+    lines = result.output.splitlines()
+    at = lines.index("Determinism")
+    assert lines[at + 1:at + 4] == ["{", '  "enabled": false', "}"]
+    assert "Environment" not in lines  # nothing recorded, nothing shown
 
 
 def test_twinrun_show_json_is_the_full_record(tmp_path):
