@@ -1,0 +1,34 @@
+"""`twinrun lint SCRIPT`: name the reproducibility pitfalls in a training script, by line."""
+
+import json
+
+import click
+
+from twinrun.cli import main
+
+# The linter and Rich are imported inside the command, like the other command modules, so that
+# `twinrun --help` stays instant.
+
+
+@main.command()
+@click.argument("script")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when there is any finding (for CI); without it lint only informs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def lint(script, strict, as_json):
+    """Read SCRIPT (without running it) and name each reproducibility pitfall: its line, why
+    it matters, and the fix.
+
+    Exit status: 0, also with findings; with --strict 1 when there are findings; 2 when SCRIPT
+    cannot be read or is not Python.
+    """
+    from twinrun.lint import lint_file
+    from twinrun.report.lint import findings_json, render_findings
+
+    findings = lint_file(script)
+    if as_json:
+        click.echo(json.dumps(findings_json(findings, script), indent=2))
+    else:
+        render_findings(findings, script)
+    if strict and findings:
+        raise SystemExit(1)
