@@ -86,3 +86,28 @@ def where(data_dir):
     from twinrun.workloads import fashion_mnist
 
     click.echo(str(fashion_mnist.locate(data_dir)))
+
+
+@data.command("keras-cache")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to copy the four Fashion-MNIST files from (default: $TWINRUN_DATA_DIR, "
+    "then /usr/share/datasets/fashion-mnist).",
+)
+def keras_cache(data_dir):
+    """Copy the verified Fashion-MNIST into Keras's cache ($KERAS_HOME/datasets/fashion-mnist,
+    by default ~/.keras/...), so unmodified scripts calling
+    `keras.datasets.fashion_mnist.load_data()` run without the network."""
+    from twinrun.workloads import keras_cache as cache
+
+    states = {"present": "already in the cache and verified",
+              "copied": "copied and verified", "compressed": "gzipped, copied and verified"}
+
+    def progress(name, state):
+        click.echo(f"{name}: {states[state]}")
+
+    directory = cache.fill(data_dir, progress=progress)
+    click.echo(f"Fashion-MNIST is in Keras's cache, {directory}: "
+               "keras.datasets.fashion_mnist.load_data() now loads it without the network.")
