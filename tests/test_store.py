@@ -558,3 +558,150 @@ def test_twinrun_runs_imports_no_deep_learning_framework(tmp_path):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+# -- studies -----------------------------------------------------------------------------------
+
+def begin(store, key, study_id="variance-0123456789", replica=0):
+    return store.begin_study_run(study_id, key, replica=replica, workload="fashion-cnn",
+                                 backend="jax", seed=0, config={"preset": "quick"},
+                                 seeds={"init": 1})
+
+
+def test_a_study_run_is_recorded_whole_with_its_epochs_environment_and_predictions(tmp_path):
+    store = Store(tmp_path)
+    store.record_study("variance-0123456789", kind="variance", definition={"runs": 2},
+                       planned=2, options={"metric": "test_loss"})
+    run_id = begin(store, "init/0")
+    predictions = np.array([3, 0, 9, 9], dtype=np.uint8)
+    store.finish_study_run(run_id, fingerprint="ab" * 32, metrics={"test_accuracy": 0.75},
+                           epochs_trained=2, wall_time=3.5,
+                           history=[{"epoch": 1, "loss": 0.9}, {"epoch": 2, "loss": 0.5}],
+                           predictions=predictions.tobytes().hex(),
+                           environment={"cpu": {"model": "Test CPU"}},
+                           determinism={"controls": []})
+
+    [run] = store.study_runs("variance-0123456789", with_predictions=True)
+    assert (run["study_key"], run["status"], run["metrics"]) == ("init/0", "finished",
+                                                                 {"test_accuracy": 0.75})
+    assert np.frombuffer(run["predictions"], np.uint8).tolist() == [3, 0, 9, 9]
+    assert run["environment"] == {"cpu": {"model": "Test CPU"}}
+    assert [e["loss"] for e in store.get_run(run_id)["history"]] == [0.9, 0.5]
+    assert store.get_study("variance-01")["options"] == {"metric": "test_loss"}
+    assert store.finished_study_keys("variance-0123456789") == {"init/0"}
+
+
+def test_a_finished_study_run_is_never_taken_again_and_a_failed_one_is_replaced(tmp_path):
+    store = Store(tmp_path)
+    done = begin(store, "init/0")
+    store.finish_study_run(done, fingerprint="f", metrics={}, epochs_trained=1, wall_time=1.0)
+    failed = begin(store, "init/1", replica=1)
+    store.fail_run(failed, "The run's process was killed by SIGKILL without a result.")
+
+    with pytest.raises(StoreError, match="already finished"):
+        begin(store, "init/0")
+    retry = begin(store, "init/1", replica=1)
+
+    runs = store.study_runs("variance-0123456789")
+    assert sorted((r["study_key"], r["status"]) for r in runs) == [("init/0", "finished"),
+                                                                  ("init/1", "running")]
+    assert retry != failed and retry in {r["run_id"] for r in runs}
+    with pytest.raises(StoreError, match="being run by another process"):
+        begin(store, "init/1", replica=1)  # this process is alive and owns it
+
+
+def test_a_study_with_a_different_definition_under_the_same_id_is_refused(tmp_path):
+    store = Store(tmp_path)
+    store.record_study("cv-0123456789", kind="cv", definition={"folds": 5}, planned=5)
+    assert store.record_study("cv-0123456789", kind="cv", definition={"folds": 5},
+                              planned=5)["planned"] == 5
+    with pytest.raises(StoreError, match="different study"):
+        store.record_study("cv-0123456789", kind="cv", definition={"folds": 3}, planned=3)
+
+
+def test_resuming_an_unknown_study_names_the_store_and_how_to_list_studies(tmp_path):
+    with pytest.raises(StoreError, match=r"No study cv-nope in store .*`twinrun studies`"):
+        Store(tmp_path).get_study("cv-nope")
+
+
+STUDY_DRIVER = textwrap.dedent("""
+    import json, os, sys, time
+    from twinrun.store import Store
+    from twinrun.store.studies import StudyRunTaken
+    store_dir, go_file, keys = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = Store(store_dir)
+    while not os.path.exists(go_file):
+        time.sleep(0.001)
+    store.record_study("variance-shared", kind="variance", definition={"runs": keys},
+                       planned=keys)
+    store.set_study_status("variance-shared", "running")
+    mine = []
+    for i in range(keys):
+        try:
+            run_id = store.begin_study_run("variance-shared", f"init/{i}", replica=i,
+                                           workload="w", backend="jax", seed=0, config={},
+                                           seeds={})
+        except StudyRunTaken:
+            continue
+        store.finish_study_run(run_id, fingerprint=f"f{i}", metrics={"test_accuracy": i / 100},
+                               epochs_trained=2, wall_time=0.1,
+                               history=[{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}],
+                               predictions=bytes([i % 10]) * 1000,
+                               environment={"pid": os.getpid()})
+        mine.append(run_id)
+    print(json.dumps(mine))
+""")
+
+
+def test_four_drivers_of_one_study_record_each_planned_run_exactly_once(tmp_path):
+    store_dir, go_file = tmp_path / "store", tmp_path / "go"
+    drivers = [subprocess.Popen([sys.executable, "-c", STUDY_DRIVER, str(store_dir),
+                                 str(go_file), "40"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    time.sleep(0.5)
+    go_file.touch()
+    reported = []
+    for driver in drivers:
+        out, err = driver.communicate(timeout=120)
+        assert driver.returncode == 0, err
+        reported += json.loads(out)
+
+    store = Store(store_dir)
+    runs = store.study_runs("variance-shared", with_predictions=True)
+    assert sorted(r["study_key"] for r in runs) == sorted(f"init/{i}" for i in range(40))
+    assert sorted(r["run_id"] for r in runs) == sorted(reported)  # nothing lost, none twice
+    assert {r["status"] for r in runs} == {"finished"}
+    for run in runs:
+        i = int(run["study_key"].split("/")[1])
+        assert run["predictions"] == bytes([i % 10]) * 1000
+        assert run["fingerprint"] == f"f{i}"
+    assert epoch_rows(store_dir) == 80
+
+
+DEAD_DRIVER = textwrap.dedent("""
+    import sys
+    from twinrun.store import Store
+    store = Store(sys.argv[1])
+    store.record_study("cv-dead", kind="cv", definition={"folds": 2}, planned=2)
+    store.set_study_status("cv-dead", "running")
+    print(store.begin_study_run("cv-dead", "repeat=0,fold=0", replica=0, workload="w",
+                                backend="jax", seed=0, config={}, seeds={}), flush=True)
+    sys.stdin.read()
+""")
+
+
+def test_a_study_whose_driver_was_killed_is_incomplete_and_its_run_can_be_taken_again(tmp_path):
+    driver = subprocess.Popen([sys.executable, "-c", DEAD_DRIVER, str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    run_id = driver.stdout.readline().strip()
+    assert Store(tmp_path).get_study("cv-dead")["status"] == "running"
+    driver.kill()
+    driver.wait(timeout=30)
+
+    store = Store(tmp_path)
+    assert store.get_study("cv-dead")["status"] == "incomplete"
+    assert store.get_run(run_id)["status"] == "failed"
+    retry = store.begin_study_run("cv-dead", "repeat=0,fold=0", replica=0, workload="w",
+                                  backend="jax", seed=0, config={}, seeds={})
+    assert [r["run_id"] for r in store.study_runs("cv-dead")] == [retry]

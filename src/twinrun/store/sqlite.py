@@ -2,7 +2,8 @@
 
 Layout of a store folder:
 
-    runs.sqlite             the `runs`, `epochs` and `checks` tables
+    runs.sqlite             the `runs`, `epochs` and `checks` tables, and the studies'
+                            `studies` and `predictions` (see `twinrun.store.studies`)
     checks/<check_id>/      the files of one `twinrun check`: each replica's trace, weight
                             snapshots and whole log (`replica-N.log`)
 
@@ -43,12 +44,13 @@ from pathlib import Path
 from twinrun.errors import StoreError
 from twinrun.store.encoding import from_json, to_float, to_json, to_scalar
 from twinrun.store.location import STORE_ENV_VAR, default_store_path
+from twinrun.store.studies import STUDY_SCHEMA, StudyRecords
 
 DB_NAME = "runs.sqlite"
 CHECKS_DIR = "checks"
 # Set by `twinrun.launch` in every child: the launcher's `this_process()`.
 LAUNCHER_ENV_VAR = "TWINRUN_LAUNCHER"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 
 _NEXT_STEP = f"Pass --store DIR or set {STORE_ENV_VAR} to a writable folder."
@@ -212,7 +214,7 @@ def store_exists(path=None):
     return (path / DB_NAME).is_file()
 
 
-class Store:
+class Store(StudyRecords):
     """A folder of runs, shared safely between processes.
 
     Arguments:
@@ -245,6 +247,7 @@ class Store:
             )
         self._connection()
         self._end_orphaned_runs()
+        self._end_orphaned_studies()
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -318,10 +321,12 @@ class Store:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version < SCHEMA_VERSION:
                     # A new store gets the whole schema; a version-1 store gets the columns and
-                    # the table version 2 added, its runs kept as they are.
+                    # the table version 2 added, its runs kept as they are; every older store
+                    # gets version 3's studies, study keys and predictions.
                     script = _SCHEMA if version == 0 else ""
                     script += _SCHEMA_2 if version == 1 else ""
                     script += _SCHEMA_CHECKS
+                    script += ";" + STUDY_SCHEMA
                     # One statement at a time: executescript() would COMMIT our transaction.
                     for statement in script.split(";"):
                         if statement.strip():
