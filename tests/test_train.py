@@ -1,6 +1,7 @@
 """`twinrun train`: the seed CNN trained in fresh processes, recorded in the store."""
 
 import json
+import re
 
 import pytest
 
@@ -28,9 +29,13 @@ def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_an
     for result in (first, second, other):
         assert result["backend"] == backend
         assert result["epochs_trained"] == 2
-        assert 0.0 <= result["test_accuracy"] <= 1.0
-        assert len(result["confusion_matrix"]) == 10
-        assert sum(map(sum, result["confusion_matrix"])) == 10_000
+        # Two epochs leave BatchNorm's statistics unsettled, so the accuracy itself may be low;
+        # what must hold is that it is the accuracy of the test set's confusion matrix.
+        matrix = result["confusion_matrix"]
+        assert [sum(row) for row in matrix] == [1000] * 10  # Fashion-MNIST's test set
+        correct = sum(matrix[i][i] for i in range(10))
+        assert result["test_accuracy"] == correct / 10_000
+        assert result["per_class"]["recall"] == [matrix[i][i] / 1000 for i in range(10)]
 
     listed = json.loads(run_cli("runs", "--store", store, "--json").stdout)
     recorded = {r["run_id"]: r for r in listed}
@@ -40,6 +45,8 @@ def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_an
 
     shown = json.loads(run_cli("show", first["run_id"], "--store", store, "--json").stdout)
     assert [row["epoch"] for row in shown["history"]] == [1, 2]
+    assert shown["history"][1]["loss"] < shown["history"][0]["loss"]  # it trained
+    assert shown["metrics"]["confusion_matrix"] == first["confusion_matrix"]
     assert set(shown["seeds"]) >= {"init", "dropout", "shuffle", "hash"}
     states = {c["name"]: c["state"] for c in shown["determinism"]["controls"]}
     assert states["PYTHONHASHSEED"] == "already set"
@@ -51,9 +58,18 @@ def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_an
 def test_a_short_run_prints_the_fingerprint_and_test_accuracy_for_a_person(backend, store):
     completed = run_cli("train", "--backend", backend, "--epochs", "1", "--store", store)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "fingerprint" in completed.stdout
-    assert "test accuracy" in completed.stdout
     assert "epoch 1/1" in completed.stdout
+
+    def printed(name, value):
+        match = re.search(rf"^{name} +({value}) *$", completed.stdout, re.MULTILINE)
+        assert match, completed.stdout
+        return match.group(1)
+
+    run_id = printed("run", r"\S+")
+    shown = json.loads(run_cli("show", run_id, "--store", store, "--json").stdout)
+    assert printed("fingerprint", "[0-9a-f]{32}") == shown["fingerprint"]
+    assert printed("test accuracy", r"[0-9.]+") == f"{shown['test_accuracy']:.4f}"
+    assert printed("seed", r"\d+") == "0" == str(shown["seed"])
 
 
 def test_sigterm_to_train_stops_its_run_and_marks_it_stopped(store):
