@@ -18,7 +18,7 @@ class RunConfig:
         workload: `"fashion-cnn"` or `"answer-demo"`.
         backend: Keras backend; None for the one Keras would pick.
         seed: the run seed (every source's seed derives from it, see `twinrun.seeds`).
-        preset: `"quick"` or `"full"` (fashion-cnn only).
+        preset: `"quick"`, `"study"` or `"full"` (fashion-cnn only; see `docs/presets.md`).
         epochs: override the preset's maximum number of epochs.
         patience: override the early-stopping patience.
         determinism: False trains with seeds only, as a user would by hand.
