@@ -46,3 +46,26 @@ def test_the_real_split_has_the_sizes_the_preset_states(name):
     # stratified: every class has the same share in training and validation
     assert set(splits.y_train.sum(axis=0)) == {sizes["train"] // 10}
     assert set(splits.y_val.sum(axis=0)) == {sizes["val"] // 10}
+
+
+@requires_data
+def test_a_larger_validation_set_and_another_subset_give_the_sizes_sizes_states():
+    preset = fashion_cnn.PRESETS["study"]
+    splits = fashion_cnn.make_splits(fashion_mnist.load(), preset, subset=5000, val_fraction=0.4)
+    sizes = preset.sizes(subset=5000, val_fraction=0.4)
+    assert (len(splits.x_train), len(splits.x_val)) == (sizes["train"], sizes["val"])
+    assert (sizes["train"], sizes["val"]) == (3000, 2000)
+    assert set(splits.y_val.sum(axis=0)) == {200}
+
+
+@requires_data
+def test_the_default_split_still_picks_the_images_it_picked_before_studies_existed():
+    # The study preset's first validation images, as the two-step split of the arrays chose them.
+    from sklearn.model_selection import train_test_split
+
+    data = fashion_mnist.load()
+    x, _, y, _ = train_test_split(data.x_train, data.y_train, train_size=12000,
+                                  stratify=data.y_train, random_state=42)
+    _, x_val, _, _ = train_test_split(x, y, test_size=0.2, stratify=y, random_state=42)
+    splits = fashion_cnn.make_splits(data, fashion_cnn.PRESETS["study"])
+    assert (splits.x_val[..., 0] * 255).round().astype("uint8").tobytes() == x_val.tobytes()

@@ -97,6 +97,9 @@ class RunConfig:
         from twinrun.studies.settings import validate_settings
 
         validate_settings(self.settings)
+        from twinrun.workloads.options import refuse_unsupported
+
+        refuse_unsupported(self)  # what the workload cannot honour, refused before it starts
         values = asdict(self)
         values["backend"] = resolve_backend(self.backend)
         return RunConfig(**values)

@@ -29,6 +29,15 @@ def execute(config, quiet=False, on_start=None):
         quiet: show no progress.
         on_start: optional `f(run_id)`, called once the run's store row exists, so the
             launcher can mark the row if this process is stopped before it finishes.
+
+    The result holds the run's identity (`run_id`, workload, backend, seed, preset), its
+    `environment` and `determinism_report`, and everything the workload's `train` returned
+    but the model (see `twinrun.workloads.fashion_cnn.train`): `test_accuracy`, `test_loss`,
+    `best_val_loss`, `best_val_accuracy`, `stopped_epoch`, `class_accuracy`, `perturbation`,
+    `options`, `history`, ..., the weights' `initial_fingerprint` and final `fingerprint`,
+    and, with `config.predictions`, `predictions`: the predicted class of every test image,
+    one byte each in test-set order, as hex text (`bytes.fromhex(result["predictions"])`).
+    A recorded run's metrics keep its `METRIC_KEYS`.
     """
     started = time.perf_counter()
     from twinrun.environment import fingerprint_environment
@@ -72,9 +81,7 @@ def execute(config, quiet=False, on_start=None):
             store.close()
         raise
     wall_time = time.perf_counter() - started
-    metrics = {k: result[k] for k in ("test_loss", "test_accuracy", "per_class",
-                                      "confusion_matrix", "best_epoch", "best_val_loss")
-               if k in result}
+    metrics = {k: result[k] for k in METRIC_KEYS if k in result}
     if store is not None:
         store.finish_run(run_id, fingerprint=result["fingerprint"], metrics=metrics,
                          epochs_trained=result["epochs_trained"], wall_time=wall_time,
@@ -97,6 +104,14 @@ def execute(config, quiet=False, on_start=None):
         "determinism_report": report.to_dict(),
         **{k: v for k, v in result.items() if k not in ("model", "fingerprint")},
     }
+
+
+# What a run's stored metrics keep from its result (the studies read them back from the store).
+# `predictions` (only with `config.predictions`) is the predicted class of every test image,
+# one byte each in test-set order, as hex text: `bytes.fromhex(metrics["predictions"])`.
+METRIC_KEYS = ("test_loss", "test_accuracy", "class_accuracy", "per_class", "confusion_matrix",
+               "best_epoch", "best_val_loss", "best_val_accuracy", "stopped_epoch",
+               "early_stopped", "perturbation", "initial_fingerprint", "predictions")
 
 
 def workload_module(name):
@@ -125,14 +140,8 @@ def _train(config, data, store, run_id, quiet):
 
 
 def epochs_of(config):
-    """The most epochs a run may train."""
-    if config.epochs:
-        return config.epochs
-    if config.workload == "answer-demo":
-        return 1
-    from twinrun.workloads.fashion_cnn import PRESETS
-
-    return PRESETS[config.preset].epochs
+    """The most epochs a run may train (the preset's, `--epochs` or `--set epochs`)."""
+    return workload_module(config.workload).max_epochs(config)
 
 
 def main(argv=None):

@@ -7,6 +7,12 @@ training images with `random_state=42`; early stopping on `val_loss` (patience 2
 restored); up to 200 epochs; then accuracy, per-class precision/recall/F1 and the confusion
 matrix on the 10k test images.
 
+A study run changes what its `RunConfig` asks (`twinrun.workloads.options`): the split's
+`random_state` (`split_seed`), one cross-validation fold (`fold`), a one-ulp change of one
+first-layer weight (`perturb_seed`), and the `--set` settings learning_rate, batch_size,
+dropout (the dense layer's rate, the conv layer's half of it), epochs, patience, subset and
+val_fraction. The model's architecture is the seed's whatever is set.
+
 Keras is imported inside the functions: the backend must be chosen (KERAS_BACKEND) before
 the first `import keras`, which the launcher does in a fresh process.
 """
@@ -18,12 +24,11 @@ import numpy as np
 
 from twinrun.fingerprint import digest_arrays
 from twinrun.workloads.batches import shuffled_batches
+from twinrun.workloads.options import (BATCH_SIZE, DROPOUT, LEARNING_RATE, SPLIT_RANDOM_STATE,
+                                       VAL_FRACTION, refuse_unsupported, training_options)
+from twinrun.workloads.variations import layer_seed, perturb_first_layer, training_indices
 
-SPLIT_RANDOM_STATE = 42
-VAL_FRACTION = 0.2
 TRAIN_IMAGES = 60_000
-BATCH_SIZE = 64
-LEARNING_RATE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,18 @@ class Preset:
     patience: int
     train_subset: int | None
 
-    def sizes(self):
+    def sizes(self, *, subset=None, val_fraction=VAL_FRACTION, batch_size=BATCH_SIZE):
         """Training and validation images, steps per epoch and the most steps of a run.
 
-        The same arithmetic as `make_splits`: scikit-learn puts ceil(20 %) of the images in
-        the validation set.
+        Arguments:
+            subset, val_fraction, batch_size: a run's `--set` values, if it has them.
+
+        The same arithmetic as `make_splits`: scikit-learn puts ceil(val_fraction * images)
+        of the images in the validation set.
         """
-        images = TRAIN_IMAGES if self.train_subset is None else self.train_subset
-        val = math.ceil(VAL_FRACTION * images)
-        steps = math.ceil((images - val) / BATCH_SIZE)
+        images = subset or self.train_subset or TRAIN_IMAGES
+        val = math.ceil(val_fraction * images)
+        steps = math.ceil((images - val) / batch_size)
         return {"train": images - val, "val": val, "steps_per_epoch": steps,
                 "max_steps": steps * self.epochs}
 
@@ -87,23 +95,34 @@ class Splits:
     labels_test: np.ndarray
 
 
-def make_splits(data, preset):
-    """Scale to [0, 1], one-hot the labels and split 80/20, stratified, `random_state=42`.
+def make_splits(data, preset, *, subset=None, val_fraction=VAL_FRACTION,
+                split_seed=SPLIT_RANDOM_STATE, fold=None):
+    """Scale to [0, 1], one-hot the labels and split the training images (see
+    `twinrun.workloads.variations.training_indices`).
 
-    The quick and study presets first draw a stratified subset of the training images (same
-    `random_state`), so their class balance matches the full set's.
+    Arguments:
+        data: the loaded Fashion-MNIST.
+        preset: a `Preset`; its `train_subset` is used unless `subset` is given.
+        subset: a stratified subset of the 60k training images (`--set subset`).
+        val_fraction: the share held out for validation, stratified (the seed's 0.2).
+        split_seed: the split's `random_state` (the seed's 42).
+        fold: `{"n_splits", "index", "random_state"}` to validate on one fold of a stratified
+            k-fold instead.
+
+    With the defaults this is the seed's split: the quick and study presets first draw a
+    stratified subset (`random_state=42`), then 80/20 stratified with `random_state=42`.
+
+    Example:
+
+        splits = make_splits(fashion_mnist.load(), PRESETS["study"], val_fraction=0.4)
+        len(splits.x_val)  # 4800
     """
-    from sklearn.model_selection import train_test_split
-
-    x, y = data.x_train, data.y_train
-    if preset.train_subset is not None:
-        x, _, y, _ = train_test_split(x, y, train_size=preset.train_subset, stratify=y,
-                                      random_state=SPLIT_RANDOM_STATE)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=VAL_FRACTION, stratify=y, random_state=SPLIT_RANDOM_STATE)
+    train, val = training_indices(
+        data.y_train, subset=preset.train_subset if subset is None else subset,
+        val_fraction=val_fraction, split_seed=split_seed, fold=fold)
     return Splits(
-        x_train=_images(x_train), y_train=_one_hot(y_train),
-        x_val=_images(x_val), y_val=_one_hot(y_val),
+        x_train=_images(data.x_train[train]), y_train=_one_hot(data.y_train[train]),
+        x_val=_images(data.x_train[val]), y_val=_one_hot(data.y_train[val]),
         x_test=_images(data.x_test), y_test=_one_hot(data.y_test),
         labels_test=data.y_test.astype(np.int64),
     )
@@ -117,17 +136,31 @@ def _one_hot(y):
     return np.eye(10, dtype=np.float32)[y]
 
 
-def build_model(seeds):
+def build_model(seeds, *, learning_rate=LEARNING_RATE, dropout=DROPOUT):
     """The seed CNN with every initialiser and dropout layer seeded from `seeds`.
 
-    Layer k's initialiser gets `seeds["init"] + k` and dropout layer k `seeds["dropout"] + k`,
-    so the sources can be varied one at a time.
+    Arguments:
+        seeds: `{source: seed}` with at least `init` and `dropout` (see `twinrun.seeds`).
+        learning_rate: Adam's learning rate (the seed's 1e-3).
+        dropout: the dense dropout layer's rate (the seed's 0.5); the conv dropout layer gets
+            half of it (the seed's 0.25).
+
+    Layer k's initialiser gets `seeds["init"] + k` and dropout layer k `seeds["dropout"] + k`
+    (modulo 2**31, see `layer_seed`), so the sources can be varied one at a time.
+
+    Example:
+
+        model = build_model({"init": 0, "dropout": 0})
+        model.get_layer("dropout1").rate  # 0.25
     """
     import keras
     from keras import layers
 
     def glorot(k):
-        return keras.initializers.GlorotUniform(seed=seeds["init"] + k)
+        return keras.initializers.GlorotUniform(seed=layer_seed(seeds["init"], k))
+
+    def dropout_layer(k, rate, name):
+        return layers.Dropout(rate, seed=layer_seed(seeds["dropout"], k), name=name)
 
     model = keras.Sequential(
         [
@@ -139,26 +172,33 @@ def build_model(seeds):
             layers.BatchNormalization(name="bn2"),
             layers.Activation("relu", name="relu2"),
             layers.MaxPooling2D((2, 2), name="pool"),
-            layers.Dropout(0.25, seed=seeds["dropout"] + 0, name="dropout1"),
+            dropout_layer(0, dropout / 2, "dropout1"),
             layers.Flatten(name="flatten"),
             layers.Dense(512, kernel_initializer=glorot(2), name="dense1"),
             layers.BatchNormalization(name="bn3"),
             layers.Activation("relu", name="relu3"),
-            layers.Dropout(0.5, seed=seeds["dropout"] + 1, name="dropout2"),
+            dropout_layer(1, dropout, "dropout2"),
             layers.Dense(10, activation="softmax", kernel_initializer=glorot(3), name="dense2"),
         ],
         name="fashion_cnn",
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
 
 
-def evaluate(model, splits):
-    """Test loss and accuracy, per-class precision/recall/F1 and the confusion matrix."""
+def evaluate(model, splits, *, predictions=False):
+    """Test loss and accuracy, per-class accuracy, precision/recall/F1, the confusion matrix.
+
+    Arguments:
+        model: the trained model.
+        splits: the run's `Splits` (only the test set is used).
+        predictions: also return `predictions`, the predicted class of every test image as one
+            byte each, in test-set order, written as hex text (see `predictions_hex`).
+    """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     scores = model.evaluate(splits.x_test, splits.y_test, batch_size=BATCH_SIZE, verbose=0,
@@ -167,9 +207,11 @@ def evaluate(model, splits):
     predicted = np.argmax(probabilities, axis=1)
     precision, recall, f1, support = precision_recall_fscore_support(
         splits.labels_test, predicted, labels=list(range(10)), zero_division=0)
-    return {
+    result = {
         "test_loss": float(scores["loss"]),
         "test_accuracy": float(np.mean(predicted == splits.labels_test)),
+        # A class's accuracy is the share of its test images predicted as it: its recall.
+        "class_accuracy": [float(v) for v in recall],
         "per_class": {
             "precision": [float(v) for v in precision],
             "recall": [float(v) for v in recall],
@@ -179,6 +221,22 @@ def evaluate(model, splits):
         "confusion_matrix": confusion_matrix(splits.labels_test, predicted,
                                              labels=list(range(10))).tolist(),
     }
+    if predictions:
+        result["predictions"] = predictions_hex(predicted)
+    return result
+
+
+def predictions_hex(predicted):
+    """Predicted classes as hex text, one byte (two hex digits) per image.
+
+    JSON has no bytes; hex is unambiguous where base64 is not (`"AAAA"` is valid as both),
+    and `bytes.fromhex` reads it back: 10,000 test images are 20,000 characters.
+
+    Example:
+    >>> predictions_hex(np.array([3, 0, 9]))
+    '030009'
+    """
+    return np.asarray(predicted).astype(np.uint8).tobytes().hex()
 
 
 def weights_fingerprint(model):
@@ -186,48 +244,77 @@ def weights_fingerprint(model):
     return digest_arrays([np.asarray(v.numpy()) for v in model.weights])
 
 
+def options_of(config):
+    """The run's `TrainingOptions`: its preset, then `--epochs`/`--patience`, then `--set`."""
+    preset = PRESETS[config.preset]
+    return training_options(config, epochs=preset.epochs, patience=preset.patience,
+                            subset=preset.train_subset, dropout=DROPOUT)
+
+
+def max_epochs(config):
+    """The most epochs a run of `config` may train (for a progress display)."""
+    return options_of(config).epochs
+
+
 def train(config, data, callbacks=(), on_dataset=None):
     """Train the seed CNN under `config` on the loaded Fashion-MNIST `data`.
 
     Arguments:
-        config: a validated `RunConfig` (its preset, epochs, patience and seeds are used).
+        config: a validated `RunConfig`: its preset, epochs, patience, seeds, `split_seed`,
+            `fold`, `perturb_seed`, `settings` and `predictions` are used.
         data: a `twinrun.workloads.fashion_mnist.FashionMNIST`.
         callbacks: extra Keras callbacks (progress display, store, trace).
         on_dataset: optional function called with the training PyDataset before `fit`.
 
-    Returns a dict with `history`, `epochs_trained`, `best_epoch`, `best_val_loss`, test
-    metrics and the final weights `fingerprint`.
+    Returns a dict with `history`, `epochs_trained`, `stopped_epoch` (the last epoch trained:
+    where early stopping stopped, or the last of the schedule), `early_stopped`, `best_epoch`,
+    `best_val_loss` and `best_val_accuracy` (on the validation set, or the held-out fold),
+    test metrics (see `evaluate`), `perturbation` (what `perturb_first_layer` changed, or
+    None), `options` (what the run trained with), and the weights' `initial_fingerprint`
+    (after any perturbation, before training) and final `fingerprint`.
     """
     import keras
 
-    preset = PRESETS[config.preset]
-    epochs = config.epochs or preset.epochs
-    patience = preset.patience if config.patience is None else config.patience
+    options = options_of(config)
     seeds = config.seeds
-    splits = make_splits(data, preset)
-    model = build_model(seeds)
-    batches = shuffled_batches(splits.x_train, splits.y_train, BATCH_SIZE, seeds["shuffle"])
+    splits = make_splits(data, PRESETS[config.preset], subset=options.subset,
+                         val_fraction=options.val_fraction, split_seed=options.split_seed,
+                         fold=options.fold)
+    model = build_model(seeds, learning_rate=options.learning_rate, dropout=options.dropout)
+    perturbation = None
+    if options.perturb_seed is not None:
+        perturbation = perturb_first_layer(model, options.perturb_seed, options.perturb_noise)
+    initial_fingerprint = weights_fingerprint(model)
+    batches = shuffled_batches(splits.x_train, splits.y_train, options.batch_size,
+                               seeds["shuffle"])
     if on_dataset is not None:
         on_dataset(batches)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience,
                                             restore_best_weights=True)
     history = model.fit(
         batches, validation_data=(splits.x_val, splits.y_val), validation_batch_size=BATCH_SIZE,
-        epochs=epochs, callbacks=[stopper, *callbacks], verbose=0,
+        epochs=options.epochs, callbacks=[stopper, *callbacks], verbose=0,
     )
     val_losses = history.history["val_loss"]
+    # EarlyStopping keeps the first of equal minima and restores its weights: the same epoch.
     best = int(np.argmin(val_losses))
     result = {
         "model": model,
         "history": _history_rows(history.history),
         "epochs_trained": len(val_losses),
+        "stopped_epoch": len(val_losses),
+        "early_stopped": stopper.stopped_epoch > 0,
         "best_epoch": best + 1,
         "best_val_loss": float(val_losses[best]),
+        "best_val_accuracy": float(history.history["val_accuracy"][best]),
         "steps_per_epoch": len(batches),
         "train_size": len(splits.x_train),
         "val_size": len(splits.x_val),
+        "options": options.to_dict(),
+        "perturbation": perturbation,
+        "initial_fingerprint": initial_fingerprint,
     }
-    result.update(evaluate(model, splits))
+    result.update(evaluate(model, splits, predictions=config.predictions))
     result["fingerprint"] = weights_fingerprint(model)
     return result
 
@@ -240,7 +327,8 @@ def _history_rows(history):
 
 def load_data(config):
     """The real Fashion-MNIST files (verified), from wherever `config.data_dir` or the search
-    order finds them."""
+    order finds them. Refuses first, in one sentence, what the run asks and cannot have."""
     from twinrun.workloads import fashion_mnist
 
+    refuse_unsupported(config)
     return fashion_mnist.load(config.data_dir)
