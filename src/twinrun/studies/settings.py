@@ -8,7 +8,8 @@ magnitude of the answer's own noise experiment ("witness its life philosophy cha
 |-----------------|-------|-------------------|------------------------------------------------|
 | `learning_rate` | float | 0 < x <= 1        | Adam's learning rate (the CNN's default 1e-3)  |
 | `batch_size`    | int   | 1 <= x <= 60000   | training batch size (default 64)               |
-| `dropout`       | float | 0 <= x < 1        | dropout rate                                   |
+| `dropout`       | float | 0 <= x < 1        | the dense dropout layer's rate (the seed's     |
+|                 |       |                   | 0.5); the conv one gets half (0.25)            |
 | `epochs`        | int   | x >= 1            | most epochs                                    |
 | `patience`      | int   | x >= 0            | early-stopping patience                        |
 | `subset`        | int   | 100 <= x <= 60000 | training images drawn (stratified) from 60k    |
