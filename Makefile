@@ -8,6 +8,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: setup data run test test-fast doctest bench bench-quick clean
 
 setup: $(INSTALLED) data
+	scripts/get-chromium.sh  # headless Chromium for the report tests
 
 # Reinstall only when the pinned dependencies or the package metadata change.
 $(INSTALLED): pyproject.toml constraints.txt

@@ -1,0 +1,220 @@
+"""The HTML page of one stored check: the replicas' loss curves overlaid, how the divergence
+grew, where it started (with the localised layer or optimizer slot), and how the replicas'
+environments differed.
+
+Steps and epochs read as the JSON verdict holds them: `first_divergence.step` and `.epoch`
+count from 0, and `weight_distance[].epoch` is the number of epochs finished.
+"""
+
+from twinrun.report.html import svg
+from twinrun.report.html.page import (Html, figure, join, number, page, pairs, paragraph,
+                                      section, table, tag)
+from twinrun.report.html.shared import flat_pairs, status_badge, when
+
+# Longest lists shown in full; the rest is counted ("and 312 more").
+MAX_NAMES = 200
+MAX_ENVIRONMENT_ROWS = 200
+_KNOWN = {"verdict", "steps_compared", "replicas", "first_divergence", "loss_growth",
+          "weight_distance", "environment_diff", "likely_causes", "notes", "localization"}
+
+
+def render(report):
+    """The page of `twinrun.report.records.check_report(...)` as one HTML document (`Html`).
+
+    Arguments:
+        report: the dict `check_report` returns (`kind` "check").
+    """
+    check, verdict = report["check"], report["verdict"]
+    subtitle = join([status_badge(verdict.get("verdict")), " ",
+                     f"{len(verdict.get('replicas') or [])} replicas of ",
+                     tag("code", check.get("label")),
+                     f" · {verdict.get('steps_compared')} steps compared",
+                     f" · {when(check.get('created_at'))}"])
+    divergence = verdict.get("first_divergence")
+    return page(f"Check {check['check_id']}", subtitle,
+                _outcome(verdict),
+                _replicas(verdict),
+                _loss_curves(report["replica_losses"], divergence),
+                _growth(verdict, divergence) if divergence else Html(""),
+                _first_divergence(verdict, divergence) if divergence else Html(""),
+                _environment_diff(verdict),
+                _other(verdict),
+                _notes(check, verdict))
+
+
+def _outcome(verdict):
+    divergence = verdict.get("first_divergence")
+    if verdict.get("verdict") == "identical" or not divergence:
+        text = (f"Identical: every step, every tensor, the same bits "
+                f"({verdict.get('steps_compared')} steps compared).")
+        return section("Verdict", paragraph(text))
+    records = ", ".join(str(r) for r in divergence.get("records") or [])
+    parts = [paragraph(f"Diverged {_where(divergence)}: {records} differ.")]
+    causes = verdict.get("likely_causes") or []
+    if causes:
+        parts.append(paragraph("Likely cause" + ("s:" if len(causes) > 1 else ":")))
+        parts.append(tag("ul", [tag("li", cause) for cause in causes]))
+    return section("Verdict", *parts)
+
+
+def _where(divergence):
+    step, epoch = divergence.get("step"), divergence.get("epoch")
+    if isinstance(step, int) and step < 0:
+        return "in the training data, before step 0"
+    if epoch is None:
+        return f"at step {step} (counted from 0)"
+    return f"at step {step} in epoch {epoch} (both counted from 0)"
+
+
+def _replicas(verdict):
+    replicas = verdict.get("replicas") or []
+    metric_names = sorted({name for r in replicas for name in (r.get("metrics") or {})
+                           if name != "loss"})[:6]
+    columns = ["replica", "steps", "final loss", *metric_names, "fingerprint", "run id"]
+    rows = []
+    for r in replicas:
+        metrics = r.get("metrics") or {}
+        rows.append([r.get("label"), f"{r.get('steps')}" + (" (stopped early)"
+                                                            if r.get("stopped_early") else ""),
+                     number(r.get("final_loss"), 9), *[metrics.get(n) for n in metric_names],
+                     Html(tag("code", r.get("fingerprint") or "")), r.get("run_id")])
+    return section("Replicas", table(columns, rows,
+                                     numeric={"steps", "final loss", *metric_names}))
+
+
+def _loss_curves(curves, divergence):
+    if not curves:
+        return section("Loss per step", paragraph(
+            "The replicas' traces are no longer in the check's folder, so their per-step "
+            "losses cannot be drawn.", class_="note"))
+    marks = _step_mark(divergence)
+    series = [(f"replica {c['replica']}", c["steps"], c["loss"]) for c in curves]
+    chart = svg.line_chart(series, title="batch loss per step, replicas overlaid",
+                           x_label="step (from 0)", y_label="batch loss", marks=marks)
+    return section("Loss per step", figure(chart, "Each replica's loss on each batch, from its "
+                                                  "trace; where they part, they diverged."))
+
+
+def _step_mark(divergence):
+    if divergence and isinstance(divergence.get("step"), int) and divergence["step"] >= 0:
+        return [(divergence["step"], f"first divergence: step {divergence['step']}")]
+    return []
+
+
+def _growth(verdict, divergence):
+    plots = []
+    growth = verdict.get("loss_growth") or []
+    if growth:
+        chart = svg.line_chart(
+            [("max |Δloss|", [g["step"] for g in growth],
+              [g.get("max_abs_loss_diff") for g in growth])],
+            title="|Δloss| between replicas", x_label="step (from 0)", y_label="|Δloss|",
+            log_y=True, marks=_step_mark(divergence))
+        zeros = sum(1 for g in growth if not g.get("max_abs_loss_diff"))
+        caption = ("The largest difference of any replica's batch loss from replica 0's."
+                   + (f" {zeros} steps with equal losses are left out of the log scale."
+                      if zeros else ""))
+        plots.append(figure(chart, caption))
+    distance = verdict.get("weight_distance") or []
+    if distance:
+        epoch = divergence.get("epoch")
+        marks = ([(epoch, f"first divergence: in epoch {epoch} (from 0)")]
+                 if isinstance(epoch, int) else [])
+        chart = svg.line_chart(
+            [("max ‖w − w₀‖ / ‖w₀‖", [d["epoch"] for d in distance],
+              [d.get("max_relative_distance") for d in distance])],
+            title="relative weight distance", x_label="epochs finished",
+            y_label="relative distance", log_y=True, marks=marks)
+        plots.append(figure(chart, "The largest relative distance of any replica's weights "
+                                   "from replica 0's, from the snapshot after each epoch."))
+    if not plots:
+        return section("Divergence growth", paragraph(
+            "The replicas stopped at the first difference (lockstep), so there is no growth to "
+            "show; `twinrun check --no-lockstep` trains each to its end.", class_="note"))
+    return section("Divergence growth", tag("div", plots, class_="grid"))
+
+
+def _first_divergence(verdict, divergence):
+    localization = verdict.get("localization") or {}
+    layer = divergence.get("layer") or localization.get("layer") or {}
+    rows = [("step (from 0)", divergence.get("step")),
+            ("epoch (from 0)", divergence.get("epoch")),
+            ("what differs first", ", ".join(str(r) for r in divergence.get("records") or []))]
+    if layer:
+        rows += [("localised layer", Html(tag("code", layer.get("name")))),
+                 ("layer class", layer.get("class")),
+                 ("layer index", layer.get("index")),
+                 ("found in", _found_in(localization.get("where"), layer))]
+        if layer.get("variable"):
+            rows.append(("first gradient to differ", Html(tag("code", layer["variable"]))))
+    state = localization.get("state") or []
+    if state:
+        rows.append(("optimizer / generator state that differs", _names(state)))
+    if localization:
+        rows += [("rerun diverged at step", localization.get("rerun_divergence")),
+                 ("race (moves between runs)", localization.get("race")),
+                 ("localisation note", localization.get("note"))]
+    elif not layer:
+        rows.append(("localisation", "not run (`twinrun check --localize` names the layer)"))
+    variables = divergence.get("variables") or []
+    rows.append((f"tensors that differ ({len(variables)})", _names(variables)))
+    return section("First divergence", pairs(rows))
+
+
+def _found_in(where, layer):
+    if where == "forward" or (where is None and not layer.get("variable")):
+        return ("forward pass: its input was identical, its output differed"
+                if not layer.get("inputs_differed") else "forward pass: its input already differed")
+    if where == "backward":
+        return "backward pass: the first gradient to differ, in backward order"
+    return where
+
+
+def _names(names):
+    shown = [tag("code", name) for name in names[:MAX_NAMES]]
+    items = []
+    for i, item in enumerate(shown):
+        items += [", "] if i else []
+        items.append(item)
+    if len(names) > MAX_NAMES:
+        items.append(f" and {len(names) - MAX_NAMES} more")
+    return join(items)
+
+
+def _environment_diff(verdict):
+    diff = verdict.get("environment_diff") or []
+    if not diff:
+        return section("Environment", paragraph(
+            "The replicas' environments (packages, threads, environment variables, hardware) "
+            "were the same."))
+    count = max(len(d.get("values") or []) for d in diff)
+    columns = ["setting", *[f"replica {i}" for i in range(count)]]
+    rows = [[Html(tag("code", d.get("key"))), *[_value(v) for v in (d.get("values") or [])]]
+            for d in diff[:MAX_ENVIRONMENT_ROWS]]
+    more = (paragraph(f"and {len(diff) - MAX_ENVIRONMENT_ROWS} more differences", class_="note")
+            if len(diff) > MAX_ENVIRONMENT_ROWS else Html(""))
+    return section("Environment differences", table(columns, rows), more)
+
+
+def _value(value):
+    text = "" if value is None else str(value)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _other(verdict):
+    """Fields of the verdict this page does not lay out itself (e.g. lint findings)."""
+    rest = {key: value for key, value in verdict.items() if key not in _KNOWN}
+    if not rest:
+        return Html("")
+    return section("More from the verdict", pairs(flat_pairs(rest)))
+
+
+def _notes(check, verdict):
+    rows = [("check id", check.get("check_id")), ("kind", check.get("kind")),
+            ("what was checked", Html(tag("code", check.get("label")))),
+            ("recorded", when(check.get("created_at"))), ("folder", check.get("folder"))]
+    notes = verdict.get("notes") or []
+    parts = [pairs(rows)]
+    if notes:
+        parts.append(tag("ul", [tag("li", note) for note in notes], class_="note"))
+    return section("About this check", *parts)

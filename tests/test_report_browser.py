@@ -1,0 +1,208 @@
+"""The HTML reports of real stored records, opened in headless Chromium with the network cut.
+
+Records: one `twinrun train` (torch, quick preset, 2 epochs), one DIVERGED `twinrun check` of
+a tiny torch script whose replica 1 drifts from step 8 on (localised to a layer named
+`<script>alert(1)</script>`, checked with the argument `"><img src=x onerror=alert(1)>`), and
+a run recorded through the store API whose every name is HTML. Each page must render with no
+console error, every plot drawn, no request leaving the file, and no dialog opening.
+
+Chromium is Debian's (`scripts/get-chromium.sh`, run by `make setup`), driven by Playwright's
+Python package pointed at its executable. Without either the tests skip, except under CI=true.
+Screenshots go to the test's tmp folder, and to $TWINRUN_SCREENSHOTS when it is set.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import in_ci, requires_data, run_cli
+from test_report import ATTRIBUTE_BREAK, SCRIPT_TAG, record_hostile_run
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).parent / "scripts" / "torch_html_names.py"
+PAGE_SECTIONS = {
+    "run": ["Summary", "Learning curves", "Test metrics", "Determinism", "Environment"],
+    "check": ["Verdict", "Replicas", "Loss per step", "Divergence growth", "First divergence",
+              "Environment differences"],
+}
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _unavailable(reason):
+    if in_ci():
+        pytest.fail(f"The report browser tests must run under CI: {reason} "
+                    f"(`make setup` installs Chromium and Playwright).", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright is not installed (pip install -e '.[test]').")
+    executable = _chromium()
+    if executable is None:
+        _unavailable("Chromium is not installed (scripts/get-chromium.sh installs it).")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable,
+                                             args=["--headless=new", "--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("report-store")
+
+
+@pytest.fixture(scope="session")
+def diverged_check(store):
+    # Two replicas with different thread counts (an environment difference to show), each to
+    # its end (--no-lockstep) so the divergence has room to grow.
+    completed = run_cli("check", "-n", "2", "--threads", "1,2", "--no-lockstep", "--json",
+                        "--store", store, "--", "python", SCRIPT, "--tag", ATTRIBUTE_BREAK)
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+    assert verdict["first_divergence"]["layer"]["name"] == SCRIPT_TAG
+    checks = run_cli("checks", "--store", store, "--json")
+    return json.loads(checks.stdout)[0]["check_id"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(store):
+    completed = run_cli("train", "--epochs", "2", "--backend", "torch", "--threads", "1",
+                        "--store", store, "--json")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout)["run_id"]
+
+
+@pytest.fixture(scope="session")
+def hostile_run(store):
+    return record_hostile_run(store)
+
+
+def write_report(store, record_id, folder, fmt="html"):
+    out = Path(folder) / f"{record_id}.{fmt}"
+    completed = run_cli("report", record_id, "--store", store, "--format", fmt, "-o", out)
+    assert completed.returncode == 0, completed.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text, f"a URL in {out}"
+    return out
+
+
+def open_offline(browser, path, screenshot, width=1280):
+    """Open `path` with every http(s) request aborted; return the page and what happened."""
+    seen = {"console_errors": [], "page_errors": [], "dialogs": [], "requests": []}
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+
+    def route(request_route):
+        url = request_route.request.url
+        if url.startswith(("http://", "https://")):
+            seen["requests"].append(url)
+            request_route.abort()
+        else:
+            request_route.continue_()
+
+    page.route("**/*", route)
+    page.on("console", lambda message: message.type == "error"
+            and seen["console_errors"].append(message.text))
+    page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+
+    def dialog(opened):
+        seen["dialogs"].append(opened.message)
+        opened.dismiss()
+
+    page.on("dialog", dialog)
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    _screenshot(page, screenshot)
+    return page, seen
+
+
+def _screenshot(page, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    extra = os.environ.get("TWINRUN_SCREENSHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(extra) / path.name)
+
+
+def assert_rendered(page, seen, kind, plots):
+    assert seen == {"console_errors": [], "page_errors": [], "dialogs": [], "requests": []}
+    headings = page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
+    for name in PAGE_SECTIONS[kind]:
+        assert name in headings, (name, headings)
+    boxes = page.eval_on_selector_all("svg", """svgs => svgs.map(s => {
+        const r = s.getBoundingClientRect();
+        return [r.width, r.height, s.querySelectorAll('.data').length]; })""")
+    assert len(boxes) == plots, boxes
+    for width, height, drawn in boxes:
+        assert width > 100 and height > 50 and drawn > 0, boxes
+
+
+@requires_data
+def test_a_trained_runs_report_renders_offline_with_curves_marks_and_confusion_heatmap(
+        browser, store, trained_run, tmp_path):
+    path = write_report(store, trained_run, tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-run.png")
+    assert_rendered(page, seen, "run", plots=3)  # loss, accuracy, confusion matrix
+    text = page.inner_text("main")
+    assert "stopped after epoch 2" in text and "restored best: epoch" in text
+    assert "Ankle boot" in text and "torch.manual_seed" in text
+    # The heatmap: one cell per (true, predicted) pair of Fashion-MNIST's ten classes.
+    assert page.eval_on_selector_all("svg rect.data", "r => r.length") == 100
+    for fmt in ("md", "json"):
+        write_report(store, trained_run, tmp_path, fmt)
+
+
+def test_a_diverged_checks_report_renders_offline_with_curves_growth_and_localised_layer(
+        browser, store, diverged_check, tmp_path):
+    path = write_report(store, diverged_check, tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-check.png")
+    assert_rendered(page, seen, "check", plots=3)  # losses, |Δloss|, weight distance
+    # Two replicas' loss curves overlaid, and the first divergence marked on the step plots.
+    assert page.eval_on_selector_all("svg", "s => s[0].querySelectorAll('polyline.data').length") == 2
+    assert page.eval_on_selector("svg", "s => s.textContent").count("first divergence: step 8") == 1
+    table = page.inner_text("section:has(h2:text-is('First divergence'))")
+    assert SCRIPT_TAG in table and "Offset" in table and "forward pass" in table
+    env = page.inner_text("section:has(h2:text-is('Environment differences'))")
+    assert "replica 1" in env
+    for fmt in ("md", "json"):
+        write_report(store, diverged_check, tmp_path, fmt)
+
+
+def test_html_in_a_checked_argument_and_layer_names_shows_as_text_and_opens_no_dialog(
+        browser, store, diverged_check, tmp_path):
+    path = write_report(store, diverged_check, tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-check-phone.png", width=390)
+    assert seen["dialogs"] == []
+    text = page.inner_text("body")
+    assert ATTRIBUTE_BREAK in text and SCRIPT_TAG in text
+    assert page.eval_on_selector_all("script, img, iframe, object, embed", "e => e.length") == 0
+    # Readable on a phone: nothing wider than the screen but the scrollable tables.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_run_with_html_in_every_name_shows_them_as_text_and_opens_no_dialog(
+        browser, store, hostile_run, tmp_path):
+    path = write_report(store, hostile_run, tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-hostile-run.png")
+    assert seen == {"console_errors": [], "page_errors": [], "dialogs": [], "requests": []}
+    text = page.inner_text("body")
+    assert text.count(SCRIPT_TAG) >= 5 and text.count(ATTRIBUTE_BREAK) >= 3
+    assert page.eval_on_selector_all("script, img, iframe, object, embed", "e => e.length") == 0
