@@ -7,7 +7,7 @@ backticks, brackets, `|` in tables) are backslash-escaped.
 
 import html
 
-from twinrun.report.runs import _environment_pairs, _flat_pairs
+from twinrun.report.runs import _environment_pairs
 
 # `<`, `>` and `&` are entities already; brackets are escaped, so parentheses never form a link.
 _MARKDOWN_SPECIAL = "\\`*_[]|~"
