@@ -11,6 +11,7 @@ import math
 import click
 
 from twinrun.cli import main
+from twinrun.errors import TwinrunError
 from twinrun.cli.options import backend_option, data_dir_option, json_option, store_option
 
 STUDY_METRICS_HELP = "test_accuracy|test_loss|best_val_loss|stopped_epoch"
@@ -220,7 +221,12 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor):
         with executor, study_progress(enabled=not as_json) as progress:
             summary = run_study(plan, base, store=store, executor=executor,
                                 options={"metric": metric}, progress=progress)
-        results = _results(store, plan, metric, base)
+        try:
+            results = _results(store, plan, metric, base)
+        except TwinrunError:
+            if not as_json:  # what ran is still worth seeing above the one-sentence error
+                render_study_run(summary.to_dict())
+            raise
     if as_json:
         click.echo(_json({**results, "session": summary.to_dict()}))
         return

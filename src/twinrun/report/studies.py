@@ -182,7 +182,8 @@ def render_compare(results, out=None):
         ("runs for 80 % power", "" if results["runs_for_power80"] is None else
          f"{results['runs_for_power80']} per arm"),
     ]
-    _print_table(out, "", ["test", "result"], lines, show_header=False)
+    _print_table(out, "Is the difference more than seed noise?", ["test", "result"], lines,
+                 show_header=False)
     for warning in results.get("warnings") or []:
         _say(out, ("Warning: ", "yellow"), warning)
     style = "bold green" if results.get("distinguishable") else "bold"

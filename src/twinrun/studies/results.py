@@ -260,15 +260,24 @@ def _test_labels(loaded, data_dir, notes):
         notes.append("The runs kept no test predictions, so disagreement, per-class spread "
                      "and the independent-errors floor are left out.")
         return None
+    if loaded.plan.definition["base"].get("workload") != "fashion-cnn":
+        return None
     from twinrun.workloads import fashion_mnist
 
     folder = data_dir or loaded.study["options"].get("data_dir")
     try:
-        return fashion_mnist.load(folder).y_test
+        labels = fashion_mnist.load(folder).y_test
     except TwinrunError as error:
         notes.append(f"Without the test labels ({error}) the per-class spread and the "
                      f"independent-errors floor are left out.")
         return None
+    sizes = {len(run["predictions"]) for run in loaded.finished if run.get("predictions")}
+    if sizes != {labels.size}:
+        notes.append(f"The runs kept predictions of {', '.join(map(str, sorted(sizes)))} test "
+                     f"images, not of Fashion-MNIST's {labels.size}, so the per-class spread "
+                     f"and the independent-errors floor are left out.")
+        return None
+    return labels
 
 
 def _stacked_predictions(runs, source, notes):
