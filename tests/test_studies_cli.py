@@ -77,8 +77,10 @@ def predicted(run):
     (["variance", "--runs", "3", "--set", "momentum=0.9"], "Unknown --set key 'momentum'"),
     (["variance", "--runs", "3", "--set", "epochs=two"], "Expected --set epochs to be an integer"),
     (["variance", "--runs", "3", "--metric", "f1"], "Unknown --metric 'f1'"),
-    (["variance", "--runs", "3", "--jobs", "2", "--executor", "ray"], "--jobs sizes the local pool"),
-    (["variance", "--runs", "3", "--gpus-per-run", "0.5"], "--gpus-per-run is an option of --executor ray"),
+    (["variance", "--runs", "3", "--jobs", "2", "--executor", "ray"],
+     "--jobs sizes the local pool"),
+    (["variance", "--runs", "3", "--gpus-per-run", "0.5"],
+     "--gpus-per-run is an option of --executor ray"),
     (["variance", "--runs", "3", "--jobs", "0"], "Expected --jobs to be a positive integer"),
     (["variance", "--runs", "3", "--executor", "ray", "--gpus-per-run", "1.5"], "fraction below 1"),
     (["cv", "--folds", "1"], "Expected --folds to be at least 2"),
@@ -269,3 +271,19 @@ def test_twinrun_studies_lists_each_study_with_its_counts(tmp_path):
     assert [(s["study_id"], s["finished"], s["failed"], s["status"]) for s in listed] == [
         (plan.study_id, 1, 1, "incomplete")]
     assert plan.study_id in invoke("studies", "--store", tmp_path).output
+
+
+def test_a_crossed_study_splits_its_variance_into_both_sources_and_their_interaction(tmp_path):
+    store = Store(tmp_path)
+    plan = plan_variance(3, "init,order", design="crossed", base=BASE)
+    # init moves the metric by 0.01 per level, order by 0.002: init's component dominates.
+    record(store, plan, lambda run: {"test_accuracy": 0.85 + 0.01 * run.levels["init"]
+                                     + 0.002 * run.levels["order"]
+                                     + 0.0005 * ((run.position * 7) % 3)})
+
+    report = json.loads(invoke("resume", plan.study_id, "--store", tmp_path, "--json").output)
+    components = report["anova"]["components"]
+    assert set(components) == {"init", "order", "init:order + residual"}
+    assert components["init"]["variance"] > components["order"]["variance"] > 0
+    assert report["sources"]["crossed"]["n"] == 9
+    assert "Crossed design" in invoke("resume", plan.study_id, "--store", tmp_path).output
