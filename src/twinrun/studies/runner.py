@@ -26,8 +26,10 @@ from twinrun.store.studies import StudyRunTaken
 # The metrics a study can summarise (`--metric`).
 STUDY_METRICS = ("test_accuracy", "test_loss", "best_val_loss", "stopped_epoch")
 # What a run's `metrics` keep from the worker's result.
-KEPT_METRICS = (*STUDY_METRICS, "best_epoch", "per_class", "confusion_matrix", "loss", "acc",
-                "val_loss", "val_acc")
+KEPT_METRICS = (*STUDY_METRICS, "best_epoch", "best_val_accuracy", "class_accuracy",
+                "per_class", "confusion_matrix", "loss", "acc", "val_loss", "val_acc")
+# What else of the result is kept (in the run's `extra`): how it started and where it ran.
+KEPT_EXTRA = ("steps_per_epoch", "impossible_controls", "perturbation", "initial_fingerprint")
 # The fields of the base config that define a study's runs (part of its id).
 BASE_FIELDS = ("workload", "preset", "backend", "threads")
 # Workloads with one class per test image, whose runs keep their test predictions (the
@@ -289,8 +291,7 @@ def _record_result(store, run_id, outcome):
     if not result.get("fingerprint"):
         return "The run ended without a weights fingerprint; it cannot be part of a study."
     metrics = {key: result[key] for key in KEPT_METRICS if key in result}
-    extra = {"steps_per_epoch": result.get("steps_per_epoch"), "node": outcome.node,
-             "impossible_controls": result.get("impossible_controls")}
+    extra = {**{key: result.get(key) for key in KEPT_EXTRA}, "node": outcome.node}
     try:
         store.finish_study_run(
             run_id, fingerprint=result["fingerprint"], metrics=metrics,
