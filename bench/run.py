@@ -3,6 +3,7 @@
     python bench/run.py            # `make bench`: every benchmark (~15 min quiet, ~40 loaded)
     python bench/run.py --quick    # `make bench-quick`: one pass of each, a smoke test (3-6 min)
     python bench/run.py --only step_time --frameworks torch --rounds 8
+    python bench/run.py --only verdict   # time to verdict, lockstep's cost, the parent's memory
 
 Writes `bench/results/<name>.json` (measurements, summary rows and the environment fingerprint)
 and regenerates the results table in `docs/performance.md` from every results file present.
@@ -32,7 +33,7 @@ DOC = ROOT / "docs" / "performance.md"
 PYTHON = sys.executable
 TWINRUN = str(Path(PYTHON).with_name("twinrun"))
 FRAMEWORKS = ("tensorflow", "jax", "torch", "native-torch")
-BENCHMARKS = ("startup", "store", "trace_io", "fingerprint", "step_time", "harness")
+BENCHMARKS = ("startup", "store", "trace_io", "fingerprint", "step_time", "harness", "verdict")
 # bench/bench_fingerprint.py writes its own results/fingerprint.json; the runner's copy, with the
 # environment fingerprint and summary rows, is fingerprint_throughput.json.
 RESULT_FILE = {"fingerprint": "fingerprint_throughput"}
@@ -43,9 +44,13 @@ TABLE_END = "<!-- bench:table:end -->"
 # How much work each mode does: (full, quick).
 SETTINGS = {
     "full": {"rounds": 4, "warmup": 8, "steps": 12, "blocks": 8, "harness_rounds": 3,
-             "harness_epochs": 3, "cli_repeats": 15, "io_repeats": 5, "fingerprint_repeats": 200},
+             "harness_epochs": 3, "cli_repeats": 15, "io_repeats": 5, "fingerprint_repeats": 200,
+             "verdict_rounds": 3, "lockstep_rounds": 2, "lockstep_epochs": 1,
+             "memory_steps": 150_000},
     "quick": {"rounds": 1, "warmup": 5, "steps": 8, "blocks": 4, "harness_rounds": 1,
-              "harness_epochs": 2, "cli_repeats": 3, "io_repeats": 1, "fingerprint_repeats": 20},
+              "harness_epochs": 2, "cli_repeats": 3, "io_repeats": 1, "fingerprint_repeats": 20,
+              "verdict_rounds": 1, "lockstep_rounds": 1, "lockstep_epochs": 1,
+              "memory_steps": 20_000},
     # bench/gpu_bench.sh: steps take milliseconds there, so more of them per block; the
     # longer warm-up covers cuDNN/XLA autotuning.
     "gpu": {"rounds": 3, "warmup": 30, "steps": 40, "blocks": 8},
@@ -486,6 +491,66 @@ def bench_harness(settings, backend="tensorflow"):
 
 
 # -- results and the table ----------------------------------------------------------------------
+
+def bench_verdict(settings):
+    """Time to verdict for a step-0 divergence of the full preset, what lockstep costs, and the
+    comparing parent's peak memory for a full-length (synthetic) comparison (bench/verdict.py)."""
+    import verdict as bench
+
+    rows, measurements = [], {"load_average_before": machine_load_now()}
+    found = bench.time_to_verdict(settings["verdict_rounds"])
+    if found.get("error"):
+        return {"error": f"time to verdict: {found['error']}", "rows": []}
+    measurements["time_to_verdict"] = found
+    first = found["runs"][0]
+    say(f"  step-0 divergence of the full preset: verdict in {median(found['wall_s']):.1f} s "
+        f"(diverged at step {first['divergence_step']}, replicas stopped after "
+        f"{first['steps_trained']} steps); the parent's peak RSS "
+        f"{median(found['parent_peak_mb']):.0f} MB")
+    rows.append(row("time to verdict", "`check --preset full --backend torch --threads 1,2`, "
+                    "lockstep (the default)", "", [], found["wall_s"], [], "s", None,
+                    goal_kind=None, note=f"diverged at step {first['divergence_step']}; each "
+                    f"replica stopped after {first['steps_trained'][0]} step(s)"))
+    rows.append(row("comparing parent", "peak RSS during that check", "", [],
+                    found["parent_peak_mb"], [], "MB", 500, goal_kind="value_max"))
+
+    cost = bench.lockstep_cost(settings["lockstep_rounds"], settings["lockstep_epochs"])
+    if cost.get("error"):
+        return {"error": f"lockstep cost: {cost['error']}", "rows": rows,
+                "measurements": measurements}
+    measurements["lockstep_cost"] = cost
+    walls = cost["wall_s"]
+    lockstep, free, sequential = (walls[name] for name in bench.LOCKSTEP_VARIANTS)
+    load = median(cost["load_average_1min"])
+    note = f"identical check, quick preset, {cost['steps']} steps; load average {load:.1f}"
+    say(f"  identical check ({cost['steps']} steps): lockstep {median(lockstep):.1f} s, side by "
+        f"side without lockstep {median(free):.1f} s, one after another {median(sequential):.1f} s")
+    rows.append(row("lockstep", "lockstep, side by side (the default)",
+                    "one after another (the old default)", sequential, lockstep,
+                    [a / b for a, b in zip(lockstep, sequential)], "s", None, goal_kind=None,
+                    note=note))
+    rows.append(row("lockstep", "lockstep, side by side (the default)",
+                    "side by side without lockstep", free, lockstep,
+                    [a / b for a, b in zip(lockstep, free)], "s", None, goal_kind=None,
+                    note="the cost of waiting for the slowest replica every step"))
+
+    memory = bench.parent_memory(settings["memory_steps"])
+    if memory.get("error"):
+        return {"error": f"memory: {memory['error']}", "rows": rows, "measurements": measurements}
+    measurements["parent_memory"] = memory
+    steps = f"{memory['steps']:,}"
+    dicts = memory["dicts, identical"]["vmhwm_mb"]
+    for label in ("identical", "diverged at step 0"):
+        packed = memory[f"packed, {label}"]["vmhwm_mb"]
+        say(f"  comparing two synthetic {steps}-step traces ({label}): peak RSS {packed:.0f} MB "
+            f"(every record a dict: {dicts:.0f} MB)")
+        rows.append(row("comparing parent", f"peak RSS, two synthetic {steps}-step traces of "
+                        f"{memory['tensors']} tensors, {label}, compared to the end",
+                        "the same held as dicts (the old reader)", [dicts], [packed],
+                        [packed / dicts], "MB", 500, goal_kind="value_max",
+                        note=f"{memory['trace_mb']:.0f} MB per trace file"))
+    return {"measurements": measurements, "rows": rows}
+
 
 def results_dir(mode):
     return RESULTS / "quick" if mode == "quick" else RESULTS

@@ -198,3 +198,31 @@ def test_a_comparison_of_traces_of_different_lengths_can_be_taken_up_again(tmp_p
     assert Comparison(traces).advance() is None
     with pytest.raises(TwinrunError, match="different lengths"):
         first_divergence(traces)
+
+
+def test_replicas_that_differ_keep_no_words_after_the_difference_but_their_last(tmp_path):
+    write_trace(tmp_path / "a.trace", 3000, tensors=30)
+    write_trace(tmp_path / "b.trace", 3000, tensors=30,
+                change=lambda s, r: r["words"][2].__setitem__(1, 0) if s == 10 else None)
+    lines = (tmp_path / "b.trace").read_text().splitlines(keepends=True)
+    reference, growing = TraceReader(tmp_path / "a.trace"), TraceReader(tmp_path / "grow.trace")
+    reference.advance()
+    comparison = Comparison([reference.trace, growing.trace])
+    with open(tmp_path / "grow.trace", "w") as handle:
+        handle.writelines(lines[:101])  # the header and 100 steps
+    growing.advance()
+    assert comparison.advance().step == 10
+    with open(tmp_path / "grow.trace", "a") as handle:
+        handle.writelines(lines[101:])
+    growing.advance()
+    # Both replicas keep the divergent step's words and their last step's (the final
+    # fingerprints), none of the thousands after the difference.
+    for steps, source in ((growing.trace.steps, lines),
+                          (reference.trace.steps,
+                           (tmp_path / "a.trace").read_text().splitlines(keepends=True))):
+        assert steps.words(10) is not None
+        assert steps.words(11) is None and steps.words(2000) is None
+        assert steps[-1]["variables"] == json.loads(source[-2])["variables"]
+        assert steps.nbytes() < 3000 * 30 * 3 * 4 / 3
+    divergence = first_divergence([reference.trace, growing.trace])
+    assert (divergence.step, divergence.variables) == (10, ["w2"])

@@ -138,6 +138,9 @@ class Comparison:
                 if first is not None:
                     self.differs_at[k] = first
                     self.positions[k] = first
+                    # Nothing after its first difference is compared: keep only its last
+                    # step's words (the final fingerprint) from now on.
+                    trace.steps.drop_words_after(first)
                     break
                 self.positions[k] = end
             trace.steps.release_words(self.positions[k])
@@ -145,6 +148,8 @@ class Comparison:
             # Only as far as every other replica freed its own: a later comparison of these
             # traces starts where they did.
             reference.release_words(min(t.steps.released for t in self.traces[1:]))
+            if all(d is not None for d in self.differs_at):
+                reference.drop_words_after(max(self.differs_at))
         if not self._data_checked:
             return None
         # The earliest difference is the divergence once no replica can still show an earlier
@@ -166,7 +171,8 @@ def _first_difference(reference, other, start, stop):
     """The index of the first step in `start .. stop-1` whose batch, loss or words differ
     between two `StepTable`s, or None. Compares the arrays; fields kept as written are
     compared as records (`compare_step`)."""
-    from twinrun.trace.steps import BATCH_PACKED, HAS_LOSS, RAW_COMPARED, WORDS_RAW
+    from twinrun.trace.steps import (BATCH_PACKED, HAS_LOSS, RAW_COMPARED, WORDS_DROPPED,
+                                     WORDS_RAW)
 
     fa, fb = reference.flags(start, stop), other.flags(start, stop)
     differs = ((fa ^ fb) & (HAS_LOSS | BATCH_PACKED)) != 0
@@ -181,8 +187,10 @@ def _first_difference(reference, other, start, stop):
     tensors_b, width_b = other.layout(start, stop)
     layout_differs = (tensors_a != tensors_b) | (width_a != width_b)
     differs |= layout_differs
-    # Words: compare the steps up to the first change of layout in one flat comparison.
-    same_layout = stop if not layout_differs.any() else start + int(np.argmax(layout_differs))
+    # Words: compare the steps up to the first change of layout in one flat comparison. Steps
+    # whose words were dropped lie after a difference already found, and end it too.
+    ends = layout_differs | (((fa | fb) & WORDS_DROPPED) != 0)
+    same_layout = stop if not ends.any() else start + int(np.argmax(ends))
     if same_layout > start:
         unequal = np.flatnonzero(reference.words_range(start, same_layout)
                                  != other.words_range(start, same_layout))

@@ -27,6 +27,7 @@ BATCH_PACKED = 4       # `batch` is 16 bytes in the batch column (else null, or 
 HAS_RUNNING_MEAN = 8   # `loss_running_mean` is in its column (else absent, or raw)
 RAW_COMPARED = 16      # `batch` or `loss` is kept as written in `extras`
 WORDS_RAW = 32         # `variables` is kept as written in `extras`
+WORDS_DROPPED = 64     # read after `drop_words_after`: only the newest such step keeps words
 
 _PACKED_KEYS = ("kind", "step", "epoch", "batch", "loss", "variables", "loss_running_mean")
 _UINT32_MAX = 2**32 - 1
@@ -61,6 +62,8 @@ class StepTable(Sequence):
         self._words = np.zeros(0, np.uint32)
         self._base = 0
         self._released = 0                     # steps before this index have no words
+        self._drop_after = None                # steps after this index keep no words...
+        self._newest = None                    # ...but the newest step's, kept here
 
     # -- writing --------------------------------------------------------------------------
 
@@ -110,6 +113,10 @@ class StepTable(Sequence):
             flags |= WORDS_RAW
             words = np.zeros((0, 0), np.uint32)
         self._tensors[i], self._width[i] = words.shape
+        if self._drop_after is not None and i > self._drop_after:
+            flags |= WORDS_DROPPED
+            self._newest = words
+            words = np.zeros((0, 0), np.uint32)
         self._put_words(i, words.ravel())
         if extras:
             self._extras[i] = extras
@@ -138,6 +145,26 @@ class StepTable(Sequence):
             self._words[:remaining] = self._words[cut:used]
         self._base += cut
 
+    def drop_words_after(self, index):
+        """Keep no words of the steps after step `index`, except the newest one's.
+
+        For a trace whose comparison ended at `index` (its first difference from replica 0, or
+        every other replica's): nothing after it is compared, but the last step's words are
+        the run's final fingerprint. Words already read after `index` are freed too.
+        """
+        if self._drop_after is not None and self._drop_after <= index:
+            return
+        last = self._n - 1
+        if index < last:
+            newest = self.words(last)
+            self._newest = None if newest is None else newest.copy()
+            self._flags[index + 1:self._n] |= WORDS_DROPPED
+            self._start[index + 2:self._n + 1] = self._start[index + 1]
+            kept = int(self._start[index + 1]) - self._base
+            if kept < len(self._words) // 4:
+                self._words = self._words[:kept].copy()
+        self._drop_after = index
+
     # -- reading --------------------------------------------------------------------------
 
     def __len__(self):
@@ -160,7 +187,10 @@ class StepTable(Sequence):
     def words(self, index):
         """Step `index`'s fingerprint words, a `(tensors, words per tensor)` uint32 array,
         or None when they were released or are kept as written."""
-        if index < self._released or self._flags[index] & WORDS_RAW:
+        flags = self._flags[index]
+        if flags & WORDS_DROPPED:
+            return self._newest if index == self._n - 1 else None
+        if index < self._released or flags & WORDS_RAW:
             return None
         begin = int(self._start[index]) - self._base
         end = int(self._start[index + 1]) - self._base
@@ -191,10 +221,6 @@ class StepTable(Sequence):
     def batch_column(self, start, stop):
         """Batch fingerprints of steps `start .. stop-1` as 16-byte rows."""
         return self._batch[start:stop]
-
-    def step_numbers(self):
-        """Every step's `step` field (0 where it was not an int), as an int64 array."""
-        return self._step[:self._n]
 
     def index_of_step(self, step):
         """The index of the first record whose `step` field is `step`, or None."""
