@@ -1,6 +1,7 @@
 """The per-step record of a run and what the tracers share.
 
 - `format`: the trace file (writer, incremental reader, records), see its docstring;
+- `steps`: step records read back, packed into arrays (`StepTable`);
 - `lockstep`: the replica's side of lockstep comparison with the launcher;
 - `probe`: layer probes for localisation reruns;
 - `recording`: process facts and the snapshot schedule every tracer uses.
