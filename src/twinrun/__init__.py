@@ -7,6 +7,12 @@ only then), as does `twinrun.torch.Tracer(...)` (importing torch only then).
 
 import importlib
 
+# `twinrun.seeds` is a module (the seed derivation) and, below, a function (a study run's
+# seeds). Importing the module first lets the function replace it as the package attribute for
+# good: Python binds a submodule to its package only when it first loads it, and
+# `from twinrun.seeds import ...` reads sys.modules, not this attribute.
+import twinrun.seeds as _seeds_module  # noqa: F401
+
 __version__ = "0.1.0"
 
 # Submodules loaded on first attribute access: each imports its framework, which
@@ -33,7 +39,8 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
         threads: pin the framework's intra- and inter-op thread pools to this size; None pins
             them at the framework's own default on this machine.
         enabled: False seeds only and leaves determinism off.
-        seeds: optional `{source: seed}` to use instead of deriving them from `seed`.
+        seeds: optional `{source: seed}` to use instead of deriving them from `seed`; None
+            (with no seed) takes the run's own seeds under a study of your script.
 
     Example:
     >>> import twinrun
@@ -43,7 +50,48 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
     """
     from twinrun.determinism import deterministic as _deterministic
 
+    if seed is None and seeds is None:
+        # Under a study of the user's script: the run's own seeds (the source it varies).
+        from twinrun.studies.handoff import launcher_seeds
+
+        seeds = launcher_seeds()
     return _deterministic(seed, backend=backend, threads=threads, enabled=enabled, seeds=seeds)
+
+
+def seeds():
+    """This run's seeds by name: `init`, `order`, `dropout`, `split`, and the other derived seeds.
+
+    Under `twinrun variance ... -- python train.py` each run gets its own (the source it varies
+    changes, the others stay fixed); outside a study they derive from `twinrun check`'s seed,
+    or the default seed 0. Reading a seed tells the study the script uses it.
+
+    Example:
+    >>> import twinrun
+    >>> seeds = twinrun.seeds()
+    >>> seeds["init"] == twinrun.seeds()["init"], "order" in seeds
+    (True, True)
+    """
+    from twinrun.studies.handoff import seeds as _seeds
+
+    return _seeds()
+
+
+def log_metrics(**metrics):
+    """Report this run's final metrics (numbers) to the study that started it.
+
+    Arguments:
+        **metrics: e.g. `test_accuracy=0.87, test_loss=0.35`; a study summarises
+            `test_accuracy`, `test_loss`, `best_val_loss` or `stopped_epoch` (`--metric`).
+            Outside a study nothing is kept.
+
+    Example:
+    >>> import twinrun
+    >>> twinrun.log_metrics(test_accuracy=0.87)
+    {'test_accuracy': 0.87}
+    """
+    from twinrun.studies.handoff import log_metrics as _log_metrics
+
+    return _log_metrics(**metrics)
 
 
 def check(fn, n=2, **options):

@@ -105,6 +105,7 @@ class ChildProcess:
         lockstep: give the child the read end of a pipe (`TWINRUN_LOCKSTEP_FD`) through which
             `release()` lets it take one more step; the pipe closes when the launcher stops
             or dies.
+        cwd: the folder it starts in (default: this process's).
 
     Example:
     >>> import tempfile
@@ -117,7 +118,7 @@ class ChildProcess:
     'hello'
     """
 
-    def __init__(self, command, env, *, log_path, echo=False, lockstep=False):
+    def __init__(self, command, env, *, log_path, echo=False, lockstep=False, cwd=None):
         self.command = list(command)
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,7 @@ class ChildProcess:
             pass_fds = (read_end,)
         try:
             self.process = subprocess.Popen(
-                self.command, env=env, stdin=subprocess.DEVNULL,
+                self.command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                 stdout=None if echo else self._log,
                 stderr=self._log if echo else subprocess.STDOUT,
                 pass_fds=pass_fds, start_new_session=True, preexec_fn=_parent_death_signal())

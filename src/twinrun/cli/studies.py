@@ -63,7 +63,7 @@ def _metric_option(default_text):
 
 # -- commands ----------------------------------------------------------------------------------
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": False})
 @click.option("--runs", required=True, type=int, help="Runs per source (at least 2).")
 @click.option("--vary", default=None, metavar="SOURCES",
               help="Comma list of init, order, dropout, split, perturb, nondeterminism, all "
@@ -77,14 +77,25 @@ def _metric_option(default_text):
 @store_option
 @data_dir_option
 @json_option
-def variance(runs, vary, design, metric, workload, preset, backend, seed, threads, set_values,
-             jobs, executor_name, address, cpus_per_run, gpus_per_run, store, data_dir,
-             as_json):
-    """How much of a result is chance: N runs per source of randomness, each varied alone."""
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, threads,
+             set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
+             data_dir, as_json, command):
+    """How much of a result is chance: N runs per source of randomness, each varied alone.
+
+    Without COMMAND it studies a built-in workload; with `-- python train.py ARGS` it runs
+    your script once per run, which takes its seeds from twinrun.seeds() and reports with
+    twinrun.log_metrics(...) (or twinrun.keras.Trace() in fit).
+    """
     from twinrun.studies.plan import plan_variance
 
-    settings, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
-                                      threads, data_dir)
+    if command:
+        settings, metric, base = _prepare_script(ctx, command, set_values, vary, metric,
+                                                 backend, threads)
+    else:
+        settings, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
+                                          threads, data_dir)
     from twinrun.studies.runner import base_definition
 
     plan = plan_variance(runs, vary, design=design, seed=seed, settings=settings,
@@ -119,22 +130,57 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
 
 
 @main.command()
-@click.argument("study_a")
-@click.argument("study_b")
+@click.argument("study_a", required=False)
+@click.argument("study_b", required=False)
+@click.option("--set-a", "set_a", multiple=True, metavar="KEY=VALUE",
+              help="A setting of arm A only (with --runs: run both arms now).")
+@click.option("--set-b", "set_b", multiple=True, metavar="KEY=VALUE",
+              help="A setting of arm B only; --set applies to both arms.")
+@click.option("--runs", default=None, type=int,
+              help="Runs per arm when running the two arms now (each varies everything).")
 @_metric_option("each study's own")
+@_base_options
+@_executor_options
 @store_option
+@data_dir_option
 @json_option
-def compare(study_a, study_b, metric, store, as_json):
-    """A against B: does a change beat the noise between seeds?"""
+@click.pass_context
+def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset, backend, seed,
+            threads, set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run,
+            store, data_dir, as_json):
+    """A against B: does a change beat the noise between seeds?
+
+    \b
+    Two stored studies:   twinrun compare STUDY_A STUDY_B
+    Two variants, run now: twinrun compare --set-a learning_rate=0.001 \\
+                              --set-b learning_rate=0.003 --runs 5
+    --set applies to both arms; an arm without --set-a/--set-b keeps the defaults.
+    """
     from twinrun.studies.results import compare_results
 
-    with _open_store(store) as opened:
-        results = compare_results(opened, study_a, study_b, metric=metric)
+    if set_a or set_b or runs is not None:
+        results, sessions = _compare_variants(ctx, study_a, study_b, set_a, set_b, runs,
+                                              metric, workload, preset, backend, seed, threads,
+                                              set_values, jobs, executor_name, address,
+                                              cpus_per_run, gpus_per_run, store, data_dir,
+                                              as_json)
+    else:
+        _refuse_run_options(ctx)
+        if study_a is None or study_b is None:
+            raise TwinrunError(
+                "Give two study ids (`twinrun compare STUDY_A STUDY_B`; `twinrun studies` "
+                "lists them), or two variants to run now (`twinrun compare --set-a "
+                "learning_rate=0.001 --set-b learning_rate=0.003 --runs 5`).")
+        sessions = None
+        with _open_store(store) as opened:
+            results = compare_results(opened, study_a, study_b, metric=metric)
     if as_json:
-        click.echo(_json(results))
+        click.echo(_json(results if sessions is None else {**results, "sessions": sessions}))
         return
-    from twinrun.report.studies import render_compare
+    from twinrun.report.studies import render_compare, render_study_run
 
+    for session in sessions or ():
+        render_study_run(session)
     render_compare(results)
 
 
@@ -200,6 +246,90 @@ def _prepare(set_values, metric, workload, preset, backend, seed, threads, data_
     return settings, metric, base
 
 
+def _prepare_script(ctx, command, set_values, vary, metric, backend, threads):
+    """The settings, metric and `ScriptBase` of a study of the user's script."""
+    from twinrun.studies.plan import parse_sources
+    from twinrun.studies.runner import validate_metric
+    from twinrun.studies.scripts import ScriptBase, check_script_study
+    from twinrun.studies.settings import parse_settings
+
+    for name in ("workload", "preset", "data_dir"):
+        if _given(ctx, name):
+            flag = "--" + name.replace("_", "-")
+            raise TwinrunError(f"{flag} belongs to the built-in workload; your script after "
+                               f"`--` trains what it trains, so leave {flag} out.")
+    settings = parse_settings([part for value in set_values for part in value.split(",")
+                               if part.strip()])
+    check_script_study(parse_sources(vary), settings)
+    metric = validate_metric(metric or "test_accuracy")
+    return settings, metric, ScriptBase.from_command(command, backend=backend, threads=threads)
+
+
+# Options of `compare` that only running two variants uses.
+_RUN_ONLY = ("workload", "preset", "backend", "seed", "threads", "set_values", "jobs",
+             "executor_name", "address", "cpus_per_run", "gpus_per_run", "data_dir")
+
+
+def _given(ctx, name):
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _refuse_run_options(ctx):
+    for name in _RUN_ONLY:
+        if _given(ctx, name):
+            flag = "--set" if name == "set_values" else \
+                "--executor" if name == "executor_name" else "--" + name.replace("_", "-")
+            raise TwinrunError(f"{flag} applies when compare runs two variants (--set-a, "
+                               f"--set-b, --runs); comparing two stored studies runs nothing, "
+                               f"so leave it out.")
+
+
+def _compare_variants(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
+                      backend, seed, threads, set_values, jobs, executor_name, address,
+                      cpus_per_run, gpus_per_run, store, data_dir, as_json):
+    """Run two variants as studies varying `all`, then compare them: `(results, sessions)`."""
+    from twinrun.studies.plan import plan_variance
+    from twinrun.studies.results import compare_results
+    from twinrun.studies.runner import base_definition
+    from twinrun.studies.settings import parse_settings
+
+    if study_a is not None:
+        raise TwinrunError("Give either two study ids or two variants (--set-a, --set-b, "
+                           "--runs), not both.")
+    if runs is None:
+        raise TwinrunError("Running two variants needs --runs N (runs per arm, at least 2; "
+                           "5 or more for a reading worth having).")
+
+    def parsed(values):
+        return parse_settings([part for value in values for part in value.split(",")
+                               if part.strip()])
+
+    shared, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
+                                    threads, data_dir)
+    arms = [{**shared, **parsed(set_a)}, {**shared, **parsed(set_b)}]
+    if arms[0] == arms[1]:
+        raise TwinrunError("Arms A and B would train with the same settings; give the setting "
+                           "that differs with --set-a KEY=VALUE and --set-b KEY=VALUE.")
+    plans = [plan_variance(runs, "all", seed=seed, settings=arm, base=base_definition(base))
+             for arm in arms]
+    executor = _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run)
+    from twinrun.report.studies import study_progress
+    from twinrun.studies.runner import run_study
+
+    sessions = []
+    with _open_store(store) as opened:
+        with executor:
+            for plan in plans:
+                with study_progress(enabled=not as_json) as progress:
+                    summary = run_study(plan, base, store=opened, executor=executor,
+                                        options={"metric": metric}, progress=progress)
+                sessions.append(summary.to_dict())
+        results = compare_results(opened, plans[0].study_id, plans[1].study_id, metric=metric)
+    return results, sessions
+
+
 def _executor(name, jobs, address, cpus_per_run, gpus_per_run):
     from twinrun.executors import executor_for
 
@@ -239,9 +369,20 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor):
 def _results(store, plan, metric, base):
     from twinrun.studies.results import cv_results, variance_results
 
-    if plan.kind == "variance":
-        return variance_results(store, plan.study_id, metric=metric, data_dir=base.data_dir)
-    return cv_results(store, plan.study_id, metric=metric)
+    if plan.kind != "variance":
+        return cv_results(store, plan.study_id, metric=metric)
+    results = variance_results(store, plan.study_id, metric=metric, data_dir=base.data_dir)
+    if "command" in plan.definition["base"]:
+        from twinrun.studies.scripts import unread_seeds
+
+        unread = unread_seeds(store, plan)
+        results["unread_seeds"] = sorted(unread)
+        for source, sentence in unread.items():
+            line = results["sources"].get(source)
+            if line is not None:
+                line["note"] = " ".join(filter(None, [sentence[0].upper() + sentence[1:],
+                                                      line.get("note")]))
+    return results
 
 
 def _json(value):

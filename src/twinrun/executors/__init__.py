@@ -1,4 +1,5 @@
-"""Executors: where a study's runs go, each one a fresh process of the worker program.
+"""Executors: where a study's runs go, each one a fresh process of the worker program (or of
+the user's own command, for a study of a script: `script.ScriptProcess`).
 
 - `local.LocalExecutor` (`--jobs N`): a pool of N fresh processes on this machine; needs
   nothing beyond twinrun.

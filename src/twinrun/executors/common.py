@@ -120,14 +120,34 @@ class WorkerRun:
                              + (f"; the end of its log: {tail}" if tail else "."))
 
 
+def launch(config, folder, extra_env=None):
+    """Start one task's fresh process: the worker program for a `RunConfig`, the user's own
+    command for a script study's `ScriptConfig` (which knows how to start itself)."""
+    start = getattr(config, "launch", None)
+    if start is not None:
+        return start(folder, extra_env=extra_env)
+    return WorkerRun(config, folder, extra_env=extra_env)
+
+
+def config_from_dict(values):
+    """A task's config from its JSON form (what a Ray task receives)."""
+    if values.get("kind") == "script":
+        from twinrun.studies.scripts import ScriptConfig
+
+        return ScriptConfig.from_dict(values)
+    from twinrun.runconfig import RunConfig
+
+    return RunConfig.from_dict(values)
+
+
 def run_to_end(config, timeout=None, extra_env=None):
-    """Run one `RunConfig` in a fresh process, wait for it, and return its `Outcome` as a dict.
+    """Run one task's config in a fresh process, wait, and return its `Outcome` as a dict.
 
     For executors whose tasks block (a Ray task): the files live in a temporary folder that
     is removed afterwards.
     """
     with tempfile.TemporaryDirectory(prefix="twinrun-task-") as folder:
-        run = WorkerRun(config, folder, extra_env=extra_env)
+        run = launch(config, folder, extra_env=extra_env)
         try:
             return run.wait(timeout=timeout).to_dict()
         except BaseException:

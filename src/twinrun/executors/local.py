@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 
 from twinrun.errors import TwinrunError
-from twinrun.executors.common import Outcome, WorkerRun
+from twinrun.executors.common import Outcome, launch
 from twinrun.launch import stop_on_signals, stop_reason
 
 POLL_S = 0.05
@@ -71,7 +71,7 @@ class LocalExecutor:
                     while pending and len(running) < self.jobs:
                         task = pending.popleft()
                         if on_start(task):
-                            run = WorkerRun(task.config, Path(folder) / _safe(task.key))
+                            run = launch(task.config, Path(folder) / _safe(task.key))
                             running[task.key] = (task, run, time.monotonic())
                     for key, (task, run, started) in list(running.items()):
                         if run.poll() is not None:

@@ -37,15 +37,14 @@ DRIVER_VARIABLES = ("OMP_NUM_THREADS",)
 
 def _task(config_dict, timeout, driver_env):
     """The body of one Ray task, on a worker node: run the config in a fresh process."""
-    from twinrun.executors.common import run_to_end
-    from twinrun.runconfig import RunConfig
+    from twinrun.executors.common import config_from_dict, run_to_end
 
     for name, value in driver_env.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    outcome = run_to_end(RunConfig.from_dict(config_dict), timeout=timeout)
+    outcome = run_to_end(config_from_dict(config_dict), timeout=timeout)
     outcome["node"] = socket.gethostname()
     return outcome
 

@@ -56,7 +56,12 @@ def base_definition(config):
     Example:
     >>> base_definition(RunConfig(backend="jax", preset="study"))
     {'workload': 'fashion-cnn', 'preset': 'study', 'backend': 'jax', 'threads': None}
+
+    A study of the user's script (`twinrun.studies.scripts.ScriptBase`) is defined by its
+    command, folder, backend and threads instead.
     """
+    if hasattr(config, "config_for"):
+        return config.definition()
     return {name: getattr(config, name) for name in BASE_FIELDS}
 
 
@@ -68,8 +73,11 @@ def planned_config(planned, base, study_id):
         base: the study's base `RunConfig` (workload, preset, backend, threads, data folder).
         study_id: the study's id (kept in the config, for the record).
 
-    The worker gets `record=False`: the driver records the run from its result.
+    The worker gets `record=False`: the driver records the run from its result. A script
+    study's base gives a `ScriptConfig` (see `twinrun.studies.scripts`).
     """
+    if hasattr(base, "config_for"):
+        return base.config_for(planned, study_id)
     values = base.to_dict()
     values.update(seed=planned.seed, seed_overrides=dict(planned.seed_overrides),
                   determinism=planned.determinism, split_seed=planned.split_seed,
@@ -127,9 +135,13 @@ def rebuild_plan(study):
 
 
 def base_of(study, data_dir=None):
-    """The base `RunConfig` of a stored study (for `twinrun resume`)."""
+    """The base `RunConfig` of a stored study (for `twinrun resume`), or its `ScriptBase`."""
     options = study.get("options") or {}
     values = dict(study["definition"]["base"])
+    if "command" in values:
+        from twinrun.studies.scripts import ScriptBase
+
+        return ScriptBase.from_definition(values)
     values["data_dir"] = data_dir if data_dir is not None else options.get("data_dir")
     return RunConfig(**{k: v for k, v in values.items() if k in (*BASE_FIELDS, "data_dir")}
                      ).validated()
@@ -288,10 +300,17 @@ def _record_result(store, run_id, outcome):
     from twinrun.errors import StoreError
 
     result = outcome.result
-    if not result.get("fingerprint"):
+    # A user's script reports its own metrics; its weights fingerprint comes from its trace,
+    # which a script without twinrun's Trace or Tracer does not write.
+    script = "logged_metrics" in result
+    if not result.get("fingerprint") and not script:
         return "The run ended without a weights fingerprint; it cannot be part of a study."
-    metrics = {key: result[key] for key in KEPT_METRICS if key in result}
-    extra = {**{key: result.get(key) for key in KEPT_EXTRA}, "node": outcome.node}
+    if script:
+        metrics = dict(result["logged_metrics"])
+        extra = {"seeds_read": result.get("seeds_read") or [], "node": outcome.node}
+    else:
+        metrics = {key: result[key] for key in KEPT_METRICS if key in result}
+        extra = {**{key: result.get(key) for key in KEPT_EXTRA}, "node": outcome.node}
     try:
         store.finish_study_run(
             run_id, fingerprint=result["fingerprint"], metrics=metrics,

@@ -1,0 +1,246 @@
+"""Studies of the user's own training script: `twinrun variance --runs 8 -- python train.py`.
+
+The plan is the same as for a built-in workload (`twinrun.studies.plan`); what differs is
+each run's config and what it gives back:
+
+    PlannedRun -> ScriptConfig (command, seeds, determinism) -> a fresh process of the command
+        (`twinrun.executors.script.ScriptProcess`, through the one launcher)
+        -> the metrics and seed reads it wrote (`twinrun.studies.handoff`) and, when it
+           traces, its final weights fingerprint -> recorded by the driver like any study run
+
+A script gets its seeds by name (`twinrun.seeds()`), so a source it never reads cannot vary:
+`unread_seeds` finds those and the study names them instead of reporting "no effect here" as
+a finding about the training.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from twinrun.errors import TwinrunError
+from twinrun.studies.handoff import STUDY_SEEDS, script_seeds
+
+# What each seed a script reads is for (in the "never read" sentence).
+SEED_PURPOSE = {"init": "weight initialisers", "order": "order of training batches",
+                "dropout": "dropout masks", "split": "train/validation split"}
+# Sources a script study cannot run: they change the built-in workload from outside.
+BUILT_IN_ONLY = ("perturb",)
+
+
+def check_script_study(sources, settings):
+    """Refuse, in one sentence, what a study of the user's script cannot do.
+
+    Arguments:
+        sources: the parsed `--vary` sources.
+        settings: the parsed `--set` values.
+    """
+    if settings:
+        raise TwinrunError("--set changes the built-in workload's training; your script sets "
+                           "its own, so pass them as its arguments after `--` instead.")
+    for source in BUILT_IN_ONLY:
+        if source in sources:
+            raise TwinrunError("--vary perturb nudges a weight of the built-in workload's first "
+                               "layer, which twinrun cannot reach inside your script; leave it "
+                               "out, or study the built-in workload.")
+
+
+@dataclass(frozen=True)
+class ScriptBase:
+    """What every run of a script study shares: the command, where it runs, backend, threads.
+
+    Arguments:
+        command: the checked argument list (see `twinrun.checks._resolve_command`).
+        cwd: the folder the command runs in (a relative script path is read from there).
+        backend: the Keras backend to prepare; None prepares every backend (as `twinrun check
+            -- ...` does) and leaves `KERAS_BACKEND` as the caller has it.
+        threads: thread-pool size passed to the script's `twinrun.deterministic()`.
+        label: the script or module it runs (the store's `workload` column).
+    """
+
+    command: tuple
+    cwd: str
+    backend: str | None = None
+    threads: int | None = None
+    label: str = ""
+    digest: str | None = None
+    data_dir = None  # no Fashion-MNIST to find (`run_study` keeps it with the study)
+
+    @classmethod
+    def from_command(cls, command, backend=None, threads=None):
+        """Check the command (script or module present) and return the study's base."""
+        from twinrun.backends import resolve_backend
+        from twinrun.checks import _resolve_command
+
+        command, label = _resolve_command(list(command))
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise TwinrunError(f"Expected --threads to be a positive integer. Received: "
+                               f"threads={threads!r}.")
+        return cls(command=tuple(command), cwd=os.getcwd(),
+                   backend=resolve_backend(backend) if backend else None, threads=threads,
+                   label=label, digest=script_digest(label, os.getcwd()))
+
+    def definition(self):
+        """The plan's `base`: part of the study id, so another command is another study.
+
+        The interpreter is kept by name (`python`), so the same study resumes from another
+        virtual environment.
+        """
+        command = list(self.command)
+        if os.path.basename(command[0]).startswith("python"):
+            command[0] = "python"
+        return {"command": command, "cwd": self.cwd, "backend": self.backend,
+                "threads": self.threads, "label": self.label, "script_sha256": self.digest}
+
+    @classmethod
+    def from_definition(cls, base):
+        """The base of a stored script study (`twinrun resume`)."""
+        import sys
+
+        command = list(base["command"])
+        if command and command[0] == "python":
+            command[0] = sys.executable
+        if not os.path.isdir(base.get("cwd") or ""):
+            raise TwinrunError(f"The study's script ran in {base.get('cwd')}, which is not a "
+                               f"folder here; resume it on the machine that has it.")
+        label = base.get("label") or command[-1]
+        digest = script_digest(label, base["cwd"])
+        if digest != base.get("script_sha256"):
+            raise TwinrunError(f"The script {label} has changed since this study ran, so its "
+                               f"runs would not be comparable; run the command again to start "
+                               f"a new study of the script as it is now.")
+        return cls(command=tuple(command), cwd=base["cwd"], backend=base.get("backend"),
+                   threads=base.get("threads"), label=label, digest=digest)
+
+    def config_for(self, planned, study_id):
+        """The `ScriptConfig` of one `PlannedRun`."""
+        return ScriptConfig(command=list(self.command), cwd=self.cwd, backend=self.backend,
+                            threads=self.threads, label=self.label, seed=planned.seed,
+                            seed_overrides=dict(planned.seed_overrides),
+                            split_seed=planned.split_seed, determinism=planned.determinism,
+                            study_id=study_id, replica=planned.position)
+
+
+@dataclass(frozen=True)
+class ScriptConfig:
+    """One run of the user's script in a study: plain data that crosses to a Ray worker.
+
+    Arguments:
+        command, cwd, backend, threads, label: as `ScriptBase`.
+        seed: the study's base seed (`TWINRUN_SEED`, what `deterministic()` takes).
+        seed_overrides: the derived seeds this run changes (`RunConfig.seed_overrides`).
+        split_seed: the split seed the run varies, or None (derived from `seed`).
+        determinism: False for the `nondeterminism` and `all` sources.
+        study_id, replica: the study and the run's position in it.
+    """
+
+    command: list
+    cwd: str
+    seed: int
+    seed_overrides: dict = field(default_factory=dict)
+    split_seed: int | None = None
+    determinism: bool = True
+    backend: str | None = None
+    threads: int | None = None
+    label: str = ""
+    study_id: str | None = None
+    replica: int | None = None
+
+    kind = "script"
+
+    @property
+    def workload(self):
+        return self.label
+
+    @property
+    def seeds(self):
+        from twinrun.seeds import derive_seeds
+
+        return derive_seeds(self.seed, self.seed_overrides)
+
+    def script_seeds(self):
+        """What `twinrun.seeds()` returns in this run."""
+        return script_seeds(self.seed, self.seed_overrides, self.split_seed)
+
+    def environment(self, metrics_path, trace_path, extra=None):
+        """The run's complete environment: prepared as for `twinrun check -- ...`, plus the
+        study's hand-over (`TWINRUN_SEED`, `TWINRUN_SEEDS`, `TWINRUN_METRICS`) and a trace
+        path, so a script with `twinrun.keras.Trace()` or a `twinrun.torch.Tracer` gets its
+        final weights fingerprinted."""
+        from twinrun.backends import KERAS_BACKENDS
+        from twinrun.determinism import environment_for
+        from twinrun.studies.handoff import METRICS_VAR, SEEDS_VAR
+
+        env = dict(os.environ)
+        preset = set()
+        hash_seed = self.seeds["hash"] if self.determinism else None
+        for name in [self.backend] if self.backend else KERAS_BACKENDS:
+            prepared = environment_for(name, threads=self.threads, enabled=self.determinism,
+                                       hash_seed=hash_seed)
+            preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
+            env.update(prepared)
+        env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
+        if self.backend is None:
+            env.pop("KERAS_BACKEND", None)
+            if "KERAS_BACKEND" in os.environ:
+                env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
+        env.update({"TWINRUN_SEED": str(self.seed), SEEDS_VAR: json.dumps(self.script_seeds()),
+                    METRICS_VAR: str(metrics_path), "TWINRUN_TRACE": str(trace_path),
+                    "TWINRUN_REPLICA": str(self.replica or 0), "PYTHONUNBUFFERED": "1"})
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.update(extra or {})
+        return env
+
+    def launch(self, folder, extra_env=None):
+        """Start the run in a fresh process (see `twinrun.executors.script.ScriptProcess`)."""
+        from twinrun.executors.script import ScriptProcess
+
+        return ScriptProcess(self, folder, extra_env=extra_env)
+
+    def to_dict(self):
+        return {**asdict(self), "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, values):
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def script_digest(label, cwd):
+    """SHA-256 of the script a study runs (part of its id: an edited script is a new study),
+    or None for `-m module`, `-c` code and other programs."""
+    import hashlib
+
+    path = os.path.join(cwd, label)
+    if label.startswith("-") or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as script:
+        return hashlib.sha256(script.read()).hexdigest()
+
+
+def unread_seeds(store, plan):
+    """The seeds a script study varied that its script never read, with one sentence each.
+
+    Arguments:
+        store: an open `Store`.
+        plan: the study's `StudyPlan`.
+
+    Returns `{source: sentence}` for each varied source among `init`, `order`, `dropout`,
+    `split` that no finished run read with `twinrun.seeds()`.
+    """
+    varied = [source for source in plan.sources if source in STUDY_SEEDS]
+    if not varied:
+        return {}
+    read, runs = set(), 0
+    for run in store.study_runs(plan.study_id):
+        if run["status"] != "finished":
+            continue
+        extra = store.get_run(run["run_id"]).get("extra") or {}
+        runs += 1
+        read.update(extra.get("seeds_read") or ())
+    if not runs:
+        return {}
+    return {source: (f"your script never read the `{source}` seed, so these runs could not "
+                     f"vary its {SEED_PURPOSE[source]}: seed them from "
+                     f"twinrun.seeds()[\"{source}\"] (README, \"Studies of your own script\").")
+            for source in varied if source not in read}
