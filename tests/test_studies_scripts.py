@@ -174,6 +174,24 @@ def test_a_seed_the_script_never_read_is_named(tmp_path):
     assert all(run["fingerprint"] is None and run["environment"]["cpu"] for run in runs)
 
 
+@pytest.mark.slow
+def test_a_script_study_on_a_local_ray_cluster_records_what_the_local_pool_records(tmp_path):
+    pytest.importorskip("ray")
+    records = {}
+    for name, options in (("local", ["--jobs", 2]), ("ray", ["--executor", "ray"])):
+        completed = run_cli("variance", "--runs", 2, "--vary", "init,order", *options,
+                            "--store", tmp_path / name, "--json", "--", "python", "-c",
+                            INIT_ONLY, timeout=300)
+        assert completed.returncode == 0, completed.stderr
+        study_id = json.loads(completed.stdout)["study_id"]
+        with Store(tmp_path / name) as store:
+            records[name] = {run["study_key"]: (run["metrics"], run["seeds"],
+                                                 store.get_run(run["run_id"])["extra"]
+                                                 ["seeds_read"])
+                             for run in store.study_runs(study_id)}
+    assert len(records["local"]) == 4 and records["ray"] == records["local"]
+
+
 def test_a_script_that_reports_no_metric_fails_each_run_with_the_reason(tmp_path):
     completed = run_cli("variance", "--runs", 2, "--vary", "init", "--store",
                         tmp_path / "store", "--", "python", "-c", "import twinrun",
