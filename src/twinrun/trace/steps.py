@@ -213,6 +213,11 @@ class StepTable(Sequence):
     def flags(self, start, stop):
         return self._flags[start:stop]
 
+    def step_numbers(self, start=0, stop=None):
+        """The `step` field of records `start .. stop-1` (int64)."""
+        stop = self._n if stop is None else stop
+        return self._step[start:stop]
+
     def loss_column(self, start=0, stop=None):
         """Losses of steps `start .. stop-1` (float64) and whether each step has one."""
         stop = self._n if stop is None else stop
