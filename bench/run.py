@@ -196,7 +196,7 @@ def fill_store(path, runs):
             run_id = store.start_run(
                 workload="fashion-cnn", backend=("tensorflow", "jax", "torch")[i % 3], seed=i,
                 config={"preset": "quick", "seed": i}, seeds={"python": i, "numpy": i},
-                determinism={"enabled": True, "controls": []}, environment=environment,
+                determinism={"determinism": True, "controls": []}, environment=environment,
                 study_id=f"study-{i // 10}", replica=i % 10)
             for epoch in (1, 2):
                 store.record_epoch(run_id, epoch, {"loss": 0.5 / epoch, "val_loss": 0.6 / epoch})

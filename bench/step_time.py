@@ -132,7 +132,7 @@ def keras_run(args, schedule, workdir):
     from twinrun.workloads.batches import shuffled_batches
 
     report = twinrun.deterministic(SEED, backend=args.framework, threads=threads_from_launcher(),
-                                   enabled=args.determinism == "on")
+                                   determinism=args.determinism == "on")
     x, y = training_split(schedule.total * fashion_cnn.BATCH_SIZE)
     model = fashion_cnn.build_model(report.seeds)
     if args.jit_compile != "auto":  # for bench/contention.py; Keras' "auto" is off on a CPU
@@ -217,7 +217,7 @@ def native_torch_run(args, schedule, workdir):
     import native_torch_cnn as cnn
 
     report = twinrun.deterministic(SEED, backend="torch", threads=threads_from_launcher(),
-                                   enabled=args.determinism == "on")
+                                   determinism=args.determinism == "on")
     x, y = training_split(schedule.total * cnn.BATCH_SIZE)
     # The same images as the Keras runs, as NCHW tensors with integer labels.
     device = "cuda" if torch.cuda.is_available() else "cpu"

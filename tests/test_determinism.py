@@ -255,7 +255,7 @@ def test_torch_processes_get_a_passive_openmp_wait_policy_unless_the_user_chose_
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert environment_for("torch")["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert environment_for("torch", enabled=False)["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert environment_for("torch", determinism=False)["OMP_WAIT_POLICY"] == "PASSIVE"
     assert "OMP_WAIT_POLICY" not in environment_for("tensorflow")
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert "OMP_WAIT_POLICY" not in environment_for("torch")

@@ -510,14 +510,14 @@ def test_twinrun_show_prints_a_checked_scripts_determinism_record_as_json(tmp_pa
                    config={"command": [sys.executable, "train.py"], "replica": 0,
                            "threads": None, "hash_seed": "fixed", "determinism": False,
                            "backends_prepared": ["tensorflow", "jax", "torch"]},
-                   determinism={"enabled": False}, environment={})
+                   determinism={"determinism": False}, environment={})
 
     result = CliRunner().invoke(main, ["show", run_id, "--store", str(tmp_path)])
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     at = lines.index("Determinism")
-    assert lines[at + 1:at + 4] == ["{", '  "enabled": false', "}"]
+    assert lines[at + 1:at + 4] == ["{", '  "determinism": false', "}"]
     assert "Environment" not in lines  # nothing recorded, nothing shown
 
 

@@ -130,7 +130,7 @@ import json, os, twinrun
 reports = [twinrun.deterministic(0, backend="torch").to_dict()]  # PYTHONHASHSEED=0: already set
 os.environ.pop("PYTHONHASHSEED")
 reports.append(twinrun.deterministic(0, backend="torch").to_dict())  # impossible
-reports.append(twinrun.deterministic(0, backend="torch", enabled=False).to_dict())  # off
+reports.append(twinrun.deterministic(0, backend="torch", determinism=False).to_dict())  # off
 print(json.dumps(reports))
 """
 

@@ -30,7 +30,7 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
-def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=None):
+def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds=None):
     """Make this process's training deterministic; see `twinrun.determinism.deterministic`.
 
     Arguments:
@@ -38,7 +38,7 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
         backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
         threads: pin the framework's intra- and inter-op thread pools to this size; None pins
             them at the framework's own default on this machine.
-        enabled: False seeds only and leaves determinism off.
+        determinism: False seeds only and leaves determinism off.
         seeds: optional `{source: seed}` to use instead of deriving them from `seed`; None
             (with no seed) takes the run's own seeds under a study of your script.
 
@@ -55,7 +55,8 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
         from twinrun.studies.handoff import launcher_seeds
 
         seeds = launcher_seeds()
-    return _deterministic(seed, backend=backend, threads=threads, enabled=enabled, seeds=seeds)
+    return _deterministic(seed, backend=backend, threads=threads, determinism=determinism,
+                          seeds=seeds)
 
 
 def seeds():

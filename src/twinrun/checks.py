@@ -195,7 +195,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             preset = set()
             for name in backends:
                 prepared = environment_for(
-                    name, threads=replica_threads, enabled=determinism[i],
+                    name, threads=replica_threads, determinism=determinism[i],
                     hash_seed=seeds["hash"] if hash_seed == "fixed" else None)
                 preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
                 env.update(prepared)
@@ -224,7 +224,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             config={"command": [str(a) for a in spec.command], "replica": i,
                     "threads": threads[i] if threads else None, "hash_seed": hash_seed,
                     "determinism": determinism[i], "backends_prepared": backends},
-            seeds=seeds, determinism={"enabled": determinism[i]}, environment={},
+            seeds=seeds, determinism={"determinism": determinism[i]}, environment={},
             study_id=check_id, replica=i, artifacts=directory)
 
     def on_end(outcome):

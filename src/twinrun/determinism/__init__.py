@@ -46,18 +46,18 @@ def framework_module(backend):
     return importlib.import_module(f"twinrun.determinism.{resolve_backend(backend)}")
 
 
-def environment_for(backend, threads=None, enabled=True, hash_seed=None):
+def environment_for(backend, threads=None, determinism=True, hash_seed=None):
     """Environment variables a fresh process needs before it starts, for one backend.
 
     Arguments:
         backend: `"tensorflow"`, `"jax"` or `"torch"`.
         threads: thread-pool size, or None to leave the framework's default.
-        enabled: False for a run with determinism off (seeds only).
+        determinism: False for a run with determinism off (seeds only).
         hash_seed: value for `PYTHONHASHSEED`, or None to leave hashing randomised.
     """
-    env = dict(framework_module(backend).environment_variables(threads, enabled))
+    env = dict(framework_module(backend).environment_variables(threads, determinism))
     env["KERAS_BACKEND"] = backend
-    env["TWINRUN_DETERMINISM"] = "1" if enabled else "0"
+    env["TWINRUN_DETERMINISM"] = "1" if determinism else "0"
     if threads is not None:
         env["TWINRUN_THREADS"] = str(threads)
     if hash_seed is not None:
@@ -66,7 +66,7 @@ def environment_for(backend, threads=None, enabled=True, hash_seed=None):
     return env
 
 
-def _from_launcher(seed, threads, enabled):
+def _from_launcher(seed, threads, determinism):
     """Fill what the caller left out from what `twinrun check` passed to this process."""
     if seed is None:
         value = os.environ.get("TWINRUN_SEED")
@@ -83,9 +83,9 @@ def _from_launcher(seed, threads, enabled):
                                 or threads < 1):
         raise TwinrunError(f"Expected threads to be a positive integer or None. Received: "
                            f"threads={threads!r}.")
-    if enabled is None:
-        enabled = os.environ.get("TWINRUN_DETERMINISM", "1") != "0"
-    return seed, threads, enabled
+    if determinism is None:
+        determinism = os.environ.get("TWINRUN_DETERMINISM", "1") != "0"
+    return seed, threads, determinism
 
 
 def _integer_from_environment(name, value):
@@ -96,7 +96,7 @@ def _integer_from_environment(name, value):
                            f"Received: {name}={value!r}.") from None
 
 
-def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=None):
+def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds=None):
     """Make this process's training repeat bit for bit, and say what could not be done.
 
     Seeds Python, NumPy, Keras (when imported) and the framework from seeds derived from
@@ -117,7 +117,7 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
         backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
         threads: pin the framework's thread pools to this size; None pins them at the
             framework's default (or at `twinrun check --threads`).
-        enabled: False seeds only, as a user would by hand, and leaves determinism and the
+        determinism: False seeds only, as a user would by hand, and leaves determinism and the
             thread pools as they are; None means on, unless `twinrun check --no-determinism`
             launched this process.
         seeds: optional `{source: seed}` that replaces single derived seeds (each from 0 to
@@ -130,17 +130,17 @@ def deterministic(seed=None, backend=None, threads=None, enabled=None, seeds=Non
     >>> states["torch.use_deterministic_algorithms"]
     'applied'
     """
-    seed, threads, enabled = _from_launcher(seed, threads, enabled)
+    seed, threads, determinism = _from_launcher(seed, threads, determinism)
     backend = resolve_backend(backend)
     seeds = derive_seeds(seed, seeds)  # validates the seed and every given source seed
     framework = framework_module(backend)
-    report = DeterminismReport(backend=backend, seed=seed, enabled=enabled, threads=None,
-                               seeds=dict(seeds))
-    report.controls.append(hash_seed_control(enabled))
+    report = DeterminismReport(backend=backend, seed=seed, determinism=determinism,
+                               threads=None, seeds=dict(seeds))
+    report.controls.append(hash_seed_control(determinism))
     if "keras" in sys.modules:
         report.controls.append(_seed_keras(seeds["backend"]))
     report.controls.extend(seed_python_and_numpy(seeds))
-    report.controls.extend(framework.apply(seeds, threads, enabled))
+    report.controls.extend(framework.apply(seeds, threads, determinism))
     report.threads = framework.thread_counts()
     return report
 

@@ -2,9 +2,9 @@
 
 Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same three functions:
 
-- `environment_variables(threads, enabled)`: what must be in the environment *before* the
+- `environment_variables(threads, determinism)`: what must be in the environment *before* the
   interpreter or the framework starts (the launcher puts these into every fresh process);
-- `apply(seeds, threads, enabled)`: what can be done from inside the process, returning one
+- `apply(seeds, threads, determinism)`: what can be done from inside the process, returning one
   `Control` per switch with its state;
 - `thread_counts()`: the intra-op and inter-op thread counts the framework uses (or will use)
   in this process, as `{"intra_op": n, "inter_op": m}` (None where it has no such pool).
@@ -63,7 +63,7 @@ class DeterminismReport:
 
     backend: str
     seed: int
-    enabled: bool
+    determinism: bool
     threads: dict | None
     seeds: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)
@@ -138,7 +138,7 @@ def _hash_of_probe_in_fresh_interpreter(hash_seed):
     return probe.stdout.strip()
 
 
-def hash_seed_control(enabled):
+def hash_seed_control(determinism):
     """Whether string hashing (set and dict-of-str iteration order) is fixed in this process.
 
     `PYTHONHASHSEED` only works if it is set before the interpreter starts, so setting it
@@ -147,7 +147,7 @@ def hash_seed_control(enabled):
     """
     name = "PYTHONHASHSEED"
     value = os.environ.get(name)
-    if not enabled:
+    if not determinism:
         return Control(name, OFF, f"left as is ({value or 'random'})")
     if value in (None, "", "random"):
         return Control(

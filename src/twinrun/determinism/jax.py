@@ -27,9 +27,9 @@ POOL_VARIABLE = "PJRT_NPROC"
 THREADS = "XLA CPU thread pool"
 
 
-def environment_variables(threads=None, enabled=True):
+def environment_variables(threads=None, determinism=True):
     """Variables XLA reads when its backend initialises."""
-    if not enabled:
+    if not determinism:
         return {}
     flags = os.environ.get("XLA_FLAGS", "").split()
     if DETERMINISTIC_FLAG not in flags:
@@ -64,14 +64,14 @@ def _backend_initialised():
     return bool(getattr(xla_bridge, "_backends", {}))
 
 
-def apply(seeds, threads=None, enabled=True):
+def apply(seeds, threads=None, determinism=True):
     """Check XLA's determinism flag and pin XLA's CPU thread pool.
 
     `seeds` is unused: JAX has no global generator (Keras' is seeded by `deterministic()`).
     """
     controls = [Control("JAX random keys", NOT_NEEDED,
                         "JAX has no global random state; keys are explicit")]
-    if not enabled:
+    if not determinism:
         controls.append(Control("XLA --xla_gpu_deterministic_ops", OFF))
         controls.append(Control(THREADS, OFF,
                                 f"left at {thread_counts()['intra_op']} threads"))

@@ -10,14 +10,14 @@ from twinrun.determinism.common import (
 THREADS = "TensorFlow thread pools"
 
 
-def environment_variables(threads=None, enabled=True):
+def environment_variables(threads=None, determinism=True):
     """Variables TensorFlow reads when it starts.
 
     `TF_DETERMINISTIC_OPS`/`TF_CUDNN_DETERMINISTIC` are the pre-2.9 spellings of
     `enable_op_determinism()`; older TensorFlow versions only honour those.
     """
     env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    if not enabled:
+    if not determinism:
         return env
     env.update(TF_DETERMINISTIC_OPS="1", TF_CUDNN_DETERMINISTIC="1")
     env.update(thread_environment(threads))
@@ -52,14 +52,14 @@ def _from_environment(name):
     return value if value > 0 else schedulable_cpus()
 
 
-def apply(seeds, threads=None, enabled=True):
+def apply(seeds, threads=None, determinism=True):
     """Seed TensorFlow, turn on op determinism and pin its thread pools."""
     import tensorflow as tf
 
     controls = []
     tf.random.set_seed(seeds["backend"])
     controls.append(Control("tf.random.set_seed", APPLIED, f"seed {seeds['backend']}"))
-    if not enabled:
+    if not determinism:
         controls.append(Control("tf.config.experimental.enable_op_determinism", OFF))
         counts = thread_counts()
         controls.append(Control(THREADS, OFF, f"left at {counts['intra_op']} intra-op, "

@@ -14,7 +14,7 @@ CUBLAS_WORKSPACE = ":4096:8"
 THREADS = "torch thread pools"
 
 
-def environment_variables(threads=None, enabled=True):
+def environment_variables(threads=None, determinism=True):
     """Variables PyTorch, OpenMP and cuBLAS read when they start."""
     env = {}
     if "OMP_WAIT_POLICY" not in os.environ:
@@ -22,7 +22,7 @@ def environment_variables(threads=None, enabled=True):
         # 2-core CPU the seed CNN steps as fast (55 against 57 ms) on 17 % less CPU time; next to
         # one busy process it steps in 86 instead of 155 ms (bench/contention.py).
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    if not enabled:
+    if not determinism:
         return env
     env["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
     env.update(thread_environment(threads))
@@ -36,7 +36,7 @@ def thread_counts():
     return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
 
 
-def apply(seeds, threads=None, enabled=True):
+def apply(seeds, threads=None, determinism=True):
     """Seed torch, turn on deterministic algorithms, and pin its thread pools."""
     import torch
 
@@ -44,7 +44,7 @@ def apply(seeds, threads=None, enabled=True):
     torch.manual_seed(seeds["backend"])
     controls.append(Control("torch.manual_seed", APPLIED,
                             f"seed {seeds['backend']} (CPU and every CUDA device)"))
-    if not enabled:
+    if not determinism:
         controls.append(Control("torch.use_deterministic_algorithms", OFF))
         controls.append(Control(THREADS, OFF, _counts_text(thread_counts())))
         return controls

@@ -175,7 +175,7 @@ class ScriptConfig:
         preset = set()
         hash_seed = self.seeds["hash"] if self.determinism else None
         for name in [self.backend] if self.backend else KERAS_BACKENDS:
-            prepared = environment_for(name, threads=self.threads, enabled=self.determinism,
+            prepared = environment_for(name, threads=self.threads, determinism=self.determinism,
                                        hash_seed=hash_seed)
             preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
             env.update(prepared)
