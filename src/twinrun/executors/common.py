@@ -61,7 +61,29 @@ class Outcome:
                    node=values.get("node"))
 
 
-class WorkerRun:
+class ChildRun:
+    """One study run in its fresh process (`self.child`, a `ChildProcess`), not waited for:
+    what the worker program and a user's script share. Subclasses say how an ended run's
+    `outcome()` is read."""
+
+    def poll(self):
+        """The exit code once the process has ended, else None."""
+        return self.child.process.poll()
+
+    def wait(self, timeout=None):
+        """Wait for the run to end; past `timeout` seconds it is stopped and fails."""
+        try:
+            self.child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return Outcome(error=f"The run did not finish within {timeout:g} s and was "
+                                 f"stopped.")
+        return self.outcome()
+
+    def stop(self, reason):
+        self.child.stop(reason)
+
+
+class WorkerRun(ChildRun):
     """The worker program running one `RunConfig` in a fresh process, not waited for.
 
     Arguments:
@@ -87,22 +109,6 @@ class WorkerRun:
                    str(self.result_path), "--quiet"]
         self.child = ChildProcess(command, child_environment(config, extra_env),
                                   log_path=self.folder / "run.log")
-
-    def poll(self):
-        """The exit code once the process has ended, else None."""
-        return self.child.process.poll()
-
-    def wait(self, timeout=None):
-        """Wait for the run to end; past `timeout` seconds it is stopped and fails."""
-        try:
-            self.child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return Outcome(error=f"The run did not finish within {timeout:g} s and was "
-                                 f"stopped.")
-        return self.outcome()
-
-    def stop(self, reason):
-        self.child.stop(reason)
 
     def outcome(self):
         """The ended run's `Outcome` (call after `poll()` returned a code)."""

@@ -7,15 +7,14 @@ built here, on the node that ran it, from what it wrote: its metrics, the seeds 
 its final weights fingerprint and environment from its trace, when it wrote one.
 """
 
-import subprocess
 import time
 from pathlib import Path
 
-from twinrun.executors.common import LOG_TAIL_LINES, Outcome, _signal_name
+from twinrun.executors.common import LOG_TAIL_LINES, ChildRun, Outcome, _signal_name
 from twinrun.launch import ChildProcess
 
 
-class ScriptProcess:
+class ScriptProcess(ChildRun):
     """The user's command running one `ScriptConfig`, not waited for.
 
     Arguments:
@@ -34,20 +33,6 @@ class ScriptProcess:
         env = config.environment(self.metrics_path, self.trace_path, extra_env)
         self.child = ChildProcess(config.command, env, log_path=self.folder / "run.log",
                                   cwd=config.cwd)
-
-    def poll(self):
-        return self.child.process.poll()
-
-    def wait(self, timeout=None):
-        try:
-            self.child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return Outcome(error=f"The run did not finish within {timeout:g} s and was "
-                                 f"stopped.")
-        return self.outcome()
-
-    def stop(self, reason):
-        self.child.stop(reason)
 
     def outcome(self):
         """The ended run's `Outcome`: its result, or why it has none (one sentence)."""
