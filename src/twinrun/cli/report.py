@@ -1,15 +1,14 @@
-"""`twinrun report ID`: one stored run's or check's report as a page, Markdown or JSON."""
+"""`twinrun report ID`: one stored run's, check's or study's report as a page, Markdown or JSON.
 
-import json
-from pathlib import Path
+The writing itself is `twinrun.cli.outputs.write_report`, which `--report PATH` on `train`,
+`check` and the studies uses too.
+"""
 
 import click
 
 from twinrun.cli import main
-from twinrun.cli.runs import _path, _store_option
-
-FORMATS = ("html", "md", "json")
-_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
+from twinrun.cli.outputs import FORMATS, write_report
+from twinrun.cli.runs import _store_option
 
 
 @main.command()
@@ -20,44 +19,22 @@ _SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="html: one self-contained page with plots, works offline; md: a summary; "
                    "json: the data behind them. Default: from FILE's suffix, else html.")
+@click.option("--against", metavar="STUDY_B", default=None,
+              help="With a study ID: compare it (A) with study B, as `twinrun compare A B` "
+                   "does, on one page.")
+@click.option("--metric", default=None, metavar="test_accuracy|test_loss|best_val_loss|stopped_epoch",
+              help="For a study: the metric to report (default: the study's own).")
 @_store_option
-def report(record_id, output, fmt, store_dir):
-    """Write the report of a stored run or check (`check-...`).
+def report(record_id, output, fmt, against, metric, store_dir):
+    """Write the report of a stored run, check (`check-...`) or study.
 
-    ID is a run id or a check id, or any prefix that matches only one; `twinrun runs` and
-    `twinrun checks` list them. The HTML page is one file with its plots inline: it fetches
-    nothing and runs no script, so it can be mailed or attached as it is.
+    ID is a run id, a check id or a study id, or any prefix that matches only one;
+    `twinrun runs`, `twinrun checks` and `twinrun studies` list them. `--against STUDY_B`
+    makes the comparison of two studies. The HTML page is one file with its plots inline: it
+    fetches nothing and runs no script, so it can be mailed or attached as it is.
     """
-    from twinrun.errors import TwinrunError
-    from twinrun.report.records import load_report
-    from twinrun.store import Store
-
-    if fmt is None:
-        fmt = _SUFFIXES.get(Path(output).suffix.lower(), "html") if output not in (None, "-") \
-            else "html"
-    with Store(_path(store_dir), create=False) as store:
-        data = load_report(store, record_id)
-    if fmt == "html":
-        from twinrun.report.html import render_html
-
-        text = render_html(data)
-    elif fmt == "md":
-        from twinrun.report.markdown import render_markdown
-
-        text = render_markdown(data)
-    else:
-        text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    key = data["run"]["run_id"] if data["kind"] == "run" else data["check"]["check_id"]
-    if output is None and fmt == "html":
-        output = f"{key}.html"
-    if output in (None, "-"):
-        click.echo(text, nl=False)
+    written = write_report(store_dir, record_id, output, fmt, against=against, metric=metric)
+    if written.path is None:
+        click.echo(written.text, nl=False)
         return
-    path = Path(output).expanduser()
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        reason = error.strerror.lower() if error.strerror else str(error)
-        raise TwinrunError(f"Cannot write the report to {path}: {reason}; pass -o with a "
-                           f"writable file, or -o - for stdout.") from None
-    click.echo(f"Wrote the {fmt} report of {key} to {path}.")
+    click.echo(f"Wrote the {written.fmt} report of {written.key} to {written.path}.")

@@ -1,14 +1,19 @@
 """What a report shows, gathered from the run store: one plain dict per record.
 
-`load_report(store, record_id)` returns `{"kind": "run" | "check", ...}`; each format
-(`twinrun.report.html`, `twinrun.report.markdown`, JSON as it is) only lays that dict out. A
-study is one more kind here and one more page module there.
+`load_report(store, record_id)` returns `{"kind": "run" | "check" | "study" | "compare", ...}`;
+each format (`twinrun.report.html`, `twinrun.report.markdown`, JSON as it is) only lays that
+dict out.
 
 - a run: the stored record (`Store.get_run`) plus what the page marks: the last epoch trained
   (where early stopping ended it) and the epoch whose weights were restored (the best one), and
   the class names of its workload;
 - a check: its summary, the verdict exactly as `twinrun check --json` printed it, and each
-  replica's per-step batch loss read back from `<store>/checks/<id>/replica-N.trace`.
+  replica's per-step batch loss read back from `<store>/checks/<id>/replica-N.trace`;
+- a study: its record, its statistics exactly as `twinrun variance --json` or `twinrun cv
+  --json` print them (`twinrun.studies.results`), and each finished run's value of the metric
+  (for the per-source strip plots);
+- a comparison of two studies (`load_report(store, A, against=B)`): what `twinrun compare A B
+  --json` prints, and each arm's runs' values.
 """
 
 import json
@@ -20,14 +25,17 @@ from twinrun.errors import StoreError, TwinrunError
 _REPLICA_TRACE = re.compile(r"replica-(\d+)\.trace$")
 
 
-def load_report(store, record_id):
-    """The data of one run's or one check's report.
+def load_report(store, record_id, *, against=None, metric=None):
+    """The data of one run's, check's or study's report, or of two studies compared.
 
     Arguments:
         store: an open `twinrun.store.Store`.
-        record_id: a run id, a check id (`check-...`), or a prefix matching only one.
+        record_id: a run id, a check id (`check-...`), a study id, or a prefix matching only
+            one.
+        against: a second study id: the report compares study `record_id` (A) with it (B).
+        metric: a study's metric to report (default: the study's own).
 
-    Raises `TwinrunError` (one sentence) when nothing, or a study, matches.
+    Raises `TwinrunError` (one sentence) when nothing matches.
 
     Example:
 
@@ -36,15 +44,18 @@ def load_report(store, record_id):
             report["verdict"]["first_divergence"]["step"]
     """
     key = str(record_id).strip()
+    if against is not None:
+        if not _is_study(store, key):
+            raise TwinrunError(f"--against compares two studies, and {key} is not a study in "
+                               f"store {store.path}; `twinrun studies` lists them.")
+        return compare_report(store, key, str(against).strip(), metric=metric)
     if key.startswith("check-"):
         return check_report(store, key)
     try:
         return run_report(store, key)
     except StoreError:
         if _is_study(store, key):
-            raise TwinrunError(
-                f"{key} is a study; study reports are not built yet. `twinrun report RUN_ID` "
-                f"makes the page of one of its runs (`twinrun runs` lists them).") from None
+            return study_report(store, key, metric=metric)
         raise
 
 
@@ -131,3 +142,66 @@ def replica_losses(folder):
                        "steps": [int(s) for s in steps[present]],
                        "loss": [float(v) for v in losses[present]]})
     return curves
+
+
+def study_report(store, study_id, *, metric=None):
+    """The report data of one stored study (see the module docstring)."""
+    from twinrun.studies.results import cv_results, load_study, study_metric, variance_results
+
+    loaded = load_study(store, study_id)
+    metric = study_metric(loaded, metric)
+    if loaded.plan.kind == "variance":
+        results = variance_results(store, loaded.study_id, metric=metric)
+        _name_unread_seeds(store, loaded.plan, results)
+    else:
+        results = cv_results(store, loaded.study_id, metric=metric)
+    planned = {run.key: run for run in loaded.plan.runs}
+    return {
+        "kind": "study",
+        "study": loaded.study,
+        "results": results,
+        "runs": [_run_value(run, planned[run["study_key"]], metric) for run in loaded.finished],
+    }
+
+
+def compare_report(store, study_a, study_b, *, metric=None):
+    """The report data of study A compared with study B (see the module docstring)."""
+    # compare_results picks each arm's runs; _arm_runs is the same choice, made again here so
+    # the page can plot the very values the test compared.
+    from twinrun.studies.results import _arm_runs, compare_results, load_study, study_metric
+
+    results = compare_results(store, study_a, study_b, metric=metric)
+    arms = []
+    for name, study in (("A", study_a), ("B", study_b)):
+        loaded = load_study(store, study)
+        runs, source = _arm_runs(loaded)
+        arm_metric = study_metric(loaded, metric)
+        planned = {run.key: run for run in loaded.plan.runs}
+        arms.append({"arm": name, "study": loaded.study, "source": source,
+                     "metric": arm_metric,
+                     "runs": [_run_value(run, planned[run["study_key"]], arm_metric)
+                              for run in runs]})
+    return {"kind": "compare", "compare": results, "arms": arms}
+
+
+def _run_value(run, planned, metric):
+    value = (run.get("metrics") or {}).get(metric)
+    return {"key": run["study_key"], "source": planned.source, "run_id": run["run_id"],
+            "value": float(value) if isinstance(value, (int, float))
+            and not isinstance(value, bool) else None,
+            "fingerprint": run.get("fingerprint"), "wall_time": run.get("wall_time")}
+
+
+def _name_unread_seeds(store, plan, results):
+    """A script study's sources whose seed the script never read, as `twinrun variance` says."""
+    if "command" not in plan.definition.get("base", {}):
+        return
+    from twinrun.studies.scripts import unread_seeds
+
+    unread = unread_seeds(store, plan)
+    results["unread_seeds"] = sorted(unread)
+    for source, sentence in unread.items():
+        line = results["sources"].get(source)
+        if line is not None:
+            line["note"] = " ".join(filter(None, [sentence[0].upper() + sentence[1:],
+                                                  line.get("note")]))
