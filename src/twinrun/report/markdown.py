@@ -54,9 +54,10 @@ def render_markdown(report):
     """The Markdown summary of `twinrun.report.records.load_report(...)`.
 
     Arguments:
-        report: a dict with `kind` "run" or "check".
+        report: a dict with `kind` "run", "check", "study" or "compare".
     """
-    return (_run if report["kind"] == "run" else _check)(report)
+    return {"run": _run, "check": _check, "study": _study,
+            "compare": _compare}[report["kind"]](report)
 
 
 def _run(report):
@@ -156,4 +157,107 @@ def _check(report):
     notes = verdict.get("notes") or []
     if notes:
         out += ["## Notes\n", "\n".join(f"- {md(n)}" for n in notes) + "\n"]
+    return "\n".join(part for part in out if part)
+
+
+# -- studies -----------------------------------------------------------------------------------
+
+def _interval(values):
+    if not values or values[0] is None or values[1] is None:
+        return ""
+    return f"[{values[0]:.6g}, {values[1]:.6g}]"
+
+
+def _at(values, i):
+    return values[i] if isinstance(values, list) and i < len(values) else None
+
+
+def _g(value, digits=6):
+    return "" if value is None else f"{value:.{digits}g}"
+
+
+def _percent(value):
+    return "" if value is None else f"{100 * value:.2f} %"
+
+
+def _study(report):
+    study, results = report["study"], report["results"]
+    out = [f"# Study {md(study['study_id'])}\n",
+           f"{md(study.get('status'))} · {md(study.get('kind'))} of {md(results['metric'])} · "
+           f"{results.get('finished')} of {results.get('planned')} runs finished\n"]
+    if results.get("kind") == "cv":
+        folds = results.get("cross_validate") or {}
+        names = ["test_accuracy", "test_loss", "val_loss", "stopped_epoch", "fit_time"]
+        rows = [[key, *[_at(folds.get(name), i) for name in names]]
+                for i, key in enumerate(results.get("fold_keys") or [])]
+        out += ["## Folds\n", _table(["fold", *names], rows),
+                _pairs([("mean", results.get("mean")), ("SD", results.get("sd")),
+                        ("SD's standard error", results.get("sd_err")),
+                        ("95 % CI (Student t over folds)", _interval(results.get("ci95"))),
+                        ("95 % CI (bootstrap)", _interval(results.get("ci95_bootstrap"))),
+                        ("95 % CI corrected for shared training data",
+                         _interval(results.get("ci95_corrected")))])]
+    else:
+        columns = ["source", "n", "mean", "SD", "SD error", "95% CI (t)", "95% CI (bootstrap)",
+                   "share of all", "disagreement", "floor SD", "effect"]
+        rows = [[source, line.get("n"), line.get("mean"), line.get("sd"), line.get("sd_err"),
+                 _interval(line.get("ci95")), _interval(line.get("ci95_bootstrap")),
+                 _percent(line.get("share")), _percent(line.get("disagreement")),
+                 line.get("floor_sd"), "yes" if line.get("effect") else "no effect here"]
+                for source, line in results["sources"].items()]
+        out += ["## By source of randomness\n", _table(columns, rows)]
+        notes = [f"- **{md(source)}**: {md(line['note'])}"
+                 for source, line in results["sources"].items() if line.get("note")]
+        if notes:
+            out.append("\n".join(notes) + "\n")
+        anova = results.get("anova")
+        if anova and "components" in anova:
+            out += ["## Crossed design: two-way random-effects ANOVA\n",
+                    _table(["component", "variance", "SD", "share"],
+                           [[name, c.get("variance"), c.get("sd"), _percent(c.get("share"))]
+                            for name, c in anova["components"].items()])]
+    notes = list(results.get("notes") or [])
+    if results.get("environment_note"):
+        notes.append(results["environment_note"])
+    if notes:
+        out += ["## Notes\n", "\n".join(f"- {md(n)}" for n in notes) + "\n"]
+    failures = results.get("failures") or []
+    if failures:
+        out += ["## Failed runs\n", _table(["run", "status", "error"],
+                                           [[f.get("key"), f.get("status"), f.get("error")]
+                                            for f in failures])]
+    out += ["## Runs\n", _table(["run", "source", results["metric"], "run id"],
+                                [[r["key"], r["source"], r["value"], r["run_id"]]
+                                 for r in report["runs"]])]
+    return "\n".join(part for part in out if part)
+
+
+def _compare(report):
+    results = report["compare"]
+    out = [f"# Study {md(results['study_a'])} against {md(results['study_b'])}\n",
+           f"**{md(results.get('reading'))}**\n"]
+    out += [f"Warning: {md(w)}\n" for w in results.get("warnings") or []]
+    out += ["## Arms\n", _table(["arm", "study", "runs", "n", "mean", "SD"], [
+        ["A", results["study_a"], results.get("source_a"), results.get("n_a"),
+         results.get("mean_a"), results.get("sd_a")],
+        ["B", results["study_b"], results.get("source_b"), results.get("n_b"),
+         results.get("mean_b"), results.get("sd_b")]])]
+    tests = results.get("tests") or {}
+    out += ["## Tests\n", _table(["test", "result", "method"], [
+        ["difference B - A", f"{_g(results.get('difference'))}, 95 % CI "
+                             f"{_interval(results.get('ci95'))}", tests.get("ci95")],
+        ["Welch's t-test", f"p = {_g(results.get('p_welch'), 3)}", tests.get("p_welch")],
+        ["permutation test", f"p = {_g(results.get('p_permutation'), 3)}",
+         tests.get("p_permutation")],
+        ["P(A beats B)", f"{_g(results.get('p_a_beats_b'), 3)}, 95 % CI "
+                         f"{_interval(results.get('p_a_beats_b_ci95'))}",
+         tests.get("p_a_beats_b")],
+        ["runs for 80 % power", results.get("runs_for_power80"),
+         tests.get("runs_for_power80")]])]
+    if results.get("environment_note"):
+        out.append(md(results["environment_note"]) + "\n")
+    for arm in report["arms"]:
+        out += [f"## Runs of arm {md(arm['arm'])} ({md(arm['study']['study_id'])})\n",
+                _table(["run", arm["metric"], "run id"],
+                       [[r["key"], r["value"], r["run_id"]] for r in arm["runs"]])]
     return "\n".join(part for part in out if part)

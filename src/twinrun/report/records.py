@@ -169,6 +169,7 @@ def compare_report(store, study_a, study_b, *, metric=None):
     # compare_results picks each arm's runs; _arm_runs is the same choice, made again here so
     # the page can plot the very values the test compared.
     from twinrun.studies.results import _arm_runs, compare_results, load_study, study_metric
+    from twinrun.studies.stats import t_interval
 
     results = compare_results(store, study_a, study_b, metric=metric)
     arms = []
@@ -177,10 +178,11 @@ def compare_report(store, study_a, study_b, *, metric=None):
         runs, source = _arm_runs(loaded)
         arm_metric = study_metric(loaded, metric)
         planned = {run.key: run for run in loaded.plan.runs}
+        values = [_run_value(run, planned[run["study_key"]], arm_metric) for run in runs]
+        numbers = [v["value"] for v in values if v["value"] is not None]
         arms.append({"arm": name, "study": loaded.study, "source": source,
-                     "metric": arm_metric,
-                     "runs": [_run_value(run, planned[run["study_key"]], arm_metric)
-                              for run in runs]})
+                     "metric": arm_metric, "runs": values,
+                     "ci95": t_interval(numbers).to_list() if len(numbers) > 1 else None})
     return {"kind": "compare", "compare": results, "arms": arms}
 
 

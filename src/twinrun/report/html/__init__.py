@@ -2,14 +2,15 @@
 script.
 
 - `page`: escaping and the document frame (style, Content-Security-Policy, tables);
-- `svg`: the plots (line charts, heatmaps, bar charts);
-- one module per kind of record, each with `render(report) -> Html`: `run`, `check`.
-  A study page is one more module and one more entry in `PAGES`.
+- `svg`: the plots (line charts, heatmaps, bar charts); `strip`: the studies' strip plots;
+- one module per kind of record, each with `render(report) -> Html`: `run`, `check`, `study`
+  (which also renders two studies compared, `render_compare`).
 """
 
-from twinrun.report.html import check, run
+from twinrun.report.html import check, run, study
 
-PAGES = {"run": run.render, "check": check.render}
+PAGES = {"run": run.render, "check": check.render, "study": study.render,
+         "compare": study.render_compare}
 
 
 def render_html(report):

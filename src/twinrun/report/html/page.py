@@ -42,7 +42,8 @@ table { border-collapse: collapse; font-size: 0.92em; margin: 0.3em 0 1em; }
 th, td { text-align: left; padding: 3px 10px 3px 0; border-bottom: 1px solid var(--line);
          vertical-align: top; overflow-wrap: anywhere; }
 th { color: var(--muted); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td:first-child { white-space: nowrap; }
 td.key { font-weight: 600; white-space: nowrap; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
               font-size: 0.92em; overflow-wrap: anywhere; }
