@@ -13,6 +13,7 @@ import click
 from twinrun.cli import main
 from twinrun.errors import TwinrunError
 from twinrun.cli.options import backend_option, data_dir_option, json_option, store_option
+from twinrun.cli.outputs import offer_report, report_option
 
 STUDY_METRICS_HELP = "test_accuracy|test_loss|best_val_loss|stopped_epoch"
 
@@ -77,11 +78,12 @@ def _metric_option(default_text):
 @store_option
 @data_dir_option
 @json_option
+@report_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, threads,
              set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
-             data_dir, as_json, command):
+             data_dir, as_json, report_path, command):
     """How much of a result is chance: N runs per source of randomness, each varied alone.
 
     Without COMMAND it studies a built-in workload; with `-- python train.py ARGS` it runs
@@ -101,7 +103,8 @@ def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, t
     plan = plan_variance(runs, vary, design=design, seed=seed, settings=settings,
                          base=base_definition(base))
     _run_and_report(plan, base, metric, store, as_json,
-                    _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run))
+                    _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
+                    report_path)
 
 
 @main.command()
@@ -114,8 +117,10 @@ def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, t
 @store_option
 @data_dir_option
 @json_option
+@report_option
 def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_values, jobs,
-       executor_name, address, cpus_per_run, gpus_per_run, store, data_dir, as_json):
+       executor_name, address, cpus_per_run, gpus_per_run, store, data_dir, as_json,
+       report_path):
     """Stratified K-fold cross-validation: each fold early-stops on its held-out part."""
     from twinrun.studies.plan import plan_cv
     from twinrun.studies.runner import base_definition, check_folds
@@ -126,7 +131,8 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
                    base=base_definition(base))
     check_folds(plan, base)
     _run_and_report(plan, base, metric, store, as_json,
-                    _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run))
+                    _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
+                    report_path)
 
 
 @main.command()
@@ -144,10 +150,11 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
 @store_option
 @data_dir_option
 @json_option
+@report_option
 @click.pass_context
 def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset, backend, seed,
             threads, set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run,
-            store, data_dir, as_json):
+            store, data_dir, as_json, report_path):
     """A against B: does a change beat the noise between seeds?
 
     \b
@@ -176,12 +183,14 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
             results = compare_results(opened, study_a, study_b, metric=metric)
     if as_json:
         click.echo(_json(results if sessions is None else {**results, "sessions": sessions}))
-        return
-    from twinrun.report.studies import render_compare, render_study_run
+    else:
+        from twinrun.report.studies import render_compare, render_study_run
 
-    for session in sessions or ():
-        render_study_run(session)
-    render_compare(results)
+        for session in sessions or ():
+            render_study_run(session)
+        render_compare(results)
+    offer_report(results["study_a"], report_path, store=store, as_json=as_json,
+                 against=results["study_b"], metric=metric)
 
 
 @main.command()
@@ -191,8 +200,9 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
 @store_option
 @data_dir_option
 @json_option
+@report_option
 def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
-           data_dir, as_json):
+           data_dir, as_json, report_path):
     """Run what is missing of a study (its failed, stopped and never-run runs)."""
     from twinrun.studies.runner import base_of, rebuild_plan, validate_metric
 
@@ -204,7 +214,8 @@ def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_pe
     base = base_of(study, data_dir)
     metric = metric or study["options"].get("metric") or "test_accuracy"
     _run_and_report(plan, base, metric, store, as_json,
-                    _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run))
+                    _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
+                    report_path)
 
 
 @main.command()
@@ -343,7 +354,7 @@ def _open_store(path, create=True):
     return Store(path, create=create)
 
 
-def _run_and_report(plan, base, metric, store_path, as_json, executor):
+def _run_and_report(plan, base, metric, store_path, as_json, executor, report_path=None):
     from twinrun.report.studies import render_study_run, study_progress
     from twinrun.studies.runner import run_study
 
@@ -357,13 +368,16 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor):
             if not as_json:  # what ran is still worth seeing above the one-sentence error
                 render_study_run(summary.to_dict())
             raise
+        own_metric = store.get_study(plan.study_id)["options"].get("metric") or "test_accuracy"
     if as_json:
         click.echo(_json({**results, "session": summary.to_dict()}))
-        return
-    render_study_run(summary.to_dict())
-    from twinrun.report import studies as report
+    else:
+        render_study_run(summary.to_dict())
+        from twinrun.report import studies as report
 
-    (report.render_variance if plan.kind == "variance" else report.render_cv)(results)
+        (report.render_variance if plan.kind == "variance" else report.render_cv)(results)
+    offer_report(plan.study_id, report_path, store=store_path, as_json=as_json,
+                 metric=None if metric == own_metric else metric)
 
 
 def _results(store, plan, metric, base):

@@ -7,6 +7,7 @@ import click
 from twinrun.cli import main
 from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
                                  seed_option, store_option, threads_option)
+from twinrun.cli.outputs import offer_report, report_option
 
 
 @main.command()
@@ -21,8 +22,9 @@ from twinrun.cli.options import (backend_option, data_dir_option, json_option, p
 @store_option
 @data_dir_option
 @json_option
+@report_option
 def train(backend, seed, preset, epochs, patience, no_determinism, threads, store, data_dir,
-          as_json):
+          as_json, report_path):
     """Train the Fashion-MNIST CNN once and record the run."""
     from twinrun.train import train_once
 
@@ -31,7 +33,8 @@ def train(backend, seed, preset, epochs, patience, no_determinism, threads, stor
                         store=store, data_dir=data_dir, show_progress=not as_json)
     if as_json:
         click.echo(json.dumps(result, default=float))
-        return
-    from twinrun.report.terminal import render_run_result
+    else:
+        from twinrun.report.terminal import render_run_result
 
-    render_run_result(result)
+        render_run_result(result)
+    offer_report(result["run_id"], report_path, store=store, as_json=as_json)
