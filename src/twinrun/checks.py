@@ -34,8 +34,10 @@ from twinrun.replicas import ReplicaSpec, python_command, run_replicas
 HASH_SEED_MODES = ("fixed", "random")
 
 
-def validate_replicas(n, threads):
-    if not isinstance(n, int) or n < 2:
+def validate_replicas(n, threads, minimum=2):
+    if not isinstance(n, int) or n < minimum:
+        if minimum == 1:
+            raise TwinrunError(f"Expected -n to be at least 1. Received: n={n!r}.")
         raise TwinrunError(f"Expected -n to be at least 2 (two replicas to compare). Received: n={n!r}.")
     if threads is not None:
         if len(threads) not in (1, n):
@@ -54,7 +56,8 @@ def new_check_id():
 
 
 def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, threads=None,
-                   hash_seed="fixed", localize="auto", determinism=None, progress=None):
+                   hash_seed="fixed", localize="auto", determinism=None, progress=None,
+                   judging=None):
     """Run a built-in workload `n` times in fresh processes and compare the replicas.
 
     Arguments:
@@ -83,11 +86,12 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
     from twinrun.store import Store
     from twinrun.train import prepare
 
-    threads = validate_replicas(n, threads)
+    threads = validate_replicas(n, threads, minimum=_minimum_replicas(judging))
     determinism = _per_replica("--determinism", determinism, n)
     _validate_hash_seed(hash_seed)
     config = prepare(config)
-    plan = plan_replicas(n, threads or [config.threads] * n, parallel, lockstep)
+    plan = plan_replicas(n, threads or [config.threads] * n, parallel,
+                         _judged_lockstep(judging, lockstep))
     check_id = new_check_id()
     store = Store(config.store)
     directory = store.check_dir(check_id)
@@ -129,9 +133,10 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
     try:
         outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
                                 timeout=timeout, progress=progress,
-                                on_end=on_end if config.record else None)
+                                on_end=on_end if config.record else None,
+                                compare=_streaming(judging))
         results = [_read_result(o.spec.result) for o in outcomes]
-        verdict = build_verdict(outcomes, results, plan)
+        verdict = _judge(judging, outcomes, results, plan)
         if verdict.verdict == DIVERGED and localize:
             _localize(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
                       timeout)
@@ -146,7 +151,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
 
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=None, timeout=None, threads=None, hash_seed="fixed", localize="auto",
-                  store=None, progress=None, environment=None, label=None):
+                  store=None, progress=None, environment=None, label=None, judging=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     The script writes its trace with `twinrun.keras.Trace()` or `twinrun.torch.Tracer` (both
@@ -172,12 +177,12 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     from twinrun.seeds import derive_seeds, validate_seed
     from twinrun.store import Store
 
-    threads = validate_replicas(n, threads)
+    threads = validate_replicas(n, threads, minimum=_minimum_replicas(judging))
     determinism = _per_replica("--determinism", determinism if isinstance(determinism, list)
                                else [determinism], n)
     _validate_hash_seed(hash_seed)
     validate_seed(seed)
-    plan = plan_replicas(n, threads or [None] * n, parallel, lockstep)
+    plan = plan_replicas(n, threads or [None] * n, parallel, _judged_lockstep(judging, lockstep))
     # A script may use any framework (or several): without --backend, prepare them all.
     backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
     shown = " ".join(map(str, command))
@@ -233,14 +238,14 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     try:
         outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
                                 timeout=timeout, progress=progress, on_start=on_start,
-                                on_end=on_end)
+                                on_end=on_end, compare=_streaming(judging))
         for outcome in outcomes:
             if not outcome.reader.trace.header:
                 raise TwinrunError(
                     f"Replica {outcome.spec.label.split()[-1]} wrote no trace: add "
                     "`twinrun.keras.Trace()` to model.fit's callbacks, or a "
                     "`twinrun.torch.Tracer` to your training loop.")
-        verdict = build_verdict(outcomes, [None] * n, plan)
+        verdict = _judge(judging, outcomes, [None] * n, plan)
         for entry in verdict.replicas:
             entry["run_id"] = run_ids.get(entry["label"])
         if verdict.verdict == DIVERGED and localize:
@@ -288,6 +293,7 @@ def _record_script_run(store, run_id, outcome):
 
 def _record_check(store, check_id, verdict, *, kind, label, folder):
     """Keep the verdict, as the exact JSON `twinrun check --json` prints, in the store."""
+    verdict.check_id = check_id
     verdict.notes.append(f"recorded as {check_id} (`twinrun show {check_id}` shows it again)")
     store.record_check(check_id, kind=kind, label=label, verdict=verdict.verdict,
                        result=verdict_json(verdict), replicas=len(verdict.replicas),
@@ -637,3 +643,389 @@ def _localize(verdict, make_specs, parallel, timeout):
         divergence.layer = result["layer"]
     if result["race"] and result["rerun_divergence"] is not None:
         verdict.notes.append(result["note"])
+
+
+# -- references, tolerance and findings: `twinrun record`, `check --against`, `--rtol` ---------
+#
+# `check_command` and `check_workload` take a `Judging` (`judging=`): how their runs are judged
+# besides replica against replica. One run can be written as a reference (`record_command`,
+# `record_workload`), or compared with one (`check_command_against`, `check_workload_against`);
+# with a tolerance the runs train to their end and may be `within_tolerance`.
+
+RECORDED = "recorded"
+
+
+@dataclass
+class Judging:
+    """How a check's runs are judged.
+
+    Arguments:
+        reference: a `twinrun.reference.Reference`: compare the run(s) with it.
+        tolerance: a `twinrun.tolerance.Tolerance`: bits may differ within it.
+        record_to: write the single run as a reference file here (`twinrun record`).
+        identity: what is run (`command_identity`, `workload_identity`), kept in a reference.
+        snapshots: keep the per-epoch weight snapshots in the reference.
+        findings: static findings in the script (`script_findings`), kept in the verdict.
+    """
+
+    reference: object = None
+    tolerance: object = None
+    record_to: Path | None = None
+    identity: dict | None = None
+    snapshots: bool = False
+    findings: list = None
+
+    @property
+    def single(self):
+        """One run is enough: it is compared with a file, or becomes one."""
+        return self.reference is not None or self.record_to is not None
+
+    @property
+    def whole_runs(self):
+        """The runs must train to their end (no lockstep stop at the first difference)."""
+        return self.single or self.tolerance is not None
+
+
+def _minimum_replicas(judging):
+    return 1 if judging is not None and judging.single else 2
+
+
+def _judged_lockstep(judging, lockstep):
+    """The lockstep setting a check runs with: a tolerance needs whole runs, and a reference
+    file cannot be held back step by step."""
+    if judging is None or not judging.whole_runs:
+        return lockstep
+    if lockstep:
+        raise TwinrunError("--lockstep stops the replicas at their first difference, but "
+                           + ("--rtol needs every step of every run" if judging.tolerance
+                              else "a reference is compared once the run has finished")
+                           + "; drop --lockstep.")
+    return False
+
+
+def _streaming(judging):
+    """Whether the replicas are compared with each other as they run (and their compared
+    words freed): not when they are compared with a reference afterwards."""
+    return judging is None or judging.reference is None
+
+
+def _judge(judging, outcomes, results, plan):
+    """The verdict of a check's outcomes, as `judging` asks (`build_verdict` without one)."""
+    if judging is not None and judging.reference is not None:
+        verdict = reference_verdict(judging.reference, outcomes, results, plan,
+                                    judging.tolerance, judging.identity)
+    else:
+        verdict = build_verdict(outcomes, results, plan)
+        if judging is not None and judging.tolerance is not None:
+            apply_tolerance(verdict, [o.reader.trace for o in outcomes], judging.tolerance)
+    if judging is not None and judging.record_to is not None:
+        trace = outcomes[0].reader.trace
+        from twinrun.reference import write_reference
+
+        write_reference(judging.record_to, trace, judging.identity,
+                        environment=trace.header.get("environment") or {},
+                        snapshots=judging.snapshots)
+        verdict.verdict = RECORDED
+        verdict.reference = {"path": str(judging.record_to), "identity": judging.identity,
+                             "steps": len(trace.steps)}
+    verdict.findings = list((judging.findings if judging is not None else None) or [])
+    verdict.findings += dynamic_findings([o.spec.trace for o in outcomes])
+    return verdict
+
+
+def apply_tolerance(verdict, traces, tolerance):
+    """Judge `verdict` (built from `traces`, the first compared against) by `tolerance`: a
+    divergence whose losses and weights all stay within it becomes `within_tolerance`."""
+    from twinrun.compare import WITHIN_TOLERANCE
+    from twinrun.tolerance import judge
+
+    result = judge(traces, verdict.weight_distance, tolerance)
+    verdict.tolerance = tolerance.to_dict()
+    verdict.max_loss_difference = result.max_loss_difference
+    verdict.max_weight_distance = result.max_weight_distance
+    if verdict.verdict == DIVERGED and result.within:
+        verdict.verdict = WITHIN_TOLERANCE
+    if verdict.verdict == DIVERGED and result.reasons:
+        verdict.notes.append("Not within tolerance: " + "; ".join(result.reasons) + ".")
+    return result
+
+
+def reference_verdict(reference, outcomes, results, plan=None, tolerance=None, identity=None):
+    """Compare the run(s) of `outcomes` with a reference, step by step: the verdict names the
+    first divergent step and tensor, and what changed in the environment since the recording.
+
+    Arguments:
+        reference: a `twinrun.reference.Reference`.
+        outcomes: the runs' `ReplicaOutcome`s (traces read whole: not compared as they ran).
+        results: each run's result dict (built-in workloads) or None.
+        plan: the `ReplicaPlan` they ran by.
+        tolerance: optional `twinrun.tolerance.Tolerance`.
+        identity: what ran now (`command_identity`), to say whether the script changed.
+    """
+    from twinrun.compare import (Comparison, environment_changes, layer_of,
+                                 reference_causes)
+    from twinrun.environment import environment_diff
+
+    for o in outcomes:
+        if not o.reader.trace.steps:
+            raise TwinrunError(f"{o.spec.label.capitalize()} recorded no training step in its "
+                               f"trace.")
+    reference.extract_snapshots(Path(outcomes[0].spec.trace).parent)
+    traces = [reference.trace] + [o.reader.trace for o in outcomes]
+    entries = [_reference_entry(reference)]
+    for outcome, result in zip(outcomes, results):
+        trace = outcome.reader.trace
+        last = trace.steps[-1]
+        entries.append({"label": outcome.spec.label, "steps": len(trace.steps),
+                        "stopped_early": outcome.stopped,
+                        "fingerprint": (result or {}).get("fingerprint")
+                        or words_to_hex(last["variables"]),
+                        "final_loss": last.get("loss"), "metrics": _metrics(trace, result)})
+        if result and result.get("run_id"):
+            entries[-1]["run_id"] = result["run_id"]
+    divergence = Comparison(traces).advance(final=True)
+    lengths = [len(t.steps) for t in traces]
+    if divergence is None and len(set(lengths)) > 1:
+        raise TwinrunError(
+            f"This run trained {lengths[1]} steps and the reference {lengths[0]}, agreeing on "
+            f"every step they share; run the training the reference recorded (the same "
+            f"epochs and data), or record the reference again.")
+    env_diff = environment_diff([_comparable_environment(t.header) for t in traces])
+    verdict = Verdict(verdict=IDENTICAL if divergence is None else DIVERGED,
+                      steps_compared=min(lengths), replicas=entries,
+                      first_divergence=divergence, environment_diff=env_diff)
+    verdict.reference = reference.summary()
+    verdict.environment_changes = environment_changes(env_diff)
+    if divergence is not None:
+        verdict.loss_growth = loss_growth(traces, divergence.step)
+        verdict.likely_causes = reference_causes(divergence, env_diff)
+        owner = layer_of(divergence.variables)
+        verdict.localization = {
+            "step": divergence.step, "layer": None, "owner": owner,
+            "note": (f"The first tensors to differ belong to layer {owner}; a reference keeps "
+                     f"no layer outputs, so no rerun localised it further." if owner else
+                     "A reference keeps no layer outputs, so no rerun localised the layer.")}
+    verdict.weight_distance = weight_distance(traces)
+    recorded_sha = reference.identity.get("script_sha256")
+    now_sha = (identity or {}).get("script_sha256")
+    if recorded_sha and now_sha and recorded_sha != now_sha:
+        verdict.notes.append(f"The script {reference.identity.get('script')} changed since the "
+                             f"reference was recorded (its contents differ).")
+    if tolerance is not None:
+        apply_tolerance(verdict, traces, tolerance)
+    if plan is not None and len(outcomes) > 1:
+        verdict.notes.append(_plan_note(plan, any(o.stopped for o in outcomes)))
+    return verdict
+
+
+def _reference_entry(reference):
+    trace = reference.trace
+    last = trace.steps[-1]
+    return {"label": "reference", "steps": len(trace.steps), "stopped_early": False,
+            "fingerprint": words_to_hex(last["variables"]) if last["variables"] else None,
+            "final_loss": last.get("loss"), "metrics": _metrics(trace, None)}
+
+
+def command_identity(command, *, seed=0, backend=None):
+    """What a command reference was recorded from: the command (with `python` for whichever
+    interpreter ran it), the seed and backend, and the script's SHA-256 (to say when it
+    changed; a changed script is still the same workload).
+
+    Example:
+    >>> command_identity(["python3", "train.py", "--epochs", "2"], seed=0)["command"]
+    ['python', 'train.py', '--epochs', '2']
+    """
+    args = [str(a) for a in command]
+    if args and _PYTHON.match(os.path.basename(args[0])):
+        args[0] = "python"
+    script = None
+    if args and args[0] == "python":
+        kind, value = python_target(args[1:])
+        if kind == "script":
+            script = value
+    return {"kind": "command", "command": args, "seed": seed, "backend": backend,
+            "script": script, "script_sha256": _script_sha256(script)}
+
+
+def workload_identity(config):
+    """What a workload reference was recorded from: the fields of a (prepared) `RunConfig`
+    that decide what trains; thread counts and determinism are the environment's."""
+    values = config.to_dict()
+    keys = ("workload", "preset", "backend", "seed", "epochs", "patience", "seed_overrides",
+            "split_seed", "perturb_seed", "fold", "settings")
+    return {"kind": "workload", **{k: values.get(k) for k in keys}}
+
+
+def refuse_other_workload(reference, identity):
+    """Raise `TwinrunError` (one sentence) when `reference` was recorded from something else
+    than `identity` describes."""
+    recorded = reference.identity
+    if _comparable_identity(recorded) == _comparable_identity(identity):
+        return
+    how = (f"`twinrun record -o {reference.path} -- {' '.join(identity['command'])}`"
+           if identity["kind"] == "command" else f"`twinrun record -o {reference.path} "
+           f"--workload {identity['workload']}`")
+    raise TwinrunError(
+        f"{reference.path} was recorded from {describe_identity(recorded)}, not from "
+        f"{describe_identity(identity)}; check what it recorded, or record a new reference "
+        f"with {how}.")
+
+
+def _comparable_identity(identity):
+    """An identity as references are matched: a script by its file name (the checkout's
+    folder differs between machines), its contents not at all (a changed script is a note)."""
+    values = {k: v for k, v in identity.items() if k not in ("script", "script_sha256")}
+    script = identity.get("script")
+    if script and values.get("command"):
+        values["command"] = [Path(a).name if a == script else a for a in values["command"]]
+    return values
+
+
+def describe_identity(identity):
+    """What a reference was recorded from, in words.
+
+    Example:
+    >>> describe_identity({"kind": "workload", "workload": "answer-demo", "preset": "quick",
+    ...                    "backend": "torch", "seed": 0})
+    'the answer-demo workload (quick preset, torch backend, seed 0)'
+    """
+    if identity.get("kind") == "command":
+        backend = f", {identity['backend']} backend" if identity.get("backend") else ""
+        return (f"`{' '.join(map(str, identity.get('command') or []))}` (seed "
+                f"{identity.get('seed')}{backend})")
+    if identity.get("kind") == "workload":
+        extra = [f"{k} {identity[k]}" for k in ("epochs", "patience", "split_seed",
+                                                 "perturb_seed") if identity.get(k) is not None]
+        return (f"the {identity.get('workload')} workload ({identity.get('preset')} preset, "
+                f"{identity.get('backend')} backend, seed {identity.get('seed')}"
+                + "".join(f", {e}" for e in extra) + ")")
+    return "something this twinrun does not know"
+
+
+def _script_sha256(script):
+    if not script:
+        return None
+    try:
+        return hashlib.sha256(Path(script).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def record_command(command, output, *, snapshots=False, seed=0, backend=None, **options):
+    """Run the user's command once and write its trace as a reference file.
+
+    Arguments:
+        command: the argument list, e.g. `["python", "train.py"]`.
+        output: the reference file to write (`ref.twinrun`).
+        snapshots: keep the per-epoch weight snapshots in the reference.
+        seed, backend, **options: as for `check_command` (threads, determinism, store, ...).
+
+    Returns the `Verdict` of the single run, `verdict == "recorded"`.
+
+    Example (it runs train.py once, so it is not run as a doctest):
+
+        record_command(["python", "train.py"], "ref.twinrun", threads=[2])
+    """
+    judging = Judging(record_to=Path(output), snapshots=snapshots,
+                      identity=command_identity(command, seed=seed, backend=backend),
+                      findings=options.pop("findings", None))
+    return check_command(command, n=1, seed=seed, backend=backend, localize=False,
+                         judging=judging, **options)
+
+
+def record_workload(config, output, *, snapshots=False, **options):
+    """Train a built-in workload once and write its trace as a reference file.
+
+    Arguments:
+        config: a `RunConfig`.
+        output: the reference file to write.
+        snapshots: keep the per-epoch weight snapshots in the reference.
+        **options: as for `check_workload` (threads, timeout, progress).
+    """
+    from twinrun.train import prepare
+
+    judging = Judging(record_to=Path(output), snapshots=snapshots,
+                      identity=workload_identity(prepare(config)))
+    return check_workload(config, n=1, localize=False, judging=judging, **options)
+
+
+def check_command_against(command, reference, *, n=1, tolerance=None, seed=0, backend=None,
+                          findings=None, **options):
+    """Run the user's command (once by default) and compare it with a reference, step by step.
+
+    Arguments:
+        command: the argument list, as recorded.
+        reference: a `twinrun.reference.Reference` (`read_reference`).
+        n: runs to compare with it.
+        tolerance: optional `twinrun.tolerance.Tolerance`.
+        findings: static findings to keep in the verdict (`script_findings`).
+        seed, backend, **options: as for `check_command`.
+
+    Raises `TwinrunError` before running anything when the reference was recorded from
+    another command, seed or backend.
+
+    Example (it runs train.py once, so it is not run as a doctest):
+
+        verdict = check_command_against(["python", "train.py"], read_reference("ref.twinrun"))
+        verdict.verdict  # 'identical', 'diverged' or (with a tolerance) 'within_tolerance'
+    """
+    identity = command_identity(command, seed=seed, backend=backend)
+    refuse_other_workload(reference, identity)
+    judging = Judging(reference=reference, tolerance=tolerance, findings=findings,
+                      identity=identity)
+    return check_command(command, n=n, seed=seed, backend=backend, localize=False,
+                         judging=judging, **options)
+
+
+def check_workload_against(config, reference, *, n=1, tolerance=None, **options):
+    """Train a built-in workload (once by default) and compare it with a reference.
+
+    Arguments:
+        config: a `RunConfig` of the workload the reference recorded.
+        reference: a `twinrun.reference.Reference`.
+        n, tolerance, **options: as for `check_command_against` and `check_workload`.
+    """
+    from twinrun.train import prepare
+
+    refuse_other_workload(reference, workload_identity(prepare(config)))
+    judging = Judging(reference=reference, tolerance=tolerance)
+    return check_workload(config, n=n, localize=False, judging=judging, **options)
+
+
+def script_findings(command):
+    """The static findings (`twinrun lint`) of the script a `python script.py` command runs,
+    as dicts; empty for other commands, or a script lint cannot read (the run says why)."""
+    from twinrun.lint import lint_file
+
+    args = [str(a) for a in command]
+    if not args or not _PYTHON.match(os.path.basename(args[0])):
+        return []
+    kind, script = python_target(args[1:])
+    if kind != "script":
+        return []
+    try:
+        return [dict(f.to_dict(), source="lint", file=script) for f in lint_file(script)]
+    except TwinrunError:
+        return []
+
+
+def dynamic_findings(traces):
+    """What the hooks noticed while the runs trained (`twinrun.hooks.findings`), as dicts;
+    empty where this twinrun has no such hooks or they found nothing."""
+    try:
+        from twinrun.hooks import findings as hook_findings
+    except ImportError:
+        return []
+    found = []
+    for trace in traces:
+        try:
+            items = hook_findings(trace) or []
+        except Exception:  # noqa: BLE001  (the hooks only add to a verdict; never lose it)
+            continue
+        for item in items:
+            entry = item.to_dict() if hasattr(item, "to_dict") else item
+            entry = dict(entry) if isinstance(entry, dict) else {"title": str(entry)}
+            entry.setdefault("source", "hooks")
+            if entry not in found:
+                found.append(entry)
+    return found

@@ -10,6 +10,8 @@ from twinrun.errors import TwinrunError
 
 IDENTICAL = "identical"
 DIVERGED = "diverged"
+# The bits differ, but every loss and weight stays within --rtol/--atol (`twinrun.tolerance`).
+WITHIN_TOLERANCE = "within_tolerance"
 
 
 @dataclass
@@ -42,6 +44,18 @@ class Verdict:
     likely_causes: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     localization: dict | None = None
+    # With --rtol: the tolerance, and the largest relative loss difference over every step
+    # (a fraction) and weight distance over the epoch snapshots (`twinrun.tolerance`).
+    tolerance: dict | None = None
+    max_loss_difference: float | None = None
+    max_weight_distance: float | None = None
+    # With --against: the reference file, and what changed since it was recorded, in words.
+    reference: dict | None = None
+    environment_changes: list = field(default_factory=list)
+    # Pitfalls in the checked script (`twinrun lint`, and the hooks' dynamic findings).
+    findings: list = field(default_factory=list)
+    # The check's id in the store, once recorded.
+    check_id: str | None = None
 
     @property
     def identical(self):
@@ -318,7 +332,8 @@ def weight_distance(traces):
             squared = sum(float(np.sum(np.square(a.astype(np.float64) - b.astype(np.float64))))
                           for a, b in zip(reference, other) if a.shape == b.shape)
             distances.append(math.sqrt(squared) / norm if norm else math.inf)
-        rows.append({"epoch": epoch, "max_relative_distance": max(distances) if distances else 0.0})
+        rows.append({"epoch": epoch, "max_relative_distance": max(distances) if distances else 0.0,
+                     "reference_norm": norm})
     return rows
 
 
@@ -373,3 +388,131 @@ def is_state_name(name):
     """True for a tensor of the training state outside the model: the optimizer's slots and
     counters (`optimizer/...`) and random generator states (`rng/...`)."""
     return name.startswith(("optimizer/", "rng/"))
+
+
+# -- against a reference: what changed since the recording, in words ---------------------------
+
+# Facts that say how fast a run went, or where its interpreter lies: never a cause of other bits.
+_NOT_CAUSES = ("speed.", "python.executable", "cpu.affinity")
+_THREADS = {"threads.intra_op": "intra-op threads", "threads.inter_op": "inter-op threads"}
+
+
+def environment_changes(diff):
+    """The differences between a recording's environment and this run's, as short phrases:
+    `"torch 2.13.0 → 2.14.0"`, `"intra-op threads 2 → 1"`, `"CPU flags: avx512f absent"`.
+
+    Arguments:
+        diff: `twinrun.environment.environment_diff([recorded, now])`.
+
+    Example:
+    >>> environment_changes([{"key": "packages.torch", "values": ["2.13.0", "2.14.0"]},
+    ...                      {"key": "threads.intra_op", "values": [2, 1]},
+    ...                      {"key": "cpu.flags", "values": [["avx2", "avx512f"], ["avx2"]]}])
+    ['torch 2.13.0 → 2.14.0', 'intra-op threads 2 → 1', 'CPU flags: avx512f absent']
+    """
+    keys = {d["key"] for d in diff}
+    phrases = []
+    # The framework's own facts first (versions, thread counts, CPU), the variables that set
+    # them last: they usually say the same thing again.
+    diff = sorted(diff, key=lambda d: d["key"].startswith("env."))
+    for entry in diff:
+        key, values = entry["key"], entry["values"]
+        if len(values) < 2 or key.startswith(_NOT_CAUSES):
+            continue
+        before, after = values[0], values[-1]
+        if key == "process.threads" and keys & set(_THREADS):
+            continue  # the same fact as the framework's thread counts, said once
+        if key.startswith("packages."):
+            phrases.append(f"{key.split('.', 1)[1]} {_shown(before)} → {_shown(after)}")
+        elif key in _THREADS:
+            phrases.append(f"{_THREADS[key]} {_shown(before)} → {_shown(after)}")
+        elif key == "process.threads":
+            phrases.append(f"threads pinned by twinrun {_shown(before)} → {_shown(after)}")
+        elif key == "cpu.flags" and isinstance(before, list) and isinstance(after, list):
+            absent = sorted(set(before) - set(after))
+            new = sorted(set(after) - set(before))
+            if absent:
+                phrases.append("CPU flags: " + _listed(absent) + " absent")
+            if new:
+                phrases.append("CPU flags: " + _listed(new) + " new")
+        elif key == "cpu.model":
+            phrases.append(f"CPU {_shown(before)} → {_shown(after)}")
+        elif key == "cpu.logical_cores":
+            phrases.append(f"logical CPUs {_shown(before)} → {_shown(after)}")
+        elif key == "hostname":
+            phrases.append(f"host {_shown(before)} → {_shown(after)}")
+        elif key == "python.version":
+            phrases.append(f"Python {_shown(before)} → {_shown(after)}")
+        elif key.startswith("env."):
+            phrases.append(f"{key[4:]} {_shown(before)} → {_shown(after)}")
+        elif isinstance(before, list) or isinstance(after, list):
+            phrases.append(f"{key} changed")
+        else:
+            phrases.append(f"{key} {_shown(before)} → {_shown(after)}")
+    return phrases
+
+
+def reference_causes(divergence, diff):
+    """Plain-language suspects for a run that moved away from its reference: what changed
+    since the recording (packages, CPU, threads, settings), from the first difference and
+    `diff` (`environment_diff([recorded, now])`)."""
+    if divergence is None:
+        return []
+    keys = {d["key"] for d in diff}
+    changes = {d["key"]: d for d in diff}
+    causes = []
+    if {"data", "batch"} & set(divergence.records):
+        causes.append("The data: the training data or its order differs from the recording's "
+                      "before any computation (another data file, an unseeded shuffle, or "
+                      "iteration over a set with another hash seed).")
+    packages = environment_changes([changes[k] for k in sorted(keys)
+                                    if k.startswith("packages.")])
+    if packages:
+        causes.append("Package versions changed since the recording (" + ", ".join(packages)
+                      + "): a new version may pick other kernels or sum in another order.")
+    cpu = environment_changes([changes[k] for k in sorted(keys) if k.startswith("cpu.")
+                               and not k.startswith(_NOT_CAUSES)])
+    if cpu:
+        causes.append("The CPU differs from the recording's (" + ", ".join(cpu) + "): other "
+                      "instruction sets select other kernels, which round differently.")
+    threads = [k for k in keys if "thread" in k.lower() and "determinis" not in k.lower()]
+    if any(k.startswith("threads.") for k in threads):
+        threads = [k for k in threads if k.startswith("threads.")]  # the counts in use
+    if threads:
+        causes.append("Thread counts differ from the recording ("
+                      + ", ".join(environment_changes([changes[k] for k in sorted(threads)]))
+                      + "): parallel reductions add in a different order, which changes the "
+                      "last bits.")
+    if any("determinis" in k.lower() for k in keys):
+        causes.append("The determinism settings differ from the recording: kernels chosen for "
+                      "speed reduce in another order than deterministic ones.")
+    if not causes:
+        causes.append("Nothing recorded about the environment changed, so the script or its "
+                      "data may have, or a kernel is nondeterministic (check it with "
+                      "`twinrun check -n 2`).")
+    return causes
+
+
+def layer_of(variables):
+    """The layer that owns the first model variable in `variables` (the name up to its last
+    dot), or None when only optimizer or generator state differed.
+
+    Example:
+    >>> layer_of(["optimizer/0.weight/exp_avg", "0.weight"])
+    '0'
+    """
+    for name in variables:
+        if not is_state_name(name) and "." in name:
+            return name.rsplit(".", 1)[0]
+        if not is_state_name(name) and "/" in name:
+            return name.rsplit("/", 1)[0]
+    return None
+
+
+def _shown(value):
+    return "unset" if value is None else str(value)
+
+
+def _listed(names, most=6):
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")

@@ -3,6 +3,7 @@
 import click
 
 from twinrun.cli import main
+from twinrun.cli.outputs import report_option
 from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
                                  seed_option, store_option)
 
@@ -26,7 +27,9 @@ def _switch_list(ctx, param, value):
 
 
 @main.command(context_settings={"ignore_unknown_options": False})
-@click.option("-n", "n", default=2, type=int, show_default=True, help="Number of replicas.")
+@click.option("-n", "n", default=None, type=int,
+              help="Number of replicas (default 2; with --against, runs compared with the "
+                   "reference, default 1).")
 @click.option("--workload", default="fashion-cnn", show_default=True,
               metavar="fashion-cnn|answer-demo", help="Built-in workload (when no command).")
 @preset_option
@@ -50,18 +53,42 @@ def _switch_list(ctx, param, value):
 @click.option("--timeout", default=None, type=float, help="Seconds before a replica counts as hung.")
 @click.option("--localize/--no-localize", default=True, show_default=True,
               help="On divergence, rerun to name the first layer that differs.")
+@click.option("--against", "against", default=None, metavar="REF.twinrun",
+              help="Run once and compare step by step with a reference written by `twinrun "
+                   "record` (exit 1 when the bits moved: a regression gate for CI).")
+@click.option("--rtol", default=None, type=float, metavar="R",
+              help="Relative tolerance: bits may differ if every step's loss and every epoch's "
+                   "weights stay within it (verdict within_tolerance). The runs train to "
+                   "their end.")
+@click.option("--atol", default=None, type=float, metavar="A",
+              help="Absolute tolerance, added to rtol x |value| (with --rtol).")
+@click.option("--strict", is_flag=True,
+              help="With --rtol: exit 1 for within_tolerance too (only identical passes).")
+@report_option
 @store_option
 @data_dir_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def check(n, workload, preset, backend, seed, epochs, no_determinism, determinism_list,
+@click.pass_context
+def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, determinism_list,
           threads, hash_seed,
-          parallel, lockstep, timeout, localize, store, data_dir, as_json, command):
+          parallel, lockstep, timeout, localize, against, rtol, atol, strict, report_path,
+          store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
     Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
     your script, which writes its trace with twinrun.keras.Trace() or twinrun.torch.Tracer.
-    Exit status: 0 identical, 1 diverged, 2 error.
+    A script's reproducibility pitfalls (`twinrun lint`) are printed above the verdict.
+    Exit status: 0 identical (or within_tolerance without --strict), 1 diverged, 2 error.
+
+    \b
+    References and tolerance:
+    - --against REF.twinrun runs once and compares every step with the reference
+      `twinrun record` wrote, naming what changed since (versions, CPU, threads).
+      Without COMMAND or --workload it reruns the workload the reference recorded.
+    - --rtol R [--atol A]: where the bits differ but every step's loss and every
+      epoch's weights stay within |x - x0| <= A + R |x0|, the verdict is
+      within_tolerance, with the largest loss difference in %.
 
     \b
     How the replicas run:
@@ -75,42 +102,100 @@ def check(n, workload, preset, backend, seed, epochs, no_determinism, determinis
       end; the traces are still compared as they grow.
     """
     from twinrun import checks
+    from twinrun.errors import TwinrunError
+    from twinrun.tolerance import validate_tolerance
 
     if parallel is not None and parallel < 1:
-        from twinrun.errors import TwinrunError
-
         raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
+    tolerance = validate_tolerance(rtol, atol)
+    if strict and tolerance is None:
+        raise TwinrunError("--strict makes within_tolerance fail, so it needs --rtol; without "
+                           "a tolerance only identical passes anyway.")
+    reference = None
+    if against is not None:
+        from twinrun.reference import read_reference
+
+        reference = read_reference(against)
+        if not command and _default(ctx, "workload"):
+            workload, preset, backend, seed, epochs = _recorded_workload(
+                ctx, reference, against, preset, backend, seed, epochs)
     from twinrun.report.terminal import replica_progress
 
     with replica_progress(enabled=not as_json) as progress:
         verdict = _run(checks, command, n, workload, preset, backend, seed, epochs,
                        no_determinism, determinism_list, threads, hash_seed, parallel, lockstep,
-                       timeout, localize, store, data_dir, progress)
+                       timeout, localize, store, data_dir, progress, reference, tolerance)
     label = " ".join(command) if command else workload
     if as_json:
         click.echo(checks.verdict_json(verdict))  # what `twinrun show CHECK_ID --json` prints
     else:
+        from twinrun.report.reference import (render_findings_above,
+                                              render_reference_and_tolerance)
         from twinrun.report.terminal import render_verdict
 
-        render_verdict(verdict.to_dict(), label)
-    raise SystemExit(0 if verdict.identical else 1)
+        shown = verdict.to_dict()
+        render_findings_above(shown["findings"])
+        if shown["verdict"] == "within_tolerance":
+            # The verdict table says how the bits differ; the tolerance line says it is fine.
+            render_verdict(dict(shown, verdict="diverged"), label)
+        else:
+            render_verdict(shown, label)
+        render_reference_and_tolerance(shown)
+    if verdict.check_id is not None:
+        from twinrun.cli.outputs import offer_report
+
+        offer_report(verdict.check_id, report_path, store=store, as_json=as_json)
+    passed = verdict.identical or (verdict.verdict == "within_tolerance" and not strict)
+    raise SystemExit(0 if passed else 1)
+
+
+def _default(ctx, name):
+    return ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None)
+
+
+def _recorded_workload(ctx, reference, against, preset, backend, seed, epochs):
+    """`check --against REF` alone reruns the built-in workload the reference recorded (a
+    command is never taken from a file: the user names it)."""
+    from twinrun.errors import TwinrunError
+
+    identity = reference.identity
+    if identity.get("kind") != "workload":
+        raise TwinrunError(
+            f"{against} was recorded from a command; name it after `--`, as recorded: "
+            f"`twinrun check --against {against} -- "
+            f"{' '.join(map(str, identity.get('command') or ['python', 'train.py']))}`.")
+    return (identity["workload"],
+            identity.get("preset") if _default(ctx, "preset") else preset,
+            identity.get("backend") if _default(ctx, "backend") else backend,
+            identity.get("seed") if _default(ctx, "seed") else seed,
+            identity.get("epochs") if _default(ctx, "epochs") else epochs)
 
 
 def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determinism,
          determinism_list, threads, hash_seed, parallel, lockstep, timeout, localize, store,
-         data_dir, progress):
+         data_dir, progress, reference=None, tolerance=None):
     if command:
+        options = dict(backend=backend, seed=seed,
+                       determinism=determinism_list or [not no_determinism],
+                       parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
+                       hash_seed=hash_seed, store=store, progress=progress)
+        findings = checks.script_findings(list(command))
+        if reference is not None:
+            return checks.check_command_against(list(command), reference, n=n or 1,
+                                                tolerance=tolerance, findings=findings,
+                                                **options)
         return checks.check_command(
-            list(command), n=n, backend=backend, seed=seed,
-            determinism=determinism_list or [not no_determinism],
-            parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
-            hash_seed=hash_seed, localize=localize, store=store, progress=progress)
+            list(command), n=n or 2, localize=localize, **options,
+            judging=checks.Judging(tolerance=tolerance, findings=findings))
     from twinrun.runconfig import RunConfig
 
     config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
                        epochs=epochs, determinism=not no_determinism, store=store,
                        data_dir=data_dir)
-    return checks.check_workload(
-        config, n=n, parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
-        hash_seed=hash_seed, localize=localize, determinism=determinism_list,
-        progress=progress)
+    options = dict(parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
+                   hash_seed=hash_seed, determinism=determinism_list, progress=progress)
+    if reference is not None:
+        return checks.check_workload_against(config, reference, n=n or 1, tolerance=tolerance,
+                                             **options)
+    return checks.check_workload(config, n=n or 2, localize=localize, **options,
+                                 judging=checks.Judging(tolerance=tolerance))

@@ -258,6 +258,54 @@ class StepTable(Sequence):
         record.update(extras)
         return record
 
+    # -- columns, for reference files (twinrun.reference) --------------------------------
+
+    COLUMNS = ("step", "epoch", "loss", "running", "flags", "batch", "tensors", "width",
+               "start", "words")
+
+    def columns(self):
+        """Every column as a trimmed array (`COLUMNS`), and the fields kept as written
+        (`{index: {field: value}}`): what `from_columns` needs to rebuild the table.
+
+        Only a table with all its words (never compared, so nothing released or dropped)
+        can be written out whole.
+        """
+        if self._released or self._drop_after is not None:
+            raise ValueError("a compared StepTable has released words; read the trace again")
+        n = self._n
+        arrays = {"step": self._step[:n], "epoch": self._epoch[:n], "loss": self._loss[:n],
+                  "running": self._running[:n], "flags": self._flags[:n],
+                  "batch": self._batch[:n], "tensors": self._tensors[:n],
+                  "width": self._width[:n], "start": self._start[:n + 1],
+                  "words": self._words[:int(self._start[n])]}
+        return arrays, {int(i): dict(e) for i, e in self._extras.items()}
+
+    @classmethod
+    def from_columns(cls, arrays, extras):
+        """The table that `columns()` described (arrays checked for shape and type)."""
+        n = len(arrays["step"])
+        kinds = {"step": np.int64, "epoch": np.int64, "loss": np.float64,
+                 "running": np.float64, "flags": np.uint8, "batch": np.uint8,
+                 "tensors": np.int32, "width": np.int16, "start": np.int64,
+                 "words": np.uint32}
+        table = cls()
+        for name, dtype in kinds.items():
+            column = np.asarray(arrays[name])
+            if column.dtype != dtype:
+                raise ValueError(f"column {name} is {column.dtype}, expected {np.dtype(dtype)}")
+            expected = {"start": (n + 1,), "batch": (n, 16)}.get(name, (n,))
+            if name != "words" and column.shape != expected:
+                raise ValueError(f"column {name} has shape {column.shape}, expected {expected}")
+            setattr(table, f"_{name}", np.array(column))
+        starts = table._start
+        sizes = table._tensors.astype(np.int64) * table._width.astype(np.int64)
+        if (starts[0] != 0 or np.any(np.diff(starts) != sizes)
+                or table._words.shape != (int(starts[-1]),)):
+            raise ValueError("the word offsets do not match the tensors' sizes")
+        table._n = table._capacity = n
+        table._extras = {int(i): dict(e) for i, e in extras.items()}
+        return table
+
     # -- storage --------------------------------------------------------------------------
 
     def _grow(self):

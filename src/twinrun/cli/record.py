@@ -1,0 +1,72 @@
+"""`twinrun record`: run a training once and keep its trace as a reference file."""
+
+import click
+
+from twinrun.cli import main
+from twinrun.cli.check import _thread_list
+from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
+                                 seed_option, store_option)
+
+
+@main.command()
+@click.option("-o", "--output", required=True, metavar="REF.twinrun",
+              help="The reference file to write (replaced if it exists).")
+@click.option("--workload", default="fashion-cnn", show_default=True,
+              metavar="fashion-cnn|answer-demo", help="Built-in workload (when no command).")
+@preset_option
+@backend_option
+@seed_option
+@click.option("--epochs", default=None, type=int, help="Most epochs (built-in workloads).")
+@click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off.")
+@click.option("--threads", default=None, callback=_thread_list, metavar="N",
+              help="Thread-pool size (default: every CPU this process may use).")
+@click.option("--snapshots", is_flag=True,
+              help="Also keep the per-epoch weight snapshots, so that `check --rtol` compares "
+                   "the weights too (larger file).")
+@click.option("--timeout", default=None, type=float, help="Seconds before the run counts as hung.")
+@store_option
+@data_dir_option
+@json_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def record(output, workload, preset, backend, seed, epochs, no_determinism, threads, snapshots,
+           timeout, store, data_dir, as_json, command):
+    """Run a training once and write its per-step fingerprints, losses and environment to
+    REF.twinrun, to check later runs against (`twinrun check --against REF.twinrun`), on
+    another machine or after an upgrade.
+
+    Without COMMAND it records a built-in workload; with `-- python train.py ARGS`, your
+    script (traced as under `twinrun check`). The format is documented in
+    docs/reference-format.md. Exit status: 0 written, 2 error.
+    """
+    from twinrun import checks
+    from twinrun.errors import TwinrunError
+    from twinrun.report.terminal import replica_progress
+
+    if threads is not None and len(threads) != 1:
+        raise TwinrunError(f"Expected one --threads value for the one run. Received: "
+                           f"{len(threads)} values.")
+    with replica_progress(enabled=not as_json) as progress:
+        if command:
+            verdict = checks.record_command(
+                list(command), output, snapshots=snapshots, seed=seed, backend=backend,
+                determinism=[not no_determinism], threads=threads, timeout=timeout,
+                store=store, progress=progress,
+                findings=checks.script_findings(list(command)))
+        else:
+            from twinrun.runconfig import RunConfig
+
+            config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
+                               epochs=epochs, determinism=not no_determinism, store=store,
+                               data_dir=data_dir)
+            verdict = checks.record_workload(config, output, snapshots=snapshots,
+                                             threads=threads, timeout=timeout,
+                                             progress=progress)
+    if as_json:
+        click.echo(checks.verdict_json(verdict))
+    else:
+        from twinrun.report.reference import (render_findings_above,
+                                              render_reference_and_tolerance)
+
+        shown = verdict.to_dict()
+        render_findings_above(shown["findings"])
+        render_reference_and_tolerance(shown)

@@ -1,0 +1,240 @@
+"""Reference files: a run's trace and environment, kept to compare later runs against.
+
+`twinrun record -o ref.twinrun` writes one; `twinrun check --against ref.twinrun` reads it
+back. The file is a zip archive (docs/reference-format.md describes it member by member):
+
+- `reference.json`: the header: `format` (`"twinrun-reference"`), `format_version`, what was
+  run (`identity`), the environment fingerprint, the trace header, the data and epoch records,
+  and which tensors each step holds;
+- `steps/<column>.npy`: the packed step table (`twinrun.trace.steps.StepTable.columns`), one
+  standard NumPy array file per column, read with `allow_pickle=False`;
+- `snapshots/<file>.npz`: per-epoch weight snapshots, only when recorded with `--snapshots`.
+
+Nothing is pickled: the JSON is data and the arrays are plain numbers, so a reference from
+anyone can be read safely.
+"""
+
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from twinrun.errors import TwinrunError
+from twinrun.trace.format import Trace
+from twinrun.trace.steps import StepTable
+
+FORMAT_NAME = "twinrun-reference"
+FORMAT_VERSION = 1
+HEADER = "reference.json"
+# The zip comment: `file`, `less` or a hex dump shows what the archive is at a glance.
+COMMENT = b"twinrun reference (docs/reference-format.md)"
+
+
+@dataclass
+class Reference:
+    """A reference read back.
+
+    `trace` is a `twinrun.trace.Trace` (header, data and epoch records, and the packed steps),
+    usable wherever a replica's trace is; `identity` says what was run (see
+    `twinrun.checks.command_identity`, `workload_identity`), `environment` the recording's
+    environment as the verdict compares it, and `header` the whole `reference.json`.
+    """
+
+    path: Path
+    header: dict
+    trace: Trace
+
+    @property
+    def identity(self):
+        return self.header.get("identity") or {}
+
+    @property
+    def environment(self):
+        return self.header.get("environment") or {}
+
+    @property
+    def snapshots(self):
+        """The snapshot files the reference holds, by name."""
+        return [e["snapshot"] for e in self.trace.epochs if e.get("snapshot")]
+
+    def extract_snapshots(self, folder):
+        """Write the weight snapshots into `folder` and point the trace there, so weight
+        distances are measured as for a replica's (`twinrun.compare.weight_distance`).
+
+        Arguments:
+            folder: an existing folder (a check's own folder).
+        """
+        folder = Path(folder)
+        with zipfile.ZipFile(self.path) as archive:
+            for name in self.snapshots:
+                (folder / name).write_bytes(archive.read(f"snapshots/{name}"))
+        self.trace.path = folder / "reference.trace"
+
+    def summary(self):
+        """What the verdict says about the reference: its file, when and where it was
+        recorded, and what it ran."""
+        return {"path": str(self.path), "recorded_at": self.header.get("recorded_at"),
+                "hostname": (self.header.get("environment") or {}).get("hostname"),
+                "identity": self.identity, "steps": len(self.trace.steps),
+                "snapshots": len(self.snapshots)}
+
+
+def write_reference(path, trace, identity, *, environment, snapshots=False):
+    """Write `trace` (a finished run's, read whole) as a reference file at `path`.
+
+    The file is written beside `path` and moved into place, so a reference that a CI job
+    reads is never half written.
+
+    Arguments:
+        path: where to write (by convention `*.twinrun`).
+        trace: a `twinrun.trace.Trace` read with `read_trace` (never compared).
+        identity: what was run, a JSON-compatible dict (a workload or a command).
+        environment: the run's environment as the verdict compares it.
+        snapshots: also keep the per-epoch weight snapshots the tracer saved beside the trace.
+
+    Example (`trace` from a finished run):
+
+        write_reference("ref.twinrun", read_trace("run.trace"), {"kind": "command", ...},
+                        environment=trace.header["environment"])
+    """
+    path = Path(path)
+    if not trace.steps:
+        raise TwinrunError("The run recorded no training step, so there is nothing to keep as "
+                           "a reference; check that the script trains (and traces) at least "
+                           "one step.")
+    arrays, extras = trace.steps.columns()
+    epochs = []
+    kept = []
+    for record in trace.epochs:
+        record = dict(record)
+        name = record.get("snapshot")
+        source = Path(trace.path).parent / name if name else None
+        if snapshots and source is not None and source.is_file():
+            kept.append((name, source))
+        else:
+            record["snapshot"] = None
+        epochs.append(record)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "twinrun_version": _twinrun_version(),
+        "identity": identity,
+        "environment": environment,
+        "trace_header": {k: v for k, v in trace.header.items() if k != "environment"},
+        "data": trace.data,
+        "epochs": epochs,
+        "renamed": [[first, names] for first, names in trace.renamed],
+        "finished": trace.finished,
+        "steps": len(trace.steps),
+        "extras": {str(i): e for i, e in extras.items()},
+        "columns": list(arrays),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.comment = COMMENT
+            archive.writestr(HEADER, json.dumps(header, indent=1, allow_nan=True))
+            for name, column in arrays.items():
+                buffer = io.BytesIO()
+                np.save(buffer, np.ascontiguousarray(column), allow_pickle=False)
+                archive.writestr(f"steps/{name}.npy", buffer.getvalue())
+            for name, source in kept:
+                archive.write(source, f"snapshots/{name}")
+        # mkstemp makes the file private; a reference is meant to be shared (committed).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_reference(path):
+    """Read a reference file; refuse, in one sentence, anything that is not one this version
+    of twinrun understands.
+
+    Arguments:
+        path: the `.twinrun` file.
+
+    Returns a `Reference`. Raises `TwinrunError` (exit status 2) for a missing file, a file
+    that is not a twinrun reference (or is damaged), and a reference of another format
+    version.
+
+    Example:
+
+        reference = read_reference("ref.twinrun")
+        len(reference.trace.steps), reference.identity["kind"]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TwinrunError(f"Reference not found: {path}; record one with `twinrun record -o "
+                           f"{path} -- python train.py` (or `--workload NAME`).")
+    not_one = (f"{path} is not a twinrun reference; pass a file written by `twinrun record "
+               f"-o FILE`.")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise TwinrunError(not_one) from None
+    with archive:
+        try:
+            header = json.loads(archive.read(HEADER))
+        except (KeyError, ValueError, zipfile.BadZipFile, OSError):
+            raise TwinrunError(not_one) from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+            raise TwinrunError(not_one)
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            newer = isinstance(version, int) and version > FORMAT_VERSION
+            raise TwinrunError(
+                f"{path} is a twinrun reference of format version {version!r}, which this "
+                f"twinrun ({_twinrun_version()}) does not read (it reads version "
+                f"{FORMAT_VERSION}); "
+                + ("upgrade twinrun, or record the reference again with this version."
+                   if newer else "record the reference again with this version."))
+        try:
+            trace = _trace(path, header, archive)
+        except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError) as error:
+            raise TwinrunError(f"{path} is a damaged twinrun reference ({error}); record it "
+                               f"again with `twinrun record`.") from None
+    return Reference(path=path, header=header, trace=trace)
+
+
+def _trace(path, header, archive):
+    arrays = {}
+    for name in StepTable.COLUMNS:
+        with archive.open(f"steps/{name}.npy") as member:
+            arrays[name] = np.load(io.BytesIO(member.read()), allow_pickle=False)
+    extras = {int(i): e for i, e in (header.get("extras") or {}).items()}
+    steps = StepTable.from_columns(arrays, extras)
+    if len(steps) != header.get("steps"):
+        raise ValueError(f"{len(steps)} steps stored, {header.get('steps')} announced")
+    trace_header = dict(header.get("trace_header") or {})
+    trace_header["environment"] = header.get("environment")
+    epochs = list(header.get("epochs") or [])
+    names = set(archive.namelist())
+    for record in epochs:
+        if record.get("snapshot") and f"snapshots/{record['snapshot']}" not in names:
+            raise ValueError(f"snapshot {record['snapshot']} announced but missing")
+    return Trace(path=path, header=trace_header, data=header.get("data"), steps=steps,
+                 epochs=epochs, finished=bool(header.get("finished")),
+                 renamed=[(int(first), list(n)) for first, n in header.get("renamed") or []])
+
+
+def _twinrun_version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("twinrun")
+    except PackageNotFoundError:
+        return "unknown"
