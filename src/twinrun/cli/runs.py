@@ -39,31 +39,102 @@ def _path(store_dir):
 
 
 @main.command()
+@click.option("--workload", metavar="W", default=None,
+              help="Only runs of this workload: a built-in one (fashion-cnn, answer-demo) or a "
+                   "script, as its path was given.")
+@click.option("--backend", metavar="B", default=None,
+              help="Only runs on this backend: tensorflow, jax or torch.")
+@click.option("--study", "study_id", metavar="ID", default=None,
+              help="Only the runs of this study (its id or a prefix; `twinrun studies` lists "
+                   "them).")
+@click.option("--check", "check_id", metavar="ID", default=None,
+              help="Only the replicas of this check (its id or a prefix; `twinrun checks` "
+                   "lists them).")
 @_store_option
 @_limit_option
 @_json_option
-def runs(store_dir, limit, as_json):
-    """List the runs in the store, newest first."""
+def runs(workload, backend, study_id, check_id, store_dir, limit, as_json):
+    """List the runs in the store, newest first.
+
+    The filters combine: `--backend torch --study ID` lists that study's runs on PyTorch.
+    """
     from twinrun.store import Store, store_exists
 
     path = _path(store_dir)
-    if not store_exists(path):
+    wanted = _run_filters(workload, backend)
+    if not store_exists(path) and not (study_id or check_id):
         summaries, total = [], 0
     else:
         with Store(path, create=False) as store:
-            summaries = store.list_runs(limit=limit or None)
-            total = store.count_runs() if limit and len(summaries) == limit else len(summaries)
+            groups = _groups(store, study_id, check_id)
+            if len(groups) > 1:  # a study and a check: no run belongs to both
+                summaries, total = [], 0
+            else:
+                if groups:
+                    wanted["study_id"] = groups.pop()
+                summaries = store.list_runs(limit=limit or None, **wanted)
+                total = (store.count_runs(**wanted) if limit and len(summaries) == limit
+                         else len(summaries))
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
+    shown = _filters_shown(workload, backend, study_id, check_id)
     if not summaries:
-        click.echo(f"No runs in {path} yet; `twinrun train` records one.")
+        click.echo(_printable(f"No runs in {path} match {shown}; `twinrun runs` lists them all."
+                              if shown else f"No runs in {path} yet; `twinrun train` records one."))
         return
     from twinrun.report.runs import render_runs
 
-    render_runs(summaries, f"Runs in {path}")
+    render_runs(summaries, f"Runs in {path}" + (f" matching {shown}" if shown else ""))
     if total > len(summaries):
         click.echo(f"Showing the newest {len(summaries)} of {total} runs; --limit 0 shows all.")
+
+
+def _run_filters(workload, backend):
+    """The store's equality filters for --workload and --backend (the backend checked first)."""
+    from twinrun.backends import KERAS_BACKENDS
+    from twinrun.errors import BackendError
+
+    wanted = {}
+    if workload is not None:
+        wanted["workload"] = workload
+    if backend is not None:
+        if backend not in KERAS_BACKENDS:
+            raise BackendError(f"Unknown backend {backend!r} for --backend: expected one of "
+                               f"{', '.join(KERAS_BACKENDS)}.")
+        wanted["backend"] = backend
+    return wanted
+
+
+def _groups(store, study_id, check_id):
+    """The full ids that --study and --check name (a check's replicas carry its id as their
+    study id); an unknown id raises the store's one-sentence error."""
+    from twinrun.errors import StoreError
+
+    groups = set()
+    if study_id is not None:
+        try:
+            groups.add(store.get_study(study_id)["study_id"])
+        except StoreError:
+            if str(study_id).strip().startswith("check-"):
+                raise StoreError(f"{study_id} is a check id, not a study id; pass it as "
+                                 f"--check {study_id}.") from None
+            raise
+    if check_id is not None:
+        groups.add(store.get_check(check_id)["check_id"])
+    return groups
+
+
+def _filters_shown(workload, backend, study_id, check_id):
+    named = [("--workload", workload), ("--backend", backend), ("--study", study_id),
+             ("--check", check_id)]
+    return " ".join(f"{option} {value}" for option, value in named if value is not None)
+
+
+def _printable(text):
+    from twinrun.report.text import printable
+
+    return printable(text)
 
 
 @main.command()
