@@ -8,15 +8,17 @@ import html
 import json
 import re
 
+import numpy as np
 import pytest
 
-from conftest import assert_one_sentence_error, run_cli
+from conftest import assert_one_sentence_error, requires_data, run_cli
 from twinrun.report.html import render_html
 from twinrun.report.html.page import escape
 from twinrun.report.html.svg import heatmap, line_chart, thin
 from twinrun.report.markdown import render_markdown
 from twinrun.report.records import load_report
 from twinrun.store import Store
+from twinrun.studies.plan import plan_cv, plan_variance
 
 SCRIPT_TAG = "<script>alert(1)</script>"
 ATTRIBUTE_BREAK = '"><img src=x onerror=alert(1)>'
@@ -185,3 +187,116 @@ def test_a_full_preset_sized_check_page_stays_under_two_megabytes():
     assert len(page.encode("utf-8")) < 2_000_000
     assert page.count("<svg") == 3
     assert "and 200 more" in page  # 400 differing tensors: the first 200 are named
+
+
+# -- studies -----------------------------------------------------------------------------------
+
+N_TEST = 10_000  # Fashion-MNIST's test images: each run keeps one byte per image
+
+
+def record_study(store_path, runs=10, sources="init,order,dropout,split,all", failed=()):
+    """A variance study of the built-in workload written as its driver writes it (no training),
+    with predictions of every test image and HTML in the stored error and definition."""
+    from test_studies_cli import BASE, record
+
+    plan = plan_variance(runs, sources, base={**BASE, "label": SCRIPT_TAG})
+    spread = {"init": 0.004, "order": 0.002, "all": 0.006}
+
+    def metrics(run):
+        level = next(iter(run.levels.values()))
+        return {"test_accuracy": 0.85 + spread.get(run.source, 0.001) * (level - runs / 2),
+                "test_loss": 0.4, "best_val_loss": 0.38, "stopped_epoch": 3}
+
+    def predictions(run):
+        return np.random.default_rng(run.position).integers(0, 10, N_TEST, np.uint8).tobytes()
+
+    with Store(store_path) as store:
+        record(store, plan, metrics, predictions=predictions, failed=failed)
+        for run in store.study_runs(plan.study_id):
+            if run["study_key"] in failed:
+                store.fail_run(run["run_id"], ATTRIBUTE_BREAK)
+    return plan
+
+
+def record_cv(store_path, folds=5, offset=0.0):
+    from test_studies_cli import BASE, record
+
+    plan = plan_cv(folds, base=BASE)
+    with Store(store_path) as store:
+        record(store, plan, lambda run: {"test_accuracy": 0.86 + offset + 0.002 * run.position,
+                                         "test_loss": 0.4, "best_val_loss": 0.38,
+                                         "stopped_epoch": 3})
+    return plan
+
+
+def drawn(page):
+    """For each <svg> of a page: how many drawn values (`class="data"`) it holds."""
+    return [svg.count('class="data"') + svg.count('class="bar data"')
+            for svg in page.split("<svg")[1:]]
+
+
+@requires_data  # the independent-errors floor needs the test labels
+def test_a_fifty_run_study_page_draws_every_plot_stays_small_and_shows_stored_text_as_text(
+        tmp_path):
+    plan = record_study(tmp_path, failed=("order/3",))
+    with Store(tmp_path, create=False) as store:
+        page = render_html(load_report(store, plan.study_id))
+    assert len(page.encode("utf-8")) < 2_000_000
+    for heading in ("Distributions by source", "Variance by source", "Prediction disagreement",
+                    "Statistics", "Notes", "Runs"):
+        assert f"<h2>{heading}</h2>" in page
+    # strips (one dot per finished run), share of all, SD against the floor, disagreement
+    assert drawn(page) == [49, 5, 5, 5]
+    assert "independent-errors floor" in page and "share of the all-sources variance" in page
+    assert "<script" not in page and "<img" not in page
+    assert escape(SCRIPT_TAG) in page and escape(ATTRIBUTE_BREAK) in page
+    assert "http://" not in page and "https://" not in page
+
+
+def test_a_cv_page_has_its_fold_table_and_a_strip_of_the_folds_with_their_ci(tmp_path):
+    plan = record_cv(tmp_path)
+    with Store(tmp_path, create=False) as store:
+        report = load_report(store, plan.study_id[:6])
+        page = render_html(report)
+    assert report["kind"] == "study" and report["results"]["n_splits"] == 5
+    assert drawn(page) == [5] and 'class="interval"' in page
+    table = page.split("<h2>Fold table</h2>")[1].split("</table>")[0]
+    assert table.count("<tr>") == 6 and "repeat=0,fold=4" in table and "0.868" in table
+    text = render_markdown(report)
+    assert "## Folds" in text and "| repeat=0,fold=4 | 0.868 |" in text
+
+
+def test_report_against_a_second_study_gives_the_compare_verdict_with_its_ci(tmp_path):
+    a, b = record_cv(tmp_path), record_cv(tmp_path, folds=4, offset=0.01)
+    out = tmp_path / "compare.html"
+    completed = run_cli("report", a.study_id, "--against", b.study_id, "--store", tmp_path,
+                        "-o", out)
+    assert completed.returncode == 0, completed.stderr
+    assert f"Wrote the html report of {a.study_id}-vs-{b.study_id}" in completed.stdout
+    page = out.read_text(encoding="utf-8")
+    assert f"{b.study_id} beats {a.study_id}" in page
+    assert drawn(page) == [9, 1]  # both arms' runs; the difference with its CI
+    data = json.loads(run_cli("report", a.study_id, "--against", b.study_id, "--store",
+                              tmp_path, "--format", "json", "-o", "-").stdout)
+    assert data["kind"] == "compare" and data["compare"]["ci95"][0] > 0
+    assert [len(arm["runs"]) for arm in data["arms"]] == [5, 4]
+    assert_one_sentence_error(run_cli("report", a.study_id, "--against", "nope", "--store",
+                                      tmp_path), "No study nope")
+
+
+def test_report_option_writes_a_studys_page_or_prints_the_command_that_makes_it(tmp_path):
+    plan = record_cv(tmp_path / "store")
+    hint = run_cli("resume", plan.study_id, "--store", tmp_path / "store")
+    assert hint.returncode == 0, hint.stderr
+    assert hint.stdout.rstrip().splitlines()[-1] == (
+        f"Report: twinrun report {plan.study_id} --store {tmp_path / 'store'} "
+        f"-o {plan.study_id}.html")
+    written = run_cli("resume", plan.study_id, "--store", tmp_path / "store", "--json",
+                      "--report", tmp_path / "cv.md")
+    assert written.returncode == 0, written.stderr
+    assert json.loads(written.stdout)["study_id"] == plan.study_id  # stdout stays one object
+    assert f"Wrote the md report of {plan.study_id}" in written.stderr
+    assert (tmp_path / "cv.md").read_text().startswith(f"# Study {plan.study_id}")
+    assert_one_sentence_error(run_cli("resume", plan.study_id, "--store", tmp_path / "store",
+                                      "--report", tmp_path / "no" / "cv.html"),
+                              "does not exist")
