@@ -250,3 +250,42 @@ def test_lint_of_a_binary_file_is_one_sentence_and_exit_2(tmp_path):
 def test_lint_of_a_missing_file_is_one_sentence_and_exit_2(tmp_path):
     assert_one_sentence_error(run_cli("lint", tmp_path / "absent.py"), "Cannot read",
                               "absent.py")
+
+
+def test_lint_of_a_folder_is_one_sentence_and_exit_2(tmp_path):
+    assert_one_sentence_error(run_cli("lint", tmp_path), "Cannot read", "directory")
+
+
+def test_lint_of_text_in_another_encoding_says_to_save_it_as_utf8_and_exits_2(tmp_path):
+    script = tmp_path / "latin.py"
+    script.write_bytes('label = "café"\n'.encode("latin-1"))
+    assert_one_sentence_error(run_cli("lint", script), "is not UTF-8 text", "coding: latin-1")
+
+
+def test_lint_of_a_script_with_an_unknown_encoding_is_one_sentence_and_exit_2(tmp_path):
+    script = tmp_path / "klingon.py"
+    script.write_text("# -*- coding: klingon -*-\nx = 1\n")
+    assert_one_sentence_error(run_cli("lint", script), "is not Python", "klingon")
+
+
+@pytest.mark.parametrize("expression", ["+".join(["1"] * 100_000), "not " * 100_000 + "x"])
+def test_lint_of_an_expression_too_deep_for_python_is_one_sentence_and_exit_2(tmp_path,
+                                                                              expression):
+    script = tmp_path / "deep.py"
+    script.write_text(f"x = {expression}\n")
+    assert_one_sentence_error(run_cli("lint", script), "nested too deeply")
+
+
+def test_lint_json_of_a_missing_file_is_the_same_error_not_json(tmp_path):
+    completed = run_cli("lint", "--json", tmp_path / "absent.py")
+    assert_one_sentence_error(completed, "Cannot read")
+    assert completed.stdout == ""
+
+
+def test_lint_reads_a_script_that_names_its_own_encoding(tmp_path):
+    script = tmp_path / "latin.py"
+    script.write_bytes("# -*- coding: latin-1 -*-\nimport os\n"
+                       "os.environ['PYTHONHASHSEED'] = 'café'\n".encode("latin-1"))
+    completed = run_cli("lint", "--json", script)
+    assert completed.returncode == 0, completed.stderr
+    assert [f["line"] for f in json.loads(completed.stdout)["findings"]] == [3]

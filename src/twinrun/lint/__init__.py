@@ -75,8 +75,18 @@ def lint_file(path):
         return lint_source(source, str(path))
     except SyntaxError as error:
         where = f" at line {error.lineno}" if error.lineno else ""
+        if str(error.msg).startswith("(unicode error) 'utf-8' codec"):
+            raise TwinrunError(f"{path} is not UTF-8 text and declares no other encoding"
+                               f"{where}, so Python cannot read it; save it as UTF-8, or name "
+                               "its encoding in a first-line comment such as "
+                               "`# -*- coding: latin-1 -*-`.") from None
         raise TwinrunError(f"{path} is not Python ({error.msg}{where}); `twinrun lint` reads "
                            "Python scripts (.py).") from None
     except ValueError as error:  # a null byte: a binary file
         raise TwinrunError(f"{path} is not Python ({error}); `twinrun lint` reads Python "
                            "scripts (.py).") from None
+    except (RecursionError, MemoryError):
+        # Python's parser gives up on expressions nested thousands deep (`1+1+...`,
+        # `not not ...`), and so does `python` itself, with the same errors.
+        raise TwinrunError(f"{path} is nested too deeply for Python to parse (python itself "
+                           "cannot run it); `twinrun lint` reads Python scripts (.py).") from None
