@@ -187,6 +187,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
     shown = " ".join(map(str, command))
     command, target = _resolve_command(command)
+    command = hooked_command(command)
     check_id = new_check_id()
     records = Store(store)
     directory = records.check_dir(check_id)
@@ -241,13 +242,11 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
                                 on_end=on_end, compare=_streaming(judging))
         for outcome in outcomes:
             if not outcome.reader.trace.header:
-                raise TwinrunError(
-                    f"Replica {outcome.spec.label.split()[-1]} wrote no trace: add "
-                    "`twinrun.keras.Trace()` to model.fit's callbacks, or a "
-                    "`twinrun.torch.Tracer` to your training loop.")
+                raise TwinrunError(_no_trace_message(outcome, command))
         verdict = _judge(judging, outcomes, [None] * n, plan)
         for entry in verdict.replicas:
             entry["run_id"] = run_ids.get(entry["label"])
+        verdict.notes.extend(_phase_notes(verdict, outcomes))
         if verdict.verdict == DIVERGED and localize:
             _localize(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
                       timeout)
@@ -399,6 +398,81 @@ def _resolve_command(command):
         return command, "-c"
     raise TwinrunError("Python would read the program from stdin, which replicas do not get; "
                        "name a script, `-m module` or `-c code` after `python`.")
+
+
+HOOKED = "twinrun.programs.hooked"
+
+
+def hooked_command(command):
+    """The command with twinrun's hooks before the script (`twinrun.programs.hooked`), so a
+    script that never imports twinrun is seeded, made deterministic and traced.
+
+    `python [options] script.py ARGS` becomes `python [options] -m twinrun.programs.hooked
+    script.py ARGS`, and likewise for `-m module` and `-c code`: the interpreter's options stay
+    where they were, and the script sees the `sys.argv`, `sys.path[0]` and `__file__` plain
+    Python gives it. Other programs are left as they are: the hooks need a `python` command
+    (the explicit API, `twinrun.keras.Trace` or `twinrun.torch.Tracer`, works in any).
+
+    Example:
+    >>> hooked_command(["python", "-u", "train.py", "--epochs", "2"])[1:]
+    ['-u', '-m', 'twinrun.programs.hooked', 'train.py', '--epochs', '2']
+    >>> hooked_command(["python", "-m", "pkg.train"])[1:]
+    ['-m', 'twinrun.programs.hooked', '-m', 'pkg.train']
+    """
+    command = [str(a) for a in command]
+    if not command or not _PYTHON.match(os.path.basename(command[0])):
+        return command
+    args = command[1:]
+    kind, _ = python_target(args)
+    if kind not in ("script", "module", "code"):
+        return command
+    i = 0  # where the interpreter's options end (as python_target reads them)
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            i += 2 if arg == "--check-hash-based-pycs" else 1
+            continue
+        if arg.startswith("-") and len(arg) > 1:
+            letters = arg[1:]
+            for j, letter in enumerate(letters):
+                if letter in "cm":
+                    if j:  # -uc CODE: split the bundled options from the target
+                        return [command[0], *args[:i], f"-{letters[:j]}", "-m", HOOKED,
+                                f"-{letter}", *([letters[j + 1:]] if letters[j + 1:] else []),
+                                *args[i + 1:]]
+                    target = [f"-{letter}", letters[1:]] if letters[1:] else [f"-{letter}"]
+                    return [command[0], *args[:i], "-m", HOOKED, *target, *args[i + 1:]]
+                if letter in "WX":
+                    if not letters[j + 1:]:
+                        i += 1
+                    break
+            i += 1
+            continue
+        break
+    return [command[0], *args[:i], "-m", HOOKED, *args[i:]]
+
+
+def _no_trace_message(outcome, command):
+    """Why a replica wrote no trace, and what to do: one sentence."""
+    replica = outcome.spec.label.split()[-1]
+    if HOOKED in command:
+        return (f"Replica {replica} wrote no trace: twinrun saw no training it can trace in "
+                f"the script (no Keras `Model.fit`, no `torch.optim` optimizer step; pure "
+                f"JAX/optax loops, say, are not seen), so add the explicit API: "
+                f"`twinrun.keras.Trace()` in model.fit's callbacks, or a "
+                f"`twinrun.torch.Tracer` in your training loop (README, Zero-change checks).")
+    return (f"Replica {replica} wrote no trace: twinrun's hooks enter only a `python` "
+            f"command, so add `twinrun.keras.Trace()` to model.fit's callbacks, or a "
+            f"`twinrun.torch.Tracer` to your training loop.")
+
+
+def _phase_notes(verdict, outcomes):
+    """The verdict's notes on the phases of a hooked script (several fits or optimizers)."""
+    from twinrun.hooks import phase_notes
+
+    divergence = verdict.first_divergence
+    return phase_notes(outcomes[0].spec.trace,
+                       divergence.step if divergence is not None else None)
 
 
 def python_target(args):

@@ -107,7 +107,7 @@ class Trace(keras.callbacks.Callback):
         self._words = tensor_words_for(backend)
         self._track(training_state(self._model))
         self._checked_state = False
-        self.writer = TraceWriter(self.path)
+        self.writer = self._open_writer()
         from twinrun.environment import fingerprint_environment
 
         self.writer.header(
@@ -121,6 +121,11 @@ class Trace(keras.callbacks.Callback):
             self.writer.write({"kind": "data", "fingerprint": digest_arrays(arrays)})
         if self.batches is not None:
             self.batches.record_fingerprints = True
+
+    def _open_writer(self):
+        """The trace writer (`twinrun.hooks` gives its own, which keeps several fits in one
+        trace)."""
+        return TraceWriter(self.path)
 
     def _track(self, state):
         """Fingerprint these `(name, variable)` pairs from now on."""

@@ -78,7 +78,7 @@ class Tracer:
         self._parameter_names = {p: name for name, p in model.named_parameters()}
         names, tensors = self._state()
         self._names = names
-        self.writer = TraceWriter(self.path)
+        self.writer = self._open_writer()
         from twinrun.environment import fingerprint_environment
 
         self.writer.header(names, [list(t.shape) for t in tensors],
@@ -98,10 +98,7 @@ class Tracer:
         """Record the optimizer step just taken: the batch's loss, the batch and the state."""
         if not self.enabled:
             return
-        batch_fp = None
-        if batch is not None:
-            items = batch if isinstance(batch, (list, tuple)) else [batch]
-            batch_fp = digest_arrays([_to_numpy(b) for b in items])
+        batch_fp = self._batch_fingerprint(batch)
         loss_value = None if loss is None else float(loss.detach() if hasattr(loss, "detach")
                                                       else loss)
         names, tensors = self._state()
@@ -118,6 +115,18 @@ class Tracer:
         self.count += 1
         if self.lockstep is not None:
             self.lockstep.wait(self.count - 1)
+
+    def _open_writer(self):
+        """The trace writer (`twinrun.hooks` gives its own, which keeps several optimizers in
+        one trace)."""
+        return TraceWriter(self.path)
+
+    def _batch_fingerprint(self, batch):
+        """The exact digest of the batch (`twinrun.hooks` digests the model's inputs instead)."""
+        if batch is None:
+            return None
+        items = batch if isinstance(batch, (list, tuple)) else [batch]
+        return digest_arrays([_to_numpy(b) for b in items])
 
     def _state(self):
         """Names and tensors of the whole training state, in a stable order: the model's, the
@@ -194,6 +203,8 @@ class Tracer:
 
         modules = dict(self.model.named_modules())
         for name, parameter in reversed(list(self.model.named_parameters())):
+            if not parameter.requires_grad:
+                continue  # frozen: it has no gradient to probe
             layer = name.rsplit(".", 1)[0] if "." in name else ""
             kind = type(modules.get(layer, self.model)).__name__
 
