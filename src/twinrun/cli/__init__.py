@@ -90,6 +90,7 @@ def _register():
     # Imported here (not at the top) so each module can `from twinrun.cli import main`.
     from twinrun.cli import check, data, doctor, lint, report, runs, studies, train  # noqa: F401
     from twinrun.cli import record  # noqa: F401
+    from twinrun.cli import export  # noqa: F401
     from twinrun.cli import diff  # noqa: F401
 
 
