@@ -1,7 +1,8 @@
 """One determinism switch for every framework: `twinrun.deterministic(seed, backend=None)`.
 
 The framework-specific work lives in one module per framework with the same functions
-(`environment_variables`, `apply`, `thread_counts`), the way Keras keeps `backend/<name>/`
+(`environment_variables`, `apply`, `thread_counts`, `data_loading`), the way Keras keeps
+`backend/<name>/`
 parallel; `common.py` says what they share, including the states a control can be in.
 """
 
@@ -101,7 +102,9 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
 
     Seeds Python, NumPy, Keras (when imported) and the framework from seeds derived from
     `seed` (see `twinrun.seeds`), turns on the framework's op determinism, pins its intra-op
-    and inter-op thread pools, and returns a `DeterminismReport` with one entry per control:
+    and inter-op thread pools, keeps input pipelines in order (torch `DataLoader`s made
+    afterwards get a generator seeded from the `shuffle` seed; `tf.data` through op
+    determinism), and returns a `DeterminismReport` with one entry per control:
     applied, already set, not needed, off, or impossible here and why (a pool that could not
     be pinned says "not pinned: bits may depend on the thread count"). Call it before building
     the model, and before any tensor is created.
@@ -142,7 +145,17 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
     report.controls.extend(seed_python_and_numpy(seeds))
     report.controls.extend(framework.apply(seeds, threads, determinism))
     report.threads = framework.thread_counts()
+    report.controls.extend(_data_loading(framework, backend, seeds, determinism))
     return report
+
+
+def _data_loading(framework, backend, seeds, determinism):
+    controls = list(framework.data_loading(seeds, determinism))
+    if backend != "torch" and "torch" in sys.modules:
+        # Keras 3 fits torch DataLoaders on every backend; torch being imported already is
+        # the sign one may come, and patching its class then costs no import.
+        controls.extend(framework_module("torch").data_loading(seeds, determinism))
+    return controls
 
 
 __all__ = ["deterministic", "environment_for", "DeterminismReport", "Control"]

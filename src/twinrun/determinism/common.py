@@ -1,6 +1,6 @@
 """What every framework shares: the report of controls, thread counts, Python/NumPy/hash seed.
 
-Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same three functions:
+Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same four functions:
 
 - `environment_variables(threads, determinism)`: what must be in the environment *before* the
   interpreter or the framework starts (the launcher puts these into every fresh process);
@@ -8,6 +8,8 @@ Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same three
   `Control` per switch with its state;
 - `thread_counts()`: the intra-op and inter-op thread counts the framework uses (or will use)
   in this process, as `{"intra_op": n, "inter_op": m}` (None where it has no such pool).
+- `data_loading(seeds, determinism)`: what keeps the framework's input pipeline in order
+  (torch's `DataLoader`, TensorFlow's `tf.data`; JAX has none), one `Control` each.
 
 The states of a control, the whole set:
 

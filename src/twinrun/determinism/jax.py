@@ -114,3 +114,14 @@ def _pin_threads(threads, initialised):
     os.environ[POOL_VARIABLE] = value
     return Control(THREADS, APPLIED, pinned_detail(wanted, f"{origin}; {POOL_VARIABLE}={value} "
                                                            "before the backend started"))
+
+
+def data_loading(seeds, determinism=True):
+    """JAX has no data loader of its own: nothing to do here.
+
+    A torch `DataLoader` feeding Keras on JAX is covered by `twinrun.determinism.torch` when
+    torch is imported before `deterministic()` runs.
+    """
+    return [Control("JAX data loading", NOT_NEEDED,
+                    "JAX has no data loader of its own; a torch DataLoader is made "
+                    "deterministic when torch is imported before deterministic()")]

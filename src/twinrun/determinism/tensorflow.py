@@ -3,11 +3,12 @@
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
     schedulable_cpus, thread_environment,
 )
 
 THREADS = "TensorFlow thread pools"
+DATA = "tf.data deterministic order"
 
 
 def environment_variables(threads=None, determinism=True):
@@ -102,3 +103,30 @@ def _pin_threads(tf, threads):
                                    "TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS before "
                                    "start-up")
     return Control(THREADS, APPLIED, pinned_detail(thread_counts(), origin))
+
+
+def data_loading(seeds, determinism=True):
+    """Say what makes `tf.data` pipelines deterministic here: TensorFlow's op determinism.
+
+    `enable_op_determinism()` (TensorFlow 2.9 and later) overrides `deterministic=False` in
+    `Dataset.map`, `interleave` and `batch`, and `tf.data.Options().deterministic = False`,
+    to True, and runs map functions with stateful ops (random augmentation) serially; a
+    `Dataset.shuffle` without a seed takes one from `tf.random.set_seed`. There is no global
+    `tf.data` option to set besides it (options belong to each dataset), so this only checks.
+    Measured with TensorFlow 2.21: a 60-element `map(num_parallel_calls=4, deterministic=False)`
+    of uneven work comes out of order without op determinism and in order with it.
+
+    `seeds` is unused: `apply()` already seeded TensorFlow's global generator.
+    """
+    from tensorflow.python.framework import config
+
+    if not determinism:
+        return [Control(DATA, OFF, "deterministic=False in tf.data is honoured: elements may "
+                                   "come out in the order they finish")]
+    if config.is_op_determinism_enabled():
+        return [Control(DATA, APPLIED, "enable_op_determinism makes every tf.data pipeline "
+                                       "keep its order (deterministic=False is overridden) "
+                                       "and runs map functions with random ops serially")]
+    return [Control(DATA, IMPOSSIBLE, "TensorFlow's op determinism is off, so tf.data "
+                                      "pipelines with deterministic=False may reorder "
+                                      "elements; call deterministic() with determinism on")]

@@ -12,6 +12,8 @@ from twinrun.determinism.common import (
 CUBLAS_WORKSPACE = ":4096:8"
 
 THREADS = "torch thread pools"
+LOADER_ORDER = "torch DataLoader order"
+LOADER_WORKERS = "torch DataLoader workers"
 
 
 def environment_variables(threads=None, determinism=True):
@@ -109,3 +111,35 @@ def _cublas_workspace(torch):
                        "set CUBLAS_WORKSPACE_CONFIG=:4096:8 before start-up or use `twinrun check`")
     os.environ[name] = CUBLAS_WORKSPACE
     return Control(name, APPLIED, f"{CUBLAS_WORKSPACE} (before CUDA initialised)")
+
+
+def data_loading(seeds, determinism=True):
+    """Make `DataLoader`s made from now on deterministic (see `twinrun.determinism.torch_loader`).
+
+    Returns two controls: the order (a seeded generator for loaders given none) and the
+    workers (torch's own worker seeding, kept even after a `worker_init_fn` that reseeds).
+    """
+    import torch
+
+    from twinrun.determinism import torch_loader
+
+    if not determinism:
+        torch_loader.unpatch(torch)
+        left = ("left as torch makes it: from torch's global generator, so it moves when the "
+                "model draws more or fewer random numbers first")
+        return [Control(LOADER_ORDER, OFF, left),
+                Control(LOADER_WORKERS, OFF, "left as torch makes them: random, NumPy and "
+                                             "torch seeded from the loader's base seed; a "
+                                             "worker_init_fn of yours has the last word")]
+    has_in_order = torch_loader.patch(torch, seeds["shuffle"])
+    order = (f"loaders made from now on without a generator, that shuffle or have workers, get "
+             f"one seeded from the shuffle seed {seeds['shuffle']} (each loader its own), so "
+             "their order and workers' seeds do not move with the model's random draws; a "
+             "generator you pass is used as is")
+    workers = ("torch seeds random, NumPy and torch in each worker from the loader's generator; "
+               "after a worker_init_fn of yours twinrun seeds them again the same way, so one "
+               "that reseeds from the OS cannot make runs differ; seed generators your dataset "
+               "creates itself from get_worker_info().seed")
+    if has_in_order:
+        workers += "; in_order=False is set back to True"
+    return [Control(LOADER_ORDER, APPLIED, order), Control(LOADER_WORKERS, APPLIED, workers)]
