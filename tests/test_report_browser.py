@@ -1,6 +1,8 @@
 """The HTML reports of real stored records, opened in headless Chromium with the network cut.
 
-Records: one `twinrun train` (torch, quick preset, 2 epochs), one DIVERGED `twinrun check` of
+Records: one `twinrun train` (torch, quick preset, 2 epochs, its page written by `--report`),
+one small real study of each kind (a variance study over init and all, and a 2-fold CV, each run
+one epoch on 200 images, compared with each other), one DIVERGED `twinrun check` of
 a tiny torch script whose replica 1 drifts from step 8 on (localised to a layer named
 `<script>alert(1)</script>`, checked with the argument `"><img src=x onerror=alert(1)>`), and
 a run recorded through the store API whose every name is HTML. Each page must render with no
@@ -28,7 +30,14 @@ PAGE_SECTIONS = {
     "run": ["Summary", "Learning curves", "Test metrics", "Determinism", "Environment"],
     "check": ["Verdict", "Replicas", "Loss per step", "Divergence growth", "First divergence",
               "Environment differences"],
+    "study": ["Distributions by source", "Variance by source", "Prediction disagreement",
+              "Statistics", "Runs"],
+    "cv": ["Folds", "Fold table", "Runs"],
+    "compare": ["Verdict", "A against B", "Is the difference more than seed noise?"],
 }
+# The cheapest real studies with every plot: one epoch on 200 training images per run.
+SMALL_STUDY = ["--preset", "quick", "--set", "epochs=1,subset=200", "--backend", "torch",
+               "--threads", "1", "--jobs", "1"]
 
 
 def _chromium():
@@ -82,10 +91,33 @@ def diverged_check(store):
 
 @pytest.fixture(scope="session")
 def trained_run(store):
+    page = store / "train-report.html"
     completed = run_cli("train", "--epochs", "2", "--backend", "torch", "--threads", "1",
-                        "--store", store, "--json")
+                        "--store", store, "--json", "--report", page)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout)["run_id"]
+    run_id = json.loads(completed.stdout)["run_id"]  # --report leaves stdout one JSON object
+    assert f"Wrote the html report of {run_id} to {page}." in completed.stderr
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    return run_id
+
+
+@pytest.fixture(scope="session")
+def small_studies(store):
+    """A variance study over init and all (2 runs each) and a 2-fold CV, run for real."""
+    page = store / "variance-report.html"
+    variance = run_cli("variance", "--runs", "2", "--vary", "init,all", *SMALL_STUDY,
+                       "--store", store, "--report", page)
+    assert variance.returncode == 0, variance.stderr[-3000:]
+    assert "Wrote the html report of variance-" in variance.stdout
+    cv = run_cli("cv", "--folds", "2", *SMALL_STUDY, "--store", store)
+    assert cv.returncode == 0, cv.stderr[-3000:]
+    hint = cv.stdout.rstrip().splitlines()[-1]
+    assert hint.startswith("Report: twinrun report cv-"), cv.stdout
+    studies = {s["kind"]: s["study_id"] for s in
+               json.loads(run_cli("studies", "--store", store, "--json").stdout)}
+    assert page.read_text(encoding="utf-8") == write_report(
+        store, studies["variance"], store).read_text(encoding="utf-8")
+    return studies
 
 
 @pytest.fixture(scope="session")
@@ -93,9 +125,11 @@ def hostile_run(store):
     return record_hostile_run(store)
 
 
-def write_report(store, record_id, folder, fmt="html"):
+def write_report(store, record_id, folder, fmt="html", against=None):
     out = Path(folder) / f"{record_id}.{fmt}"
-    completed = run_cli("report", record_id, "--store", store, "--format", fmt, "-o", out)
+    extra = ["--against", against] if against else []
+    completed = run_cli("report", record_id, *extra, "--store", store, "--format", fmt,
+                        "-o", out)
     assert completed.returncode == 0, completed.stderr
     text = out.read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text, f"a URL in {out}"
@@ -206,3 +240,38 @@ def test_a_run_with_html_in_every_name_shows_them_as_text_and_opens_no_dialog(
     text = page.inner_text("body")
     assert text.count(SCRIPT_TAG) >= 5 and text.count(ATTRIBUTE_BREAK) >= 3
     assert page.eval_on_selector_all("script, img, iframe, object, embed", "e => e.length") == 0
+
+
+@requires_data
+def test_a_real_variance_studys_report_renders_offline_with_strips_shares_and_disagreement(
+        browser, store, small_studies, tmp_path):
+    path = write_report(store, small_studies["variance"], tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-study.png")
+    # the strips by source, the variance share and SD against the floor, the disagreement
+    assert_rendered(page, seen, "study", plots=4)
+    strips = page.eval_on_selector("svg", "s => s.querySelectorAll('circle.data').length")
+    assert strips == 4  # one dot per run: init and all, two runs each
+    assert page.eval_on_selector_all("svg path.interval", "p => p.length") == 2
+    text = page.inner_text("main")
+    assert "independent-errors floor" in text and "share of the all-sources variance" in text
+    for fmt in ("md", "json"):
+        write_report(store, small_studies["variance"], tmp_path, fmt)
+    phone, seen = open_offline(browser, path, tmp_path / "report-study-phone.png", width=390)
+    assert seen["console_errors"] == [] and seen["requests"] == []
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+@requires_data
+def test_a_real_cv_and_its_comparison_with_the_variance_study_render_offline(
+        browser, store, small_studies, tmp_path):
+    path = write_report(store, small_studies["cv"], tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-cv.png")
+    assert_rendered(page, seen, "cv", plots=1)
+    table = page.inner_text("section:has(h2:text-is('Fold table'))")
+    assert "repeat=0,fold=0" in table and "repeat=0,fold=1" in table
+    path = write_report(store, small_studies["variance"], tmp_path,
+                        against=small_studies["cv"])
+    page, seen = open_offline(browser, path, tmp_path / "report-compare.png")
+    assert_rendered(page, seen, "compare", plots=2)  # both arms' runs; the difference and CI
+    verdict = page.inner_text("section:has(h2:text-is('Verdict'))")
+    assert small_studies["variance"] in verdict and small_studies["cv"] in verdict
