@@ -68,7 +68,8 @@ def test_a_reference_reads_back_every_step_record_and_snapshot_exactly(tmp_path)
     folder = tmp_path / "check"
     folder.mkdir()
     reference.extract_snapshots(folder)
-    with np.load(folder / "run.trace.epoch1.npz", allow_pickle=False) as archive:
+    assert reference.trace.epochs[0]["snapshot"] == "reference.run.trace.epoch1.npz"
+    with np.load(folder / "reference.run.trace.epoch1.npz", allow_pickle=False) as archive:
         assert archive["v0"].tolist() == [1.0, 1.0, 1.0]
 
 
@@ -225,3 +226,20 @@ def test_a_reference_of_another_workload_or_command_is_refused_before_training(r
     assert_one_sentence_error(other_workload, "was recorded from", "answer-demo")
     # Nothing ran: no check was recorded.
     assert not (tmp_path / "checks").exists() or not any((tmp_path / "checks").iterdir())
+
+
+@pytest.mark.slow
+@needs_torch
+def test_replicas_with_rtol_train_to_their_end_and_are_within_tolerance(tmp_path):
+    completed = run_cli("check", "-n", "2", "--threads", "1,2", "--rtol", "1e-3", "--json",
+                        "--store", tmp_path, "--", *SCRIPT)
+    assert completed.returncode == 0, completed.stderr
+    verdict = json.loads(completed.stdout)
+    assert verdict["verdict"] == "within_tolerance"
+    # No lockstep stop at the first difference: the tolerance needs every step.
+    assert [r["steps"] for r in verdict["replicas"]] == [6, 6]
+    assert not any(r["stopped_early"] for r in verdict["replicas"])
+    assert verdict["max_weight_distance"] is not None
+    refused = run_cli("check", "-n", "2", "--rtol", "1e-3", "--lockstep", "--store", tmp_path,
+                      "--", *SCRIPT)
+    assert_one_sentence_error(refused, "--lockstep", "--rtol")

@@ -61,7 +61,7 @@ class Reference:
     @property
     def snapshots(self):
         """The snapshot files the reference holds, by name."""
-        return [e["snapshot"] for e in self.trace.epochs if e.get("snapshot")]
+        return [e["snapshot"] for e in self.header.get("epochs") or [] if e.get("snapshot")]
 
     def extract_snapshots(self, folder):
         """Write the weight snapshots into `folder` and point the trace there, so weight
@@ -72,8 +72,15 @@ class Reference:
         """
         folder = Path(folder)
         with zipfile.ZipFile(self.path) as archive:
-            for name in self.snapshots:
-                (folder / name).write_bytes(archive.read(f"snapshots/{name}"))
+            for record in self.trace.epochs:
+                name = record.get("snapshot")
+                if not name:
+                    continue
+                # Prefixed: the run being checked writes its own snapshots under the same
+                # names (`replica-0.trace.epoch1.npz`) into this folder.
+                local = f"reference.{name}"
+                (folder / local).write_bytes(archive.read(f"snapshots/{name}"))
+                record["snapshot"] = local
         self.trace.path = folder / "reference.trace"
 
     def summary(self):
@@ -221,7 +228,7 @@ def _trace(path, header, archive):
         raise ValueError(f"{len(steps)} steps stored, {header.get('steps')} announced")
     trace_header = dict(header.get("trace_header") or {})
     trace_header["environment"] = header.get("environment")
-    epochs = list(header.get("epochs") or [])
+    epochs = [dict(e) for e in header.get("epochs") or []]
     names = set(archive.namelist())
     for record in epochs:
         if record.get("snapshot") and f"snapshots/{record['snapshot']}" not in names:
