@@ -183,7 +183,7 @@ def test_diff_on_a_terminal_highlights_differences_and_prints_markup_literally(r
                                  env={"TTY_COMPATIBLE": "1", "COLUMNS": "250"}))
     assert "\x1b[" in completed.stdout  # Rich drew it, with colour
     text = ANSI.sub("", completed.stdout)
-    assert f"{MARKUP}.py" in text and f'"--tag", "{MARKUP}"' in text
+    assert f"│ {MARKUP}.py " in text, text  # the workload cell, "[red]" and all
     threads_line = next(line for line in completed.stdout.splitlines()
                         if re.search(r"\bthreads\b", ANSI.sub("", line))
                         and "threads." not in line)

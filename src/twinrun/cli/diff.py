@@ -102,6 +102,11 @@ def render_diff(result, show_all=False, out=None):
         shown = rows if show_all or len(rows) <= FOLD_AFTER_ROWS else [
             row for row in rows if row["differs"]]
         left_out = len(rows) - len(shown)
+        if not shown:
+            _line(out, f"{section['title']}: all {left_out} rows equal or not compared; "
+                       f"--all shows them.")
+            _line(out, "")
+            continue
         note = (f"{left_out} more rows, equal or not compared, not shown; --all shows them"
                 if left_out else None)
         _print_section(out, section["title"], [id_a, id_b], shown, note)
