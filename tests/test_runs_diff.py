@@ -258,3 +258,39 @@ def test_references_name_the_first_step_whose_fingerprints_differ():
     assert rows_of(result, "Header")["seed"]["differs"] is False
     same = diff_references({"fingerprints": ["aa"]}, {"fingerprints": ["aa"]})
     assert same["differing"] == 0
+
+
+# -- two reference files ---------------------------------------------------------------------------
+
+def _reference_file(path, losses, threads):
+    from twinrun.reference import write_reference
+    from twinrun.trace import TraceWriter, read_trace
+
+    trace_path = path.with_suffix(".trace")
+    writer = TraceWriter(trace_path)
+    writer.header(["dense.kernel"], [[2]], backend="torch",
+                  environment={"threads": {"intra_op": threads}}, threads=str(threads))
+    for step, loss in enumerate(losses):
+        writer.step(step, 0, f"{step:032x}", loss, [[1, 2, 3 + step]])
+    writer.write({"kind": "end", "steps": len(losses)})
+    writer.close()
+    write_reference(path, read_trace(trace_path), {"kind": "command", "command": ["train.py"]},
+                    environment={"threads": {"intra_op": threads}})
+    return path
+
+
+def test_two_reference_files_side_by_side_name_the_first_step_that_differs(tmp_path):
+    a = _reference_file(tmp_path / "a.twinrun", [0.5, 0.25, 0.125], threads=2)
+    b = _reference_file(tmp_path / "b.twinrun", [0.5, 0.25, 0.1251], threads=1)
+    completed = _checked(run_cli("diff", a, b, "--json"))
+    result = json.loads(completed.stdout)
+    assert result["kind"] == "references"
+    differing = {(title, row["key"]) for title, row in differing_rows(result)}
+    assert ("Environment", "threads.intra_op") in differing
+    assert ("Fingerprints", "step 2") in differing
+    assert not any(key in ("step 0", "step 1") for _, key in differing)
+    # The same file against itself: nothing differs.
+    same = json.loads(_checked(run_cli("diff", a, a, "--json")).stdout)
+    assert differing_rows(same) == []
+    assert_one_sentence_error(run_cli("diff", a, "check-x", "--store", tmp_path),
+                              "reference file")

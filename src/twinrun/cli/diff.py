@@ -44,9 +44,17 @@ def diff(id_a, id_b, show_all, store_dir, as_json):
     from twinrun.store import Store
 
     kinds = {_kind(id_a), _kind(id_b)}
+    if kinds == {"reference"}:
+        result = record_diff.diff_references(_reference_dict(id_a), _reference_dict(id_b),
+                                             id_a, id_b)
+        if as_json:
+            click.echo(json.dumps(result, indent=2, default=str))
+            return
+        render_diff(result, show_all=show_all)
+        return
     if "reference" in kinds:
-        raise TwinrunError("twinrun diff compares records in the run store, not reference "
-                           "files yet; give two run ids or two check ids.")
+        raise TwinrunError(f"Cannot compare a reference file with a stored record ({id_a}, "
+                           f"{id_b}); give two `.twinrun` files, two run ids or two check ids.")
     if len(kinds) > 1:
         raise TwinrunError(f"Cannot compare a run with a check ({id_a}, {id_b}); give two run "
                            "ids or two check ids (`check-...`).")
@@ -62,6 +70,23 @@ def diff(id_a, id_b, show_all, store_dir, as_json):
         click.echo(json.dumps(result, indent=2, default=str))
         return
     render_diff(result, show_all=show_all)
+
+
+def _reference_dict(path):
+    """A `.twinrun` file as `diff_references` reads it: what was recorded and how, the
+    environment, and one digest per step (its batch, loss and every tensor's words)."""
+    import hashlib
+
+    from twinrun.reference import read_reference
+
+    reference = read_reference(path)
+    header = {key: value for key, value in reference.header.items()
+              if key not in ("environment", "epochs", "extras", "renamed", "data")}
+    # Each step record as written (batch, loss, every tensor's words), digested.
+    fingerprints = [hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+                    .hexdigest()[:16] for record in reference.trace.steps]
+    return {"header": header, "environment": reference.environment,
+            "fingerprints": fingerprints}
 
 
 def _kind(record_id):
