@@ -303,3 +303,6 @@ def test_the_mlflow_option_takes_an_optional_tracking_uri():
     assert parsed() == "None"
     assert parsed("--mlflow") == "'sqlite:///mlflow.db'"
     assert parsed("--mlflow", "http://127.0.0.1:5000") == "'http://127.0.0.1:5000'"
+    # An id after a bare --mlflow would be taken for the URI: refused, not exported there.
+    result = CliRunner().invoke(command, ["--mlflow", "variance-0a1b2c3d4e"])
+    assert result.exit_code == 2 and "is not a tracking URI" in result.output

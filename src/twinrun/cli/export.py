@@ -20,9 +20,19 @@ from twinrun.cli.runs import _path, _store_option
 # Kept here as well as in twinrun.export.mlflow, so `twinrun --help` need not import that.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
+
+def _tracking_uri(ctx, param, value):
+    # `--mlflow` takes an optional value, so `--mlflow STUDY_A` would read the id as the URI.
+    if value is not None and "://" not in value:
+        raise click.BadParameter(
+            f"{value!r} is not a tracking URI (sqlite:///mlflow.db, http://HOST:PORT); give "
+            f"one after --mlflow, or put --mlflow after the other arguments.")
+    return value
+
+
 mlflow_option = click.option(
     "--mlflow", "mlflow_uri", is_flag=False, flag_value=DEFAULT_TRACKING_URI, default=None,
-    metavar="[TRACKING_URI]",
+    metavar="[TRACKING_URI]", callback=_tracking_uri,
     help="Also export what this records to MLflow (default tracking store "
          f"{DEFAULT_TRACKING_URI} in this folder; needs `pip install 'twinrun[mlflow]'`).")
 

@@ -219,6 +219,10 @@ class _Session:
         if database is not None and not database.parent.is_dir():
             raise TwinrunError(f"Cannot create the MLflow database {database}: its folder does "
                                f"not exist; create it, or pass another --tracking-uri.")
+        with _folder_lock(None if database is None else database.parent):
+            self._open(uri, experiment, database)
+
+    def _open(self, uri, experiment, database):
         client_class = _import_mlflow()
         self.client = client_class(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
@@ -260,7 +264,11 @@ class _Session:
         for stale in existing:  # left half-written by an export that died
             self.client.delete_run(stale.info.run_id)
         run_id = self._create(record_id, fields, parent)
-        winner = [run for run in self.find(record_id) if run.data.tags.get(COMPLETE_TAG)][0]
+        winners = [run for run in self.find(record_id) if run.data.tags.get(COMPLETE_TAG)]
+        if not winners:  # a concurrent export took ours for a stale one and deleted it
+            raise TwinrunError(f"Another export of {record_id} to the same MLflow store ran at "
+                               f"the same time; export it again (nothing is duplicated).")
+        winner = winners[0]
         if winner.info.run_id != run_id:
             self.client.delete_run(run_id)  # a concurrent export finished the same record
             return winner.info.run_id, False
@@ -289,6 +297,26 @@ class _Session:
         self.client.set_terminated(run_id, status=fields.status, end_time=fields.end_ms)
         self.client.set_tag(run_id, COMPLETE_TAG, "true")
         return run_id
+
+
+@contextlib.contextmanager
+def _folder_lock(folder):
+    """Hold an exclusive lock on `folder` (nothing when None).
+
+    MLflow creates a new SQLite store's tables on first use, and two processes doing that at
+    once fail with "duplicate column name"; exports to one SQLite file open it one at a time.
+    """
+    if folder is None:
+        yield
+        return
+    import fcntl
+
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def _jsonable(value):
