@@ -65,6 +65,19 @@ def test_workers_reseeded_from_the_os_are_identical_under_check_and_diverge_with
     assert (divergence["step"], divergence["records"][0]) == (0, "batch")
 
 
+@requires_torch
+@pytest.mark.slow
+def test_a_study_varying_order_varies_a_loader_the_script_never_seeded(store):
+    # The script reads no seed: its DataLoader takes the study's order seed through
+    # deterministic(), and the study counts that as the script reading it.
+    completed = run_cli("variance", "--runs", 2, "--vary", "order", "--metric", "test_loss",
+                        "--store", store, "--json", "--", "python", AUGMENT, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout)
+    assert results["finished"] == 2 and results["unread_seeds"] == []
+    assert results["sources"]["order"]["sd"] > 0
+
+
 # The mechanism, measured in fresh processes
 
 def probe(settings):

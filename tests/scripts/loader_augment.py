@@ -6,6 +6,7 @@ bits depend on how each worker's NumPy generator was seeded, and its order on th
     twinrun check -n 2 -- python loader_augment.py                    # identical
     twinrun check -n 2 -- python loader_augment.py --reseed-workers   # identical
     twinrun check -n 2 --no-determinism -- python loader_augment.py --reseed-workers  # diverged
+    twinrun variance --runs 2 --vary order -- python loader_augment.py  # the order varies
 
 `--reseed-workers` adds the `worker_init_fn` often suggested in pytorch/pytorch#5059 to give
 each worker "fresh" randomness, `np.random.seed()`, which reseeds from the OS and so undoes
@@ -43,8 +44,9 @@ def reseed_from_os(worker_id):
 def main():
     twinrun.deterministic(backend="torch")  # the seed comes from `twinrun check`
     data = np.random.default_rng(0)
-    x = data.random((128, 8), dtype=np.float32)
-    y = data.integers(0, 3, 128)
+    x = data.random((160, 8), dtype=np.float32)
+    y = data.integers(0, 3, 160)
+    x, y, x_test, y_test = x[:128], y[:128], torch.from_numpy(x[128:]), torch.from_numpy(y[128:])
     init = reseed_from_os if "--reseed-workers" in sys.argv else None
     loader = DataLoader(NoisyPoints(x, y), batch_size=32, num_workers=2, shuffle=True,
                         worker_init_fn=init)
@@ -58,6 +60,9 @@ def main():
                 loss.backward()
                 optimizer.step()
                 tracer.step(loss, (xb, yb))
+    with torch.no_grad():  # reported to a study (`twinrun variance`); kept nowhere otherwise
+        twinrun.log_metrics(test_loss=torch.nn.functional.cross_entropy(model(x_test),
+                                                                        y_test).item())
 
 
 if __name__ == "__main__":

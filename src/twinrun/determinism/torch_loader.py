@@ -14,7 +14,8 @@ What is left, and what twinrun does about it while determinism is on:
   torch's global generator, so both move when the model draws one random number more or less
   first (another initialiser, a dropout layer), and a study that varies `order` cannot vary
   them alone. Loaders made from now on without a generator, that shuffle or have workers, get
-  their own, seeded from the `shuffle` seed (each loader another one, by creation order).
+  their own, seeded from the `shuffle` seed (each loader another one, by creation order); under
+  a study that varies `order`, the script counts as reading that seed.
 - A `worker_init_fn` that reseeds from the OS or the clock (`np.random.seed()`, advice still
   copied from pytorch/pytorch#5059) undoes torch's seeding. After the user's function,
   twinrun seeds `random`, NumPy's global generator and torch again exactly as torch had, so
@@ -101,11 +102,27 @@ def _fill_defaults(torch, arguments):
         seed = loader_seed(_state["shuffle"], _state["made"])
         _state["made"] += 1
         arguments["generator"] = torch.Generator().manual_seed(seed)
+        _tell_a_study(_state["shuffle"])
     user_init = arguments.get("worker_init_fn")
     if has_workers and user_init is not None and not isinstance(user_init, ReseedAfter):
         arguments["worker_init_fn"] = ReseedAfter(user_init)
     if arguments.get("in_order") is False:
         arguments["in_order"] = True
+
+
+def _tell_a_study(shuffle_seed):
+    # Under `twinrun variance --vary order` this loader's order follows the study's order seed
+    # when deterministic() took its seeds from the study; say so, or the study would report
+    # that the script never read the `order` seed.
+    import os
+
+    from twinrun.studies import handoff
+
+    if not os.environ.get(handoff.METRICS_VAR):
+        return
+    given = handoff.launcher_seeds()
+    if given and given.get("shuffle") == shuffle_seed:
+        handoff._note_read("order")
 
 
 class ReseedAfter:
