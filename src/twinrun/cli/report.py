@@ -22,7 +22,8 @@ from twinrun.cli.runs import _store_option
 @click.option("--against", metavar="STUDY_B", default=None,
               help="With a study ID: compare it (A) with study B, as `twinrun compare A B` "
                    "does, on one page.")
-@click.option("--metric", default=None, metavar="test_accuracy|test_loss|best_val_loss|stopped_epoch",
+@click.option("--metric", default=None,
+              metavar="test_accuracy|test_loss|best_val_loss|stopped_epoch",
               help="For a study: the metric to report (default: the study's own).")
 @_store_option
 def report(record_id, output, fmt, against, metric, store_dir):

@@ -1,4 +1,5 @@
-"""A run's or a check's report as Markdown: the summary a colleague reads in a pull request.
+"""A run's, a check's or a study's report as Markdown: the summary a colleague reads in a pull
+request.
 
 User text (names, arguments, paths) is data here too: Markdown renderers pass HTML through, so
 `<`, `>` and `&` become entities, and the characters Markdown reads as formatting (`*`, `_`,
