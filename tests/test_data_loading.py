@@ -192,6 +192,7 @@ def test_the_report_lists_the_torch_dataloader_controls_and_turns_them_off_with_
 
 
 @requires_tensorflow
+@pytest.mark.slow
 def test_the_report_says_op_determinism_keeps_tf_data_in_order_and_off_honours_the_script():
     code = ("import json, twinrun\n"
             "on = twinrun.deterministic(7, backend='tensorflow').to_dict()\n"
