@@ -91,7 +91,8 @@ def records(tmp_path_factory):
     assert studied.returncode == 0, studied.stderr
     with Store(store, create=False) as opened:
         [check] = opened.list_checks()
-        replicas = sorted(run["run_id"] for run in opened.list_runs(study_id=check["check_id"]))
+        replicas = [run["run_id"] for run in sorted(
+            opened.list_runs(study_id=check["check_id"]), key=lambda run: run["replica"])]
         study_id = json.loads(studied.stdout)["study_id"]
         study_runs = sorted(run["run_id"] for run in opened.study_runs(study_id))
     return {"folder": folder, "store": store, "check_id": check["check_id"],
@@ -154,7 +155,8 @@ def test_a_check_is_a_parent_carrying_the_verdict_with_its_replicas_nested(expor
     assert artifact(exported["uri"], parent.info.run_id, "verdict.json",
                     tmp_path) == exported["verdict"]
     children = search(exported["uri"], kind="run", group_id=exported["check_id"])
-    assert sorted(run.data.tags["twinrun.record_id"] for run in children) == exported["replicas"]
+    assert sorted(run.data.tags["twinrun.record_id"] for run in children) == \
+        sorted(exported["replicas"])
     assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parent.info.run_id}
     # The replica exported alone before its check is the one nested now, not a second copy.
     assert exported["alone"][0]["mlflow_run_id"] in {run.info.run_id for run in children}
