@@ -83,8 +83,10 @@ def records(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mlflow-records")
     script, store = folder / "tiny_torch.py", folder / "store"
     script.write_text(TINY_TORCH)
-    checked = run_cli("check", "-n", 2, "--store", store, "--json", "--", sys.executable,
-                      script, timeout=600)
+    # The check exports itself as it ends (`--mlflow`), into a tracking store of its own.
+    checked = run_cli("check", "-n", 2, "--store", store, "--json", "--mlflow",
+                      f"sqlite:///{folder / 'direct.db'}", "--", sys.executable, script,
+                      timeout=600)
     assert checked.returncode == 0, checked.stderr
     studied = run_cli("variance", "--runs", 2, "--vary", "init", "--store", store, "--json",
                       "--", sys.executable, script, timeout=600)
@@ -198,6 +200,17 @@ def test_exporting_the_same_records_again_adds_nothing(exported):
 
 
 # -- written through the store API --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_check_with_mlflow_exports_its_verdict_and_replicas_as_it_ends(records):
+    needs_mlflow()
+    uri = f"sqlite:///{records['folder'] / 'direct.db'}"
+    [parent] = search(uri, record_id=records["check_id"])
+    children = [run for run in search(uri)
+                if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(run.data.tags["twinrun.record_id"] for run in children) == sorted(records["replicas"])
+    assert parent.data.tags["twinrun.verdict"] == records["verdict"]["verdict"] == "identical"
+
 
 def record_run(store_path, workload="tiny", metric="loss"):
     """A finished two-epoch run, as `twinrun train` records one; returns its id."""

@@ -3,6 +3,7 @@
 import click
 
 from twinrun.cli import main
+from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import report_option
 from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
                                  seed_option, store_option)
@@ -65,6 +66,7 @@ def _switch_list(ctx, param, value):
 @click.option("--strict", is_flag=True,
               help="With --rtol: exit 1 for within_tolerance too (only identical passes).")
 @report_option
+@mlflow_option
 @store_option
 @data_dir_option
 @json_option
@@ -73,7 +75,7 @@ def _switch_list(ctx, param, value):
 def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, determinism_list,
           threads, hash_seed,
           parallel, lockstep, timeout, localize, against, rtol, atol, strict, report_path,
-          store, data_dir, as_json, command):
+          mlflow_uri, store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
     Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
@@ -145,6 +147,7 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
         from twinrun.cli.outputs import offer_report
 
         offer_report(verdict.check_id, report_path, store=store, as_json=as_json)
+        export_after(verdict.check_id, mlflow_uri, store=store, as_json=as_json)
     passed = verdict.identical or (verdict.verdict == "within_tolerance" and not strict)
     raise SystemExit(0 if passed else 1)
 

@@ -2,14 +2,12 @@
 
 Other commands export what they recorded with two lines:
 
-    from twinrun.cli.export import echo_exported, mlflow_option
+    from twinrun.cli.export import export_after, mlflow_option
 
     @mlflow_option                        # adds `mlflow_uri` (None unless --mlflow is given)
-    def train(..., mlflow_uri):
-        ...
-        if mlflow_uri:
-            from twinrun.export.mlflow import export_records
-            echo_exported(export_records(store, [run_id], mlflow_uri), mlflow_uri)
+    def train(..., mlflow_uri, store, as_json):
+        ...                               # run and record
+        export_after(run_id, mlflow_uri, store=store, as_json=as_json)
 """
 
 import click
@@ -63,7 +61,26 @@ def export_mlflow(record_ids, tracking_uri, store_dir):
     echo_exported(results, tracking_uri)
 
 
-def echo_exported(results, tracking_uri):
+def export_after(record_id, tracking_uri, *, store=None, as_json=False):
+    """Export a record a command has just stored, when `--mlflow` was given (else nothing).
+
+    Arguments:
+        record_id: the run, check or study id the command recorded.
+        tracking_uri: the `--mlflow` value, None when the option was not given.
+        store: the command's `--store` value (None: the default store).
+        as_json: the command prints one JSON object on stdout, so the lines go to stderr.
+    """
+    if not tracking_uri:
+        return
+    from twinrun.export.mlflow import export_records
+    from twinrun.store import Store
+
+    with Store(_path(store), create=False) as opened:
+        results = export_records(opened, [record_id], tracking_uri)
+    echo_exported(results, tracking_uri, err=as_json)
+
+
+def echo_exported(results, tracking_uri, err=False):
     """Print one line per exported record and where they went (`export_records`' results)."""
     from twinrun.export.mlflow import EXPERIMENT_NAME, sqlite_path
     from twinrun.report.text import printable
@@ -76,10 +93,10 @@ def echo_exported(results, tracking_uri):
             nested = (f", with {result['children']} nested runs "
                       f"({result['children_created']} new)")
         click.echo(printable(f"{result['kind'].capitalize()} {result['record_id']} {state} "
-                             f"MLflow run {result['mlflow_run_id']}{nested}."))
+                             f"MLflow run {result['mlflow_run_id']}{nested}."), err=err)
     database = sqlite_path(tracking_uri)
     where = f"{tracking_uri} ({database})" if database is not None else tracking_uri
     view = (f" `mlflow ui --backend-store-uri {tracking_uri}` (from the full mlflow package) "
             f"shows them.") if database else ""
     click.echo(printable(f"MLflow tracking store: {where}, experiment \"{EXPERIMENT_NAME}\"."
-                         f"{view}"))
+                         f"{view}"), err=err)
