@@ -423,9 +423,10 @@ def hooked_command(command):
     if not command or not _PYTHON.match(os.path.basename(command[0])):
         return command
     args = command[1:]
-    kind, _ = python_target(args)
-    if kind not in ("script", "module", "code"):
-        return command
+    kind, target = python_target(args)
+    if kind not in ("script", "module", "code") or (
+            kind == "module" and (target or "").startswith("twinrun.programs.")):
+        return command  # twinrun's own programs (`twinrun.check(fn)`) trace themselves
     i = 0  # where the interpreter's options end (as python_target reads them)
     while i < len(args):
         arg = args[i]

@@ -23,17 +23,44 @@ import os
 
 from twinrun.hooks.sidefile import read_side, side_path
 
-__all__ = ["install", "findings", "phases", "phase_notes", "side_path"]
+__all__ = ["install", "findings", "phases", "phase_notes", "side_path", "traces_itself"]
 
 _session = None
 
 
-def install(environ=None):
+def traces_itself(source):
+    """Whether a script's source uses twinrun's explicit tracers (`twinrun.keras.Trace`,
+    `twinrun.torch.Tracer`): such a script is traced by them, from where it chose, so the hooks
+    write nothing (its steps before the tracer exists, a probe run say, are not its training).
+
+    Arguments:
+        source: the script's text (str or bytes), or None when unknown (`python -m`).
+
+    Example:
+    >>> traces_itself("import twinrun.torch\\ntracer = twinrun.torch.Tracer(model, optimizer)")
+    True
+    >>> traces_itself("import torch")
+    False
+    """
+    import re
+
+    if source is None:
+        return False
+    if isinstance(source, bytes):
+        source = source.decode("utf-8", "replace")
+    return "twinrun" in source and re.search(r"\bTracer?\b", source) is not None
+
+
+def install(environ=None, traces_itself=False):
     """Install the hooks in this process (once); return the `Session`.
 
     Arguments:
         environ: where the launcher's settings are (`TWINRUN_TRACE`, `TWINRUN_SEED`,
             `TWINRUN_DETERMINISM`); default `os.environ`.
+        traces_itself: the script uses the explicit tracers (`traces_itself()`): seed and
+            watch, but write no trace. Scripts found tracing themselves only at run time (a
+            `Trace` in fit's callbacks, a `Tracer` that wrote before the first optimizer step)
+            are left to it then.
 
     Example (it changes the whole process, so it is not run as a doctest):
 
@@ -61,6 +88,7 @@ def install(environ=None):
     validate_seed(seed)
     session = Session(environ.get("TWINRUN_TRACE") or None, seed,
                       environ.get("TWINRUN_DETERMINISM", "1") != "0")
+    session.explicit = bool(traces_itself)
     _session = session
     seeding = Seeding(session)
     draws = DrawWatcher(session)

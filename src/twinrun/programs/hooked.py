@@ -22,14 +22,19 @@ def main():
         print("Error: no script to run; use `python -m twinrun.programs.hooked train.py ARGS` "
               "(or `twinrun check -- python train.py`).", file=sys.stderr)
         return 2
-    import twinrun.hooks
-
-    twinrun.hooks.install()
     if args[0] == "-m" and len(args) > 1:
+        _install(None)
         return _run_module(args[1], args[2:])
     if args[0] == "-c" and len(args) > 1:
+        _install(args[1])
         return _run_code(args[1], args[2:])
     return _run_script(args[0], args[1:])
+
+
+def _install(source):
+    import twinrun.hooks
+
+    twinrun.hooks.install(traces_itself=twinrun.hooks.traces_itself(source))
 
 
 def _fresh_main(**attributes):
@@ -49,6 +54,7 @@ def _run_script(path, argv):
     if os.path.isdir(path) or not path.endswith((".py", ".pyw")) and _is_zip(path):
         if not sys.flags.safe_path:
             sys.path[0] = path
+        _install(None)
         runpy.run_path(path, run_name="__main__")
         return 0
     if not sys.flags.safe_path:
@@ -62,6 +68,7 @@ def _run_script(path, argv):
               f"{error.strerror}", file=sys.stderr)
         return 2
     code = compile(source, filename, "exec", dont_inherit=True)
+    _install(source)
     module = _fresh_main(__file__=filename, __cached__=None, __spec__=None,
                          __loader__=SourceFileLoader("__main__", filename))
     return _execute(code, module)
