@@ -122,14 +122,26 @@ def _variance_spread(results):
         floor_share = _floor_share(sources.get("all") or {})
         reference = ((floor_share, f"independent-errors floor: {_percent(floor_share, 0)}")
                      if floor_share is not None else None)
-        bars = [(source, line["share"], *(line.get("share_ci95") or [None, None]))
-                for source, line in sources.items() if line.get("share") is not None]
+        shares = {source: line for source, line in sources.items()
+                  if line.get("share") is not None}
+        # With a few runs the F interval of a share reaches 40 and more: drawn in full it
+        # would flatten every bar, so it is cut at the top of the chart and the caption says so.
+        top = max(1.5, 1.25 * max(line["share"] for line in shares.values()))
+        bars, cut = [], False
+        for source, line in shares.items():
+            low, high = line.get("share_ci95") or [None, None]
+            cut = cut or (high is not None and high > top)
+            bars.append((source, line["share"], low, min(high, top) if high is not None
+                         else None))
         plots.append(figure(
             svg.bar_chart(bars, title="share of the all-sources variance",
                           y_label="variance / variance of all", reference=reference),
             "Each source's variance over the variance of the runs that vary everything, with "
             "its 95 % CI (F distribution). The dashed line: the share that test-set sampling "
-            "alone would give (the independent-errors floor of the all runs)."))
+            "alone would give (the independent-errors floor of the all runs)."
+            + (" Intervals that reach past the chart are cut at its top: with this few runs "
+               "a share is known only roughly (`--format json` gives each interval in full)."
+               if cut else "")))
     floors = [line.get("floor_sd") for line in sources.values() if line.get("floor_sd")]
     bars = [(source, line["sd"], *_sd_band(line)) for source, line in sources.items()
             if line.get("sd") is not None]
