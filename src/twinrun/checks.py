@@ -154,10 +154,12 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
                   store=None, progress=None, environment=None, label=None, judging=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
-    The script writes its trace with `twinrun.keras.Trace()` or `twinrun.torch.Tracer` (both
-    find the path in `TWINRUN_TRACE`) and may call `twinrun.deterministic()` with no seed to
-    take the one passed here. Each replica is recorded as a run in the store, and the verdict
-    as a check.
+    A `python` command runs under twinrun's hooks (`hooked_command`, `twinrun.hooks`): seeded
+    and deterministic before its first line, every Keras `fit` and torch optimizer step traced,
+    so the script needs no change. A script may also write its trace itself with
+    `twinrun.keras.Trace()` or `twinrun.torch.Tracer` (both find the path in `TWINRUN_TRACE`)
+    and call `twinrun.deterministic()` with no seed to take the one passed here. Each replica
+    is recorded as a run in the store, and the verdict as a check.
 
     Arguments:
         command: the argument list, e.g. `["python", "train.py", "--epochs", "1"]`.

@@ -154,6 +154,10 @@ def phase_notes(trace_path, divergence_step=None):
     if not listed:
         return []
     notes = []
+    if read_side(trace_path).get("interleaved"):
+        names = ", ".join(p["name"] for p in listed)
+        return [f"The script's optimizers took turns ({names}); each step that switches names "
+                f"its phase in the trace (`phase`)."]
     if len(listed) > 1:
         names = ", ".join(f"{p['name']} from step {p['first_step']}" for p in listed)
         notes.append(f"The script trained in {len(listed)} phases, traced one after another: "

@@ -30,10 +30,13 @@ class SharedTrace:
         self._writer = None
         self._names = None   # the tensor names in effect in the file
         self._current = None  # the phase that wrote the last step
+        self._newest = None
+        self.interleaved = False  # an earlier phase wrote again after a later one began
 
     def phase(self, name, framework):
         """A writer for a new phase; tracers get it from their `_open_writer`."""
         phase = PhaseWriter(self, f"{name}", framework)
+        self._newest = phase
         self.phases.append({"name": phase.name, "framework": framework,
                             "first_step": self.next_step})
         if self._on_phase is not None:
@@ -50,6 +53,10 @@ class SharedTrace:
     def _step(self, phase, step, epoch, batch, loss, words, extra):
         if self._current is not phase:
             extra.setdefault("phase", phase.name)
+            if self._current is not None and phase is not self._newest:
+                self.interleaved = True  # optimizers taking turns (a GAN, say)
+                if self._on_phase is not None:
+                    self._on_phase(self.phases)
             self._current = phase
         if "names" in extra:
             self._names = list(extra["names"])

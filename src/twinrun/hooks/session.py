@@ -42,8 +42,9 @@ class Session:
         if self.trace_path is None or os.getpid() != self.pid:
             return  # a forked DataLoader worker must not write the parent's file
         phases = self.trace.phases if self.trace is not None else []
-        write_side(self.trace_path, {"format": 1, "phases": phases, "findings": self.findings,
-                                     "determinism": self.controls})
+        interleaved = self.trace.interleaved if self.trace is not None else False
+        write_side(self.trace_path, {"format": 1, "phases": phases, "interleaved": interleaved,
+                                     "findings": self.findings, "determinism": self.controls})
 
     def add_finding(self, rule, frame, title, why, fix):
         """Record a finding at `frame`'s line, once per rule and line."""
