@@ -89,7 +89,8 @@ def records(tmp_path_factory):
                       timeout=600)
     assert checked.returncode == 0, checked.stderr
     studied = run_cli("variance", "--runs", 2, "--vary", "init", "--store", store, "--json",
-                      "--", sys.executable, script, timeout=600)
+                      "--mlflow", f"sqlite:///{folder / 'direct.db'}", "--", sys.executable,
+                      script, timeout=600)
     assert studied.returncode == 0, studied.stderr
     with Store(store, create=False) as opened:
         [check] = opened.list_checks()
@@ -202,14 +203,21 @@ def test_exporting_the_same_records_again_adds_nothing(exported):
 # -- written through the store API --------------------------------------------------------------
 
 @pytest.mark.slow
-def test_check_with_mlflow_exports_its_verdict_and_replicas_as_it_ends(records):
+def test_check_and_variance_with_mlflow_export_themselves_as_they_end(records):
     needs_mlflow()
     uri = f"sqlite:///{records['folder'] / 'direct.db'}"
-    [parent] = search(uri, record_id=records["check_id"])
-    children = [run for run in search(uri)
-                if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(run.data.tags["twinrun.record_id"] for run in children) == sorted(records["replicas"])
+
+    def nested(record_id):
+        [parent] = search(uri, record_id=record_id)
+        children = [run for run in search(uri)
+                    if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        return parent, sorted(run.data.tags["twinrun.record_id"] for run in children)
+
+    parent, children = nested(records["check_id"])
+    assert children == sorted(records["replicas"])
     assert parent.data.tags["twinrun.verdict"] == records["verdict"]["verdict"] == "identical"
+    _, children = nested(records["study_id"])
+    assert children == records["study_runs"]
 
 
 def record_run(store_path, workload="tiny", metric="loss"):

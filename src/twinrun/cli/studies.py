@@ -13,6 +13,7 @@ import click
 from twinrun.cli import main
 from twinrun.errors import TwinrunError
 from twinrun.cli.options import backend_option, data_dir_option, json_option, store_option
+from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
 
 STUDY_METRICS_HELP = "test_accuracy|test_loss|best_val_loss|stopped_epoch"
@@ -79,11 +80,12 @@ def _metric_option(default_text):
 @data_dir_option
 @json_option
 @report_option
+@mlflow_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, threads,
              set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
-             data_dir, as_json, report_path, command):
+             data_dir, as_json, report_path, mlflow_uri, command):
     """How much of a result is chance: N runs per source of randomness, each varied alone.
 
     Without COMMAND it studies a built-in workload; with `-- python train.py ARGS` it runs
@@ -104,7 +106,7 @@ def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, t
                          base=base_definition(base))
     _run_and_report(plan, base, metric, store, as_json,
                     _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
-                    report_path)
+                    report_path, mlflow_uri)
 
 
 @main.command()
@@ -118,9 +120,10 @@ def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, t
 @data_dir_option
 @json_option
 @report_option
+@mlflow_option
 def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_values, jobs,
        executor_name, address, cpus_per_run, gpus_per_run, store, data_dir, as_json,
-       report_path):
+       report_path, mlflow_uri):
     """Stratified K-fold cross-validation: each fold early-stops on its held-out part."""
     from twinrun.studies.plan import plan_cv
     from twinrun.studies.runner import base_definition, check_folds
@@ -132,7 +135,7 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
     check_folds(plan, base)
     _run_and_report(plan, base, metric, store, as_json,
                     _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
-                    report_path)
+                    report_path, mlflow_uri)
 
 
 @main.command()
@@ -151,10 +154,11 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
 @data_dir_option
 @json_option
 @report_option
+@mlflow_option
 @click.pass_context
 def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset, backend, seed,
             threads, set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run,
-            store, data_dir, as_json, report_path):
+            store, data_dir, as_json, report_path, mlflow_uri):
     """A against B: does a change beat the noise between seeds?
 
     \b
@@ -191,6 +195,8 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
         render_compare(results)
     offer_report(results["study_a"], report_path, store=store, as_json=as_json,
                  against=results["study_b"], metric=metric)
+    for study in (results["study_a"], results["study_b"]):
+        export_after(study, mlflow_uri, store=store, as_json=as_json)
 
 
 @main.command()
@@ -201,8 +207,9 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
 @data_dir_option
 @json_option
 @report_option
+@mlflow_option
 def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
-           data_dir, as_json, report_path):
+           data_dir, as_json, report_path, mlflow_uri):
     """Run what is missing of a study (its failed, stopped and never-run runs)."""
     from twinrun.studies.runner import base_of, rebuild_plan, validate_metric
 
@@ -215,7 +222,7 @@ def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_pe
     metric = metric or study["options"].get("metric") or "test_accuracy"
     _run_and_report(plan, base, metric, store, as_json,
                     _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
-                    report_path)
+                    report_path, mlflow_uri)
 
 
 @main.command()
@@ -354,7 +361,8 @@ def _open_store(path, create=True):
     return Store(path, create=create)
 
 
-def _run_and_report(plan, base, metric, store_path, as_json, executor, report_path=None):
+def _run_and_report(plan, base, metric, store_path, as_json, executor, report_path=None,
+                    mlflow_uri=None):
     from twinrun.report.studies import render_study_run, study_progress
     from twinrun.studies.runner import run_study
 
@@ -378,6 +386,7 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor, report_pa
         (report.render_variance if plan.kind == "variance" else report.render_cv)(results)
     offer_report(plan.study_id, report_path, store=store_path, as_json=as_json,
                  metric=None if metric == own_metric else metric)
+    export_after(plan.study_id, mlflow_uri, store=store_path, as_json=as_json)
 
 
 def _results(store, plan, metric, base):

@@ -7,6 +7,7 @@ import click
 from twinrun.cli import main
 from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
                                  seed_option, store_option, threads_option)
+from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
 
 
@@ -23,8 +24,9 @@ from twinrun.cli.outputs import offer_report, report_option
 @data_dir_option
 @json_option
 @report_option
+@mlflow_option
 def train(backend, seed, preset, epochs, patience, no_determinism, threads, store, data_dir,
-          as_json, report_path):
+          as_json, report_path, mlflow_uri):
     """Train the Fashion-MNIST CNN once and record the run."""
     from twinrun.train import train_once
 
@@ -38,3 +40,4 @@ def train(backend, seed, preset, epochs, patience, no_determinism, threads, stor
 
         render_run_result(result)
     offer_report(result["run_id"], report_path, store=store, as_json=as_json)
+    export_after(result["run_id"], mlflow_uri, store=store, as_json=as_json)
