@@ -178,3 +178,12 @@ def test_no_determinism_runs_the_script_as_written_so_an_unseeded_one_diverges(c
     verdict = check("zero_torch.py", store=checks_store, options=["--no-determinism"])
     assert verdict["verdict"] == "diverged"
     assert verdict["first_divergence"]["step"] == 0
+
+
+@pytest.mark.slow
+def test_optimizers_taking_turns_are_traced_step_by_step_and_said_to(checks_store):
+    verdict = check("zero_turns.py", store=checks_store)
+    assert verdict["verdict"] == "identical"
+    assert verdict["steps_compared"] == 6
+    assert any("took turns (optimizer 1 (SGD of Linear), optimizer 2 (Adam of Linear))" in note
+               for note in verdict["notes"])
