@@ -61,7 +61,15 @@ def render_verdict(verdict, label, out=None):
     out = out or console()
     replicas = verdict["replicas"]
     answer_table = all(all(k in r["metrics"] for k in ANSWER_COLUMNS) for r in replicas)
-    title = Text.assemble(f"{len(replicas)} replicas of ", data_text(label))
+    # Against a recorded reference, row 0 is the recording, not a replica run now.
+    row_names = [r.get("label") if r.get("label") == "reference" else str(i)
+             for i, r in enumerate(replicas)]
+    if verdict.get("reference"):
+        runs = len(replicas) - 1
+        title = Text.assemble(f"the reference and {runs} run{'s' if runs != 1 else ''} of ",
+                              data_text(label))
+    else:
+        title = Text.assemble(f"{len(replicas)} replicas of ", data_text(label))
     table = Table(title=title, title_justify="left")
     with_accuracy = any(r["metrics"].get("test_accuracy") is not None for r in replicas)
     table.add_column("#", justify="right")
@@ -76,7 +84,7 @@ def render_verdict(verdict, label, out=None):
     table.add_column("fingerprint", no_wrap=True)
     for i, r in enumerate(replicas):
         m = r["metrics"]
-        cells = [str(i), str(r["steps"])]
+        cells = [row_names[i], str(r["steps"])]
         if answer_table:
             cells += [f"{m[k]:.8f}" for k in ANSWER_COLUMNS]
         else:
@@ -136,8 +144,8 @@ def render_verdict(verdict, label, out=None):
     if diff:
         env = Table(title="environment differences", title_justify="left")
         env.add_column("key")
-        for i in range(len(replicas)):
-            env.add_column(f"replica {i}")
+        for name in row_names:
+            env.add_column(name if name == "reference" else f"replica {name}")
         for d in diff[:20]:
             env.add_row(data_text(d["key"]), *[data_text(_short(v)) for v in d["values"]])
         out.print(env)
