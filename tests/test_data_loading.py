@@ -67,6 +67,21 @@ def test_workers_reseeded_from_the_os_are_identical_under_check_and_diverge_with
 
 @requires_torch
 @pytest.mark.slow
+def test_an_unmodified_loader_script_is_identical_under_check_and_diverges_as_written(store):
+    # zero_loader.py seeds nothing and never imports twinrun: the hooks seed it before its
+    # first line; --no-determinism runs it as written, so its shuffle differs run to run.
+    script = str(Path(AUGMENT).with_name("zero_loader.py"))
+    verdict = check("--", "python", script, store=store)
+    assert verdict["verdict"] == "identical", verdict
+    assert [r["steps"] for r in verdict["replicas"]] == [8, 8]
+    verdict = check("--no-determinism", "--no-localize", "--", "python", script, store=store)
+    assert verdict["verdict"] == "diverged"
+    divergence = verdict["first_divergence"]
+    assert divergence["step"] == 0 and "batch" in divergence["records"], divergence
+
+
+@requires_torch
+@pytest.mark.slow
 def test_a_study_varying_order_varies_a_loader_the_script_never_seeded(store):
     # The script reads no seed: its DataLoader takes the study's order seed through
     # deterministic(), and the study counts that as the script reading it.

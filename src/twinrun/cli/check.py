@@ -79,7 +79,9 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
     Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
-    your script, which writes its trace with twinrun.keras.Trace() or twinrun.torch.Tracer.
+    your script as it is: twinrun seeds it and traces every Keras fit and every PyTorch
+    optimizer step before its first line runs (a script may also trace itself with
+    twinrun.keras.Trace() or twinrun.torch.Tracer).
     A script's reproducibility pitfalls (`twinrun lint`) are printed above the verdict.
     Exit status: 0 identical (or within_tolerance without --strict), 1 diverged, 2 error.
 

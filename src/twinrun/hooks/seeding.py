@@ -77,7 +77,10 @@ class Seeding:
         if self.session.determinism:
             threads = self._threads()
             with self.internal():
-                self._record(framework_module(name).apply(self.seeds, threads, True))
+                framework = framework_module(name)
+                self._record(framework.apply(self.seeds, threads, True))
+                # DataLoader workers and order, tf.data: as deterministic() does.
+                self._record(list(framework.data_loading(self.seeds, True)))
         if name == "torch":
             self.watch(module, "manual_seed", ["torch"])
         elif name == "tensorflow":
