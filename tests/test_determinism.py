@@ -98,6 +98,26 @@ def test_without_threads_the_pools_are_pinned_at_the_frameworks_default_and_reco
     assert f"{report['default']} intra-op" in control["detail"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_asked_thread_count_holds_with_determinism_off(backend):
+    # A study's `all` runs turn determinism off; `--threads 1` must still mean one thread.
+    from twinrun.determinism import environment_for
+
+    env = environment_for(backend, threads=1, determinism=False)
+    assert env["OMP_NUM_THREADS"] == "1"
+    code = ("import json, keras, twinrun\n"
+            "report = twinrun.deterministic(7, threads=1, determinism=False)\n"
+            "print(json.dumps(report.to_dict()))\n")
+    report = run_python(code, backend, PYTHONHASHSEED="123",
+                        **{k: v for k, v in env.items()
+                           if k not in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")})
+    assert report["threads"]["intra_op"] == 1
+    control = next(c for c in report["controls"] if c["name"] == THREAD_CONTROL[backend])
+    # "already set": the launcher's variables sized the pool before the framework started.
+    assert control["state"] in ("applied", "already set"), control
+    assert states(report).get("torch.use_deterministic_algorithms", "off") == "off"
+
+
 def test_a_hash_seed_missing_at_start_up_is_reported_impossible_by_name():
     report = run_python("import json, keras, twinrun\n"
                         "print(json.dumps(twinrun.deterministic(7).to_dict()))", "torch")

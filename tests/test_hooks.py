@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_one_sentence_error, run_cli
-from twinrun.hooks import findings, phases
+from twinrun.hooks import findings, trace_phases
 from twinrun.trace import read_trace
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -107,7 +107,7 @@ def test_a_script_that_traces_itself_is_traced_once(tmp_path):
     assert completed.returncode == 0, completed.stderr
     trace = read_trace(tmp_path / "run.trace")
     assert len(trace.steps) == 8 and [s["step"] for s in trace.steps] == list(range(8))
-    assert phases(tmp_path / "run.trace") == []  # the script's own Tracer wrote it
+    assert trace_phases(tmp_path / "run.trace") == []  # the script's own Tracer wrote it
 
 
 # -- unmodified scripts under `twinrun check` ------------------------------------------------

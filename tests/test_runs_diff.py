@@ -222,7 +222,7 @@ def test_diff_of_unknown_or_mixed_ids_is_one_sentence_and_exit_2(records):
     assert_one_sentence_error(run_cli("diff", one, records["check_a"], "--store", store),
                               "Cannot compare a run with a check")
     assert_one_sentence_error(run_cli("diff", "a.twinrun", "b.twinrun", "--store", store),
-                              "reference files")
+                              "Reference not found: a.twinrun")
 
 
 def test_diff_of_a_missing_store_is_one_sentence_and_exit_2(tmp_path):

@@ -120,9 +120,9 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
         backend: `"tensorflow"`, `"jax"`, `"torch"`; None for the one Keras would pick.
         threads: pin the framework's thread pools to this size; None pins them at the
             framework's default (or at `twinrun check --threads`).
-        determinism: False seeds only, as a user would by hand, and leaves determinism and the
-            thread pools as they are; None means on, unless `twinrun check --no-determinism`
-            launched this process.
+        determinism: False seeds only, as a user would by hand, and leaves determinism off and
+            the thread pools as they are, unless `threads` asks for a size, which holds either
+            way; None means on, unless `twinrun check --no-determinism` launched this process.
         seeds: optional `{source: seed}` that replaces single derived seeds (each from 0 to
             2**31 - 1, see `twinrun.seeds`); the other sources derive from `seed`.
 

@@ -29,12 +29,15 @@ THREADS = "XLA CPU thread pool"
 
 def environment_variables(threads=None, determinism=True):
     """Variables XLA reads when its backend initialises."""
-    if not determinism:
-        return {}
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    if DETERMINISTIC_FLAG not in flags:
-        flags.append(DETERMINISTIC_FLAG)
-    env = {"XLA_FLAGS": " ".join(flags)}
+    env = {}
+    if determinism:
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        if DETERMINISTIC_FLAG not in flags:
+            flags.append(DETERMINISTIC_FLAG)
+        env["XLA_FLAGS"] = " ".join(flags)
+    elif threads is None:
+        return env
+    # A thread count that was asked for holds with determinism off too.
     env.update(thread_environment(threads))
     if threads is not None:
         env[POOL_VARIABLE] = str(threads)
@@ -73,8 +76,11 @@ def apply(seeds, threads=None, determinism=True):
                         "JAX has no global random state; keys are explicit")]
     if not determinism:
         controls.append(Control("XLA --xla_gpu_deterministic_ops", OFF))
-        controls.append(Control(THREADS, OFF,
-                                f"left at {thread_counts()['intra_op']} threads"))
+        if threads is not None:  # asked for: it holds with determinism off too
+            controls.append(_pin_threads(threads, _backend_initialised()))
+        else:
+            controls.append(Control(THREADS, OFF,
+                                    f"left at {thread_counts()['intra_op']} threads"))
         return controls
     initialised = _backend_initialised()
     controls.append(_deterministic_ops(initialised))

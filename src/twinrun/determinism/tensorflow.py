@@ -18,9 +18,11 @@ def environment_variables(threads=None, determinism=True):
     `enable_op_determinism()`; older TensorFlow versions only honour those.
     """
     env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    if not determinism:
+    if determinism:
+        env.update(TF_DETERMINISTIC_OPS="1", TF_CUDNN_DETERMINISTIC="1")
+    elif threads is None:
         return env
-    env.update(TF_DETERMINISTIC_OPS="1", TF_CUDNN_DETERMINISTIC="1")
+    # A thread count that was asked for holds with determinism off too (a study's `all` runs).
     env.update(thread_environment(threads))
     if threads is not None:
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
@@ -62,6 +64,9 @@ def apply(seeds, threads=None, determinism=True):
     controls.append(Control("tf.random.set_seed", APPLIED, f"seed {seeds['backend']}"))
     if not determinism:
         controls.append(Control("tf.config.experimental.enable_op_determinism", OFF))
+        if threads is not None:  # asked for: it holds with determinism off too
+            controls.append(_pin_threads(tf, threads))
+            return controls
         counts = thread_counts()
         controls.append(Control(THREADS, OFF, f"left at {counts['intra_op']} intra-op, "
                                               f"{counts['inter_op']} inter-op"))

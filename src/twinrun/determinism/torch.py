@@ -25,7 +25,8 @@ def environment_variables(threads=None, determinism=True):
         # one busy process it steps in 86 instead of 155 ms (bench/contention.py).
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     if not determinism:
-        return env
+        # A thread count that was asked for holds with determinism off too.
+        return {**env, **thread_environment(threads)} if threads is not None else env
     env["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
     env.update(thread_environment(threads))
     return env
@@ -48,7 +49,10 @@ def apply(seeds, threads=None, determinism=True):
                             f"seed {seeds['backend']} (CPU and every CUDA device)"))
     if not determinism:
         controls.append(Control("torch.use_deterministic_algorithms", OFF))
-        controls.append(Control(THREADS, OFF, _counts_text(thread_counts())))
+        if threads is not None:  # asked for: it holds with determinism off too
+            controls.append(_pin_threads(torch, threads))
+        else:
+            controls.append(Control(THREADS, OFF, _counts_text(thread_counts())))
         return controls
 
     controls.append(_cublas_workspace(torch))

@@ -9,7 +9,7 @@ exactly as `python train.py` would. `install()`, before the script's first line:
   (`seeding`); with `--no-determinism` nothing is seeded: the script runs as written;
 - traces the training: every Keras `Model.fit` (any backend) gets the trace callback
   (`keras`), every PyTorch optimizer step is recorded (`torch`); each fit, or each optimizer,
-  is a phase of the one trace (`phases`);
+  is a phase of the one trace (`trace_phases`; the module `phases` writes them);
 - watches for two pitfalls the syntax tree cannot show: a framework trained with no seed set
   by the script, or seeded after it was drawn from (`seeding`), and a global generator drawn
   from by something other than the model (`draws`). `findings(trace_path)` reads them back.
@@ -23,7 +23,7 @@ import os
 
 from twinrun.hooks.sidefile import read_side, side_path
 
-__all__ = ["install", "findings", "phases", "phase_notes", "side_path", "traces_itself"]
+__all__ = ["install", "findings", "trace_phases", "phase_notes", "side_path", "traces_itself"]
 
 _session = None
 
@@ -127,12 +127,12 @@ def findings(trace_path):
     return list(read_side(trace_path).get("findings") or [])
 
 
-def phases(trace_path):
+def trace_phases(trace_path):
     """The phases of one hooked replica's trace, in order: `{"name", "framework",
     "first_step"}` each (empty for a trace the script wrote itself).
 
     Example:
-    >>> phases("no-such.trace")
+    >>> trace_phases("no-such.trace")
     []
     """
     return list(read_side(trace_path).get("phases") or [])
@@ -150,7 +150,7 @@ def phase_notes(trace_path, divergence_step=None):
     >>> phase_notes("no-such.trace", 3)
     []
     """
-    listed = phases(trace_path)
+    listed = trace_phases(trace_path)
     if not listed:
         return []
     notes = []
