@@ -395,16 +395,9 @@ def _results(store, plan, metric, base):
     if plan.kind != "variance":
         return cv_results(store, plan.study_id, metric=metric)
     results = variance_results(store, plan.study_id, metric=metric, data_dir=base.data_dir)
-    if "command" in plan.definition["base"]:
-        from twinrun.studies.scripts import unread_seeds
+    from twinrun.studies.scripts import name_unread_seeds
 
-        unread = unread_seeds(store, plan)
-        results["unread_seeds"] = sorted(unread)
-        for source, sentence in unread.items():
-            line = results["sources"].get(source)
-            if line is not None:
-                line["note"] = " ".join(filter(None, [sentence[0].upper() + sentence[1:],
-                                                      line.get("note")]))
+    name_unread_seeds(store, plan, results)
     return results
 
 

@@ -196,14 +196,6 @@ def _run_value(run, planned, metric):
 
 def _name_unread_seeds(store, plan, results):
     """A script study's sources whose seed the script never read, as `twinrun variance` says."""
-    if "command" not in plan.definition.get("base", {}):
-        return
-    from twinrun.studies.scripts import unread_seeds
+    from twinrun.studies.scripts import name_unread_seeds
 
-    unread = unread_seeds(store, plan)
-    results["unread_seeds"] = sorted(unread)
-    for source, sentence in unread.items():
-        line = results["sources"].get(source)
-        if line is not None:
-            line["note"] = " ".join(filter(None, [sentence[0].upper() + sentence[1:],
-                                                  line.get("note")]))
+    name_unread_seeds(store, plan, results)

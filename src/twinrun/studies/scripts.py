@@ -244,3 +244,24 @@ def unread_seeds(store, plan):
                      f"vary its {SEED_PURPOSE[source]}: seed them from "
                      f"twinrun.seeds()[\"{source}\"] (README, \"Studies of your own script\").")
             for source in varied if source not in read}
+
+
+def name_unread_seeds(store, plan, results):
+    """Add to a study's `results` the sources whose seed its script never read: the list under
+    `unread_seeds`, and each sentence in front of that source's `note`. Built-in workloads read
+    every seed, so their results are left as they are.
+
+    Arguments:
+        store: an open `Store`.
+        plan: the study's `StudyPlan`.
+        results: the dict `variance_results` returned (changed in place).
+    """
+    if "command" not in plan.definition.get("base", {}):
+        return
+    unread = unread_seeds(store, plan)
+    results["unread_seeds"] = sorted(unread)
+    for source, sentence in unread.items():
+        line = results["sources"].get(source)
+        if line is not None:
+            line["note"] = " ".join(filter(None, [sentence[0].upper() + sentence[1:],
+                                                  line.get("note")]))
