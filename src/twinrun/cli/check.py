@@ -5,8 +5,7 @@ import click
 from twinrun.cli import main
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import report_option
-from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
-                                 seed_option, store_option)
+from twinrun.cli.options import data_dir_option, json_option, store_option, workload_run_options
 
 
 def _thread_list(ctx, param, value):
@@ -31,13 +30,7 @@ def _switch_list(ctx, param, value):
 @click.option("-n", "n", default=None, type=int,
               help="Number of replicas (default 2; with --against, runs compared with the "
                    "reference, default 1).")
-@click.option("--workload", default="fashion-cnn", show_default=True,
-              metavar="fashion-cnn|answer-demo", help="Built-in workload (when no command).")
-@preset_option
-@backend_option
-@seed_option
-@click.option("--epochs", default=None, type=int, help="Most epochs (built-in workloads).")
-@click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off.")
+@workload_run_options
 @click.option("--threads", default=None, callback=_thread_list, metavar="N[,N...]",
               help="Thread-pool size, one value for all replicas or one per replica.")
 @click.option("--determinism", "determinism_list", default=None, callback=_switch_list,

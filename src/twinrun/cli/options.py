@@ -16,3 +16,20 @@ data_dir_option = click.option("--data-dir", default=None, metavar="DIR",
 threads_option = click.option("--threads", default=None, type=int,
                               help="Thread-pool size (default: every CPU this process may use).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+def workload_run_options(command):
+    """What names one run of a built-in workload, for `check` and `record`: --workload,
+    --preset, --backend, --seed, --epochs and --no-determinism (in that order in --help)."""
+    for option in reversed([
+        click.option("--workload", default="fashion-cnn", show_default=True,
+                     metavar="fashion-cnn|answer-demo",
+                     help="Built-in workload (when no command)."),
+        preset_option,
+        backend_option,
+        seed_option,
+        click.option("--epochs", default=None, type=int, help="Most epochs (built-in workloads)."),
+        click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off."),
+    ]):
+        command = option(command)
+    return command

@@ -4,20 +4,13 @@ import click
 
 from twinrun.cli import main
 from twinrun.cli.check import _thread_list
-from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
-                                 seed_option, store_option)
+from twinrun.cli.options import data_dir_option, json_option, store_option, workload_run_options
 
 
 @main.command()
 @click.option("-o", "--output", required=True, metavar="REF.twinrun",
               help="The reference file to write (replaced if it exists).")
-@click.option("--workload", default="fashion-cnn", show_default=True,
-              metavar="fashion-cnn|answer-demo", help="Built-in workload (when no command).")
-@preset_option
-@backend_option
-@seed_option
-@click.option("--epochs", default=None, type=int, help="Most epochs (built-in workloads).")
-@click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off.")
+@workload_run_options
 @click.option("--threads", default=None, callback=_thread_list, metavar="N",
               help="Thread-pool size (default: every CPU this process may use).")
 @click.option("--snapshots", is_flag=True,
