@@ -429,30 +429,14 @@ def hooked_command(command):
     if kind not in ("script", "module", "code") or (
             kind == "module" and (target or "").startswith("twinrun.programs.")):
         return command  # twinrun's own programs (`twinrun.check(fn)`) trace themselves
-    i = 0  # where the interpreter's options end (as python_target reads them)
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--"):
-            i += 2 if arg == "--check-hash-based-pycs" else 1
-            continue
-        if arg.startswith("-") and len(arg) > 1:
-            letters = arg[1:]
-            for j, letter in enumerate(letters):
-                if letter in "cm":
-                    if j:  # -uc CODE: split the bundled options from the target
-                        return [command[0], *args[:i], f"-{letters[:j]}", "-m", HOOKED,
-                                f"-{letter}", *([letters[j + 1:]] if letters[j + 1:] else []),
-                                *args[i + 1:]]
-                    target = [f"-{letter}", letters[1:]] if letters[1:] else [f"-{letter}"]
-                    return [command[0], *args[:i], "-m", HOOKED, *target, *args[i + 1:]]
-                if letter in "WX":
-                    if not letters[j + 1:]:
-                        i += 1
-                    break
-            i += 1
-            continue
-        break
-    return [command[0], *args[:i], "-m", HOOKED, *args[i:]]
+    i, j = _program_start(args)
+    if j is None:  # a script: the hooks go right before it
+        return [command[0], *args[:i], "-m", HOOKED, *args[i:]]
+    letters = args[i][1:]
+    rest = letters[j + 1:]
+    bundled = [f"-{letters[:j]}"] if j else []  # -uc CODE: the bundled options stay first
+    return [command[0], *args[:i], *bundled, "-m", HOOKED, f"-{letters[j]}",
+            *([rest] if rest else []), *args[i + 1:]]
 
 
 def _no_trace_message(outcome, command):
@@ -488,11 +472,30 @@ def python_target(args):
     >>> python_target(["-u", "-m", "package.train"])
     ('module', 'package.train')
     """
+    i, j = _program_start(args)
+    if i >= len(args) or args[i] == "-":
+        return "stdin", None
+    if j is None:
+        return "script", args[i]
+    letters = args[i][1:]
+    value = letters[j + 1:] or (args[i + 1] if i + 1 < len(args) else None)
+    return ("code" if letters[j] == "c" else "module"), value
+
+
+def _program_start(args):
+    """Where the program begins in `python ARGS`, past the interpreter's own options:
+    `(i, None)` when `args[i]` is the script (or `-`, stdin), `(i, j)` when letter `j` of the
+    bundled option `args[i]` is its `-c` or `-m`, and `(len(args), None)` when nothing follows.
+
+    Example:
+    >>> _program_start(["-W", "ignore", "-uc", "print(1)"])
+    (2, 1)
+    """
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "-":
-            return "stdin", None
+            return i, None
         if arg.startswith("--"):
             # Long options: only --check-hash-based-pycs takes a value (the next argument).
             i += 2 if arg == "--check-hash-based-pycs" else 1
@@ -500,18 +503,16 @@ def python_target(args):
         if arg.startswith("-") and len(arg) > 1:
             letters = arg[1:]
             for j, letter in enumerate(letters):
-                rest = letters[j + 1:]
                 if letter in "cm":  # the rest of the arguments belong to the program
-                    value = rest or (args[i + 1] if i + 1 < len(args) else None)
-                    return ("code" if letter == "c" else "module"), value
+                    return i, j
                 if letter in "WX":  # takes a value: attached (-Xdev) or the next argument
-                    if not rest:
+                    if not letters[j + 1:]:
                         i += 1
                     break
             i += 1
             continue
-        return "script", arg
-    return "stdin", None
+        return i, None
+    return len(args), None
 
 
 def _module_exists(name):
