@@ -131,3 +131,12 @@ def check(fn, n=2, **options):
     from twinrun.checks import check_function
 
     return check_function(fn, n=n, **options)
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext twinrun` in Jupyter or Colab: adds the `%%twinrun check` cell magic, which
+    checks a training cell in fresh processes without disturbing the kernel (`twinrun.magic`).
+    """
+    from twinrun.magic import register
+
+    register(ipython)

@@ -151,7 +151,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
 
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=None, timeout=None, threads=None, hash_seed="fixed", localize="auto",
-                  store=None, progress=None, environment=None, label=None, judging=None):
+                  store=None, progress=None, environment=None, label=None, judging=None,
+                  program=None):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     A `python` command runs under twinrun's hooks (`hooked_command`, `twinrun.hooks`): seeded
@@ -168,6 +169,9 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         progress: optional callback of `twinrun.replicas.run_replicas`.
         environment: extra environment variables for every replica.
         label: how the check is named in the store (default: the command line).
+        program: what the command runs, where it is not a script: an object with `kind` (the
+            store's kind of check), `label`, `no_trace_message(outcome)` and
+            `locate(verdict, outcomes)` (a notebook: `twinrun.notebook_checks.NotebookProgram`).
 
     Example (it runs train.py twice, so it is not run as a doctest):
 
@@ -187,8 +191,10 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     plan = plan_replicas(n, threads or [None] * n, parallel, _judged_lockstep(judging, lockstep))
     # A script may use any framework (or several): without --backend, prepare them all.
     backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
-    shown = " ".join(map(str, command))
+    shown = program.label if program is not None else " ".join(map(str, command))
     command, target = _resolve_command(command)
+    if program is not None:
+        target = program.label
     command = hooked_command(command)
     check_id = new_check_id()
     records = Store(store)
@@ -244,7 +250,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
                                 on_end=on_end, compare=_streaming(judging))
         for outcome in outcomes:
             if not outcome.reader.trace.header:
-                raise TwinrunError(_no_trace_message(outcome, command))
+                raise TwinrunError(program.no_trace_message(outcome) if program is not None
+                                   else _no_trace_message(outcome, command))
         verdict = _judge(judging, outcomes, [None] * n, plan)
         for entry in verdict.replicas:
             entry["run_id"] = run_ids.get(entry["label"])
@@ -252,9 +259,12 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         if verdict.verdict == DIVERGED and localize:
             _localize(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
                       timeout)
+        if program is not None:
+            program.locate(verdict, outcomes)
         verdict.notes.append(f"traces and logs in {directory}")
-        _record_check(records, check_id, verdict, kind="function" if label else "command",
-                      label=label or shown, folder=directory)
+        kind = program.kind if program is not None else ("function" if label else "command")
+        _record_check(records, check_id, verdict, kind=kind, label=label or shown,
+                      folder=directory)
         return verdict
     finally:
         records.close()

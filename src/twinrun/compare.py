@@ -56,6 +56,9 @@ class Verdict:
     findings: list = field(default_factory=list)
     # The check's id in the store, once recorded.
     check_id: str | None = None
+    # A notebook's check: each traced phase with the cell (and line) that trained it, and the
+    # phase the divergence is in (`twinrun.notebooks.places`).
+    notebook: dict | None = None
 
     @property
     def identical(self):

@@ -210,11 +210,25 @@ def _check_one(replica, timeout, end, stop_all, waiting=False):
         tail = child.log_tail()
         end(replica, failure=f"exited with code {code}")
         stop_all(f"stopped by twinrun check: {label} exited with code {code}")
+        explained = _own_explanation(replica.spec)
+        if explained:
+            raise TwinrunError(f"{label.capitalize()} failed: {explained}; the other replicas "
+                               f"were stopped, and its whole output is in {replica.spec.log}.")
         raise TwinrunError(
             f"{label.capitalize()} exited with code {code}; the other replicas were stopped. "
             f"Its whole output is in {replica.spec.log}; the end of it:\n{tail}")
     end(replica)
     return True
+
+
+def _own_explanation(spec):
+    """The one sentence a failing replica left on why (`<trace>.failure`: a notebook's cell
+    that raised), or None."""
+    try:
+        text = Path(f"{spec.trace}.failure").read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return text.rstrip(".") or None
 
 
 def _states(pending, running, finished):

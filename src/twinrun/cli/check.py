@@ -5,7 +5,8 @@ import click
 from twinrun.cli import main
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import report_option
-from twinrun.cli.options import data_dir_option, json_option, store_option, workload_run_options
+from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
+                                 workload_run_options)
 
 
 def _thread_list(ctx, param, value):
@@ -60,6 +61,7 @@ def _switch_list(ctx, param, value):
               help="With --rtol: exit 1 for within_tolerance too (only identical passes).")
 @report_option
 @mlflow_option
+@parameter_option
 @store_option
 @data_dir_option
 @json_option
@@ -68,13 +70,17 @@ def _switch_list(ctx, param, value):
 def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, determinism_list,
           threads, hash_seed,
           parallel, lockstep, timeout, localize, against, rtol, atol, strict, report_path,
-          mlflow_uri, store, data_dir, as_json, command):
+          mlflow_uri, parameters, store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
     Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
     your script as it is: twinrun seeds it and traces every Keras fit and every PyTorch
     optimizer step before its first line runs (a script may also trace itself with
-    twinrun.keras.Trace() or twinrun.torch.Tracer).
+    twinrun.keras.Trace() or twinrun.torch.Tracer). With NOTEBOOK.ipynb each replica runs
+    the notebook top to bottom in a fresh Jupyter kernel whose environment twinrun sets
+    before it starts, hooked the same way; the verdict names cells and lines, and each
+    replica's executed notebook is kept in the check's folder (-p NAME VALUE sets a
+    variable after the cell tagged `parameters`).
     A script's reproducibility pitfalls (`twinrun lint`) are printed above the verdict.
     Exit status: 0 identical (or within_tolerance without --strict), 1 diverged, 2 error.
 
@@ -121,7 +127,8 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
     with replica_progress(enabled=not as_json) as progress:
         verdict = _run(checks, command, n, workload, preset, backend, seed, epochs,
                        no_determinism, determinism_list, threads, hash_seed, parallel, lockstep,
-                       timeout, localize, store, data_dir, progress, reference, tolerance)
+                       timeout, localize, store, data_dir, progress, reference, tolerance,
+                       parameters)
     label = " ".join(command) if command else workload
     if as_json:
         click.echo(checks.verdict_json(verdict))  # what `twinrun show CHECK_ID --json` prints
@@ -145,6 +152,20 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
         export_after(verdict.check_id, mlflow_uri, store=store, as_json=as_json)
     passed = verdict.identical or (verdict.verdict == "within_tolerance" and not strict)
     raise SystemExit(0 if passed else 1)
+
+
+def notebook_target(command, parameters=()):
+    """`(notebook, parameters)` when COMMAND names a notebook, else None; `-p` needs one."""
+    from twinrun.errors import TwinrunError
+    from twinrun.notebook_checks import split_notebook_command
+
+    found = split_notebook_command(command) if command else None
+    if found is None:
+        if parameters:
+            raise TwinrunError("-p sets a variable of a notebook; name the notebook, for "
+                               "example `twinrun check nb.ipynb -p lr 0.01`.")
+        return None
+    return found[0], [*map(tuple, parameters), *found[1]]
 
 
 def _default(ctx, name):
@@ -171,12 +192,24 @@ def _recorded_workload(ctx, reference, against, preset, backend, seed, epochs):
 
 def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determinism,
          determinism_list, threads, hash_seed, parallel, lockstep, timeout, localize, store,
-         data_dir, progress, reference=None, tolerance=None):
+         data_dir, progress, reference=None, tolerance=None, parameters=()):
+    notebook = notebook_target(command, parameters)
     if command:
         options = dict(backend=backend, seed=seed,
                        determinism=determinism_list or [not no_determinism],
                        parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
                        hash_seed=hash_seed, store=store, progress=progress)
+        if notebook is not None:
+            from twinrun import notebook_checks
+
+            path, parameters = notebook
+            if reference is not None:
+                return notebook_checks.check_notebook_against(
+                    path, reference, parameters=parameters, n=n or 1, tolerance=tolerance,
+                    **options)
+            return notebook_checks.check_notebook(
+                path, parameters=parameters, n=n or 2, localize=localize, **options,
+                judging=checks.Judging(tolerance=tolerance))
         findings = checks.script_findings(list(command))
         if reference is not None:
             return checks.check_command_against(list(command), reference, n=n or 1,

@@ -33,3 +33,12 @@ def workload_run_options(command):
     ]):
         command = option(command)
     return command
+
+
+def parameter_option(function):
+    """`-p NAME VALUE`: set a variable of a notebook, in the cell after the one tagged
+    `parameters` (papermill's convention)."""
+    return click.option("-p", "--parameter", "parameters", nargs=2, multiple=True,
+                        metavar="NAME VALUE",
+                        help="With a notebook: set NAME to VALUE (a Python literal, else text) "
+                             "after the cell tagged `parameters`.")(function)

@@ -23,7 +23,7 @@ import os
 
 from twinrun.hooks.sidefile import read_side, side_path
 
-__all__ = ["install", "findings", "trace_phases", "phase_notes", "side_path", "traces_itself"]
+__all__ = ["install", "finish", "findings", "trace_phases", "phase_notes", "side_path", "traces_itself"]
 
 _session = None
 
@@ -110,6 +110,14 @@ def install(environ=None, traces_itself=False):
     atexit.register(session.finish)
     session.save()
     return session
+
+
+def finish():
+    """End the trace now, not at exit: a notebook's kernel is shut down by its client, which
+    need not run the process's exit handlers. Does nothing where the hooks are not installed.
+    """
+    if _session is not None:
+        _session.finish()
 
 
 def findings(trace_path):

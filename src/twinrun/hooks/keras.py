@@ -47,7 +47,7 @@ def install(session, seeding):
         count[0] += 1
         tap = BatchTap()
         trace = HookedTrace(session, f"fit {count[0]} (model '{self.name}')", tap,
-                            first=not session.trace.phases)
+                            first=not session.trace.phases, where=session.where())
         callbacks.append(trace)
         if positional:
             args = args[:5] + (callbacks,) + args[6:]
@@ -123,13 +123,14 @@ def _trace_class():
     class HookedTrace(Trace):
         """`twinrun.keras.Trace` writing one phase of the shared trace."""
 
-        def __init__(self, session, phase, tap, first):
+        def __init__(self, session, phase, tap, first, where=None):
             super().__init__(path=session.trace_path, batches=tap, snapshots=first)
             self._session = session
             self._phase = phase
+            self._where = where
 
         def _open_writer(self):
-            return self._session.trace.phase(self._phase, "keras")
+            return self._session.trace.phase(self._phase, "keras", self._where)
 
         def on_train_begin(self, logs=None):
             self.step = self._session.trace.next_step
@@ -140,12 +141,12 @@ def _trace_class():
     return HookedTrace
 
 
-def HookedTrace(session, phase, tap, first):  # noqa: N802 - builds the class on first use
+def HookedTrace(session, phase, tap, first, where=None):  # noqa: N802 - builds the class on first use
     """A `twinrun.keras.Trace` for one phase (the class is made when Keras is imported)."""
     global _hooked_trace
     if _hooked_trace is None:
         _hooked_trace = _trace_class()
-    return _hooked_trace(session, phase, tap, first)
+    return _hooked_trace(session, phase, tap, first, where)
 
 
 _hooked_trace = None

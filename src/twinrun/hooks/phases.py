@@ -33,12 +33,18 @@ class SharedTrace:
         self._newest = None
         self.interleaved = False  # an earlier phase wrote again after a later one began
 
-    def phase(self, name, framework):
-        """A writer for a new phase; tracers get it from their `_open_writer`."""
+    def phase(self, name, framework, where=None):
+        """A writer for a new phase; tracers get it from their `_open_writer`.
+
+        `where` is the user's `(file, line)` that started it (the `fit` call, the first
+        `optimizer.step()`), kept so that a notebook's verdict can name its cell.
+        """
         phase = PhaseWriter(self, f"{name}", framework)
         self._newest = phase
-        self.phases.append({"name": phase.name, "framework": framework,
-                            "first_step": self.next_step})
+        entry = {"name": phase.name, "framework": framework, "first_step": self.next_step}
+        if where is not None:
+            entry["file"], entry["line"] = where
+        self.phases.append(entry)
         if self._on_phase is not None:
             self._on_phase(self.phases)
         return phase

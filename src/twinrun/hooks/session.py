@@ -84,6 +84,11 @@ class Session:
             frame = frame.f_back
         return None
 
+    def where(self):
+        """The user's `(file, line)` that called into the hooks, or None."""
+        frame = self.user_frame(depth=3)
+        return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
+
     def finish(self):
         if self.trace is not None and os.getpid() == self.pid:
             self.trace.finish()

@@ -122,7 +122,8 @@ class TorchHooks:
         phase = (f"optimizer {number} ({type(optimizer).__name__} of "
                  f"{type(model).__name__})")
         return _tracer_class()(self.session, phase, model, optimizer,
-                               first=not self.session.trace.phases, probe=self.probe)
+                               first=not self.session.trace.phases, probe=self.probe,
+                               where=self.session.where())
 
 
 def _is_keras_layer(module):
@@ -165,16 +166,17 @@ def _tracer_class():
         """`twinrun.torch.Tracer` writing one phase of the shared trace; `step` is given the
         batch's digest, made from the model's inputs."""
 
-        def __init__(self, session, phase, model, optimizer, first, probe):
+        def __init__(self, session, phase, model, optimizer, first, probe, where=None):
             self._session = session
             self._phase = phase
+            self._where = where
             self._shared_probe = probe
             super().__init__(model, optimizer, path=session.trace_path, snapshots=first)
             if probe is not None and getattr(model, "_twinrun_probed", False):
                 self.probe = probe
 
         def _open_writer(self):
-            return self._session.trace.phase(self._phase, "torch")
+            return self._session.trace.phase(self._phase, "torch", self._where)
 
         def _batch_fingerprint(self, batch):
             return batch

@@ -24,8 +24,13 @@ def render_findings_above(findings, out=None):
         return
     out = out or Console()
     for f in findings:
-        where = f"{f['file']}:{f['line']}" if f.get("file") and f.get("line") else \
-            ("while training" if f.get("source") == "hooks" else "")
+        if f.get("cell") is not None:
+            from twinrun.notebooks.reading import describe_cell
+
+            where = f"{f['file']}, {describe_cell(f['cell'], f.get('cell_title'), f.get('cell_label'))}, line {f['line']}"
+        else:
+            where = f"{f['file']}:{f['line']}" if f.get("file") and f.get("line") else \
+                ("while training" if f.get("source") == "hooks" else "")
         rule = f" [{f['rule']}]" if f.get("rule") else ""
         out.print(Text.assemble(data_text(where, "bold"), "  " if where else "",
                                 data_text(f.get("title") or "", "yellow"),
@@ -36,8 +41,9 @@ def render_findings_above(findings, out=None):
             out.print(Text.assemble("    why: ", data_text(f["why"])))
         if f.get("fix"):
             out.print(Text.assemble("    fix: ", data_text(f["fix"])))
+    what = "notebook" if any(f.get("cell") is not None for f in findings) else "script"
     out.print(Text(f"{len(findings)} reproducibility pitfall"
-                   f"{'s' if len(findings) != 1 else ''} found in the script (`twinrun lint` "
+                   f"{'s' if len(findings) != 1 else ''} found in the {what} (`twinrun lint` "
                    "explains them); the verdict follows."))
     out.print()
 
