@@ -4,7 +4,8 @@ import click
 
 from twinrun.cli import main
 from twinrun.cli.check import _thread_list
-from twinrun.cli.options import data_dir_option, json_option, store_option, workload_run_options
+from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
+                                 workload_run_options)
 
 
 @main.command()
@@ -17,18 +18,20 @@ from twinrun.cli.options import data_dir_option, json_option, store_option, work
               help="Also keep the per-epoch weight snapshots, so that `check --rtol` compares "
                    "the weights too (larger file).")
 @click.option("--timeout", default=None, type=float, help="Seconds before the run counts as hung.")
+@parameter_option
 @store_option
 @data_dir_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(output, workload, preset, backend, seed, epochs, no_determinism, threads, snapshots,
-           timeout, store, data_dir, as_json, command):
+           timeout, parameters, store, data_dir, as_json, command):
     """Run a training once and write its per-step fingerprints, losses and environment to
     REF.twinrun, to check later runs against (`twinrun check --against REF.twinrun`), on
     another machine or after an upgrade.
 
     Without COMMAND it records a built-in workload; with `-- python train.py ARGS`, your
-    script (traced as under `twinrun check`). The format is documented in
+    script (traced as under `twinrun check`); with NOTEBOOK.ipynb, the notebook run top to
+    bottom in a fresh kernel. The format is documented in
     docs/reference-format.md. Exit status: 0 written, 2 error.
     """
     from twinrun import checks
@@ -38,8 +41,18 @@ def record(output, workload, preset, backend, seed, epochs, no_determinism, thre
     if threads is not None and len(threads) != 1:
         raise TwinrunError(f"Expected one --threads value for the one run. Received: "
                            f"{len(threads)} values.")
+    from twinrun.cli.check import notebook_target
+
+    notebook = notebook_target(command, parameters)
     with replica_progress(enabled=not as_json) as progress:
-        if command:
+        if notebook is not None:
+            from twinrun.notebook_checks import record_notebook
+
+            verdict = record_notebook(
+                notebook[0], output, parameters=notebook[1], snapshots=snapshots, seed=seed,
+                backend=backend, determinism=[not no_determinism], threads=threads,
+                timeout=timeout, store=store, progress=progress)
+        elif command:
             verdict = checks.record_command(
                 list(command), output, snapshots=snapshots, seed=seed, backend=backend,
                 determinism=[not no_determinism], threads=threads, timeout=timeout,

@@ -12,7 +12,8 @@ import click
 
 from twinrun.cli import main
 from twinrun.errors import TwinrunError
-from twinrun.cli.options import backend_option, data_dir_option, json_option, store_option
+from twinrun.cli.options import (backend_option, data_dir_option, json_option,
+                                 parameter_option, store_option)
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
 
@@ -81,22 +82,24 @@ def _metric_option(default_text):
 @json_option
 @report_option
 @mlflow_option
+@parameter_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, threads,
              set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
-             data_dir, as_json, report_path, mlflow_uri, command):
+             data_dir, as_json, report_path, mlflow_uri, parameters, command):
     """How much of a result is chance: N runs per source of randomness, each varied alone.
 
     Without COMMAND it studies a built-in workload; with `-- python train.py ARGS` it runs
     your script once per run, which takes its seeds from twinrun.seeds() and reports with
-    twinrun.log_metrics(...) (or twinrun.keras.Trace() in fit).
+    twinrun.log_metrics(...) (or twinrun.keras.Trace() in fit). A notebook (NOTEBOOK.ipynb,
+    -p NAME VALUE) runs top to bottom in a fresh kernel per run, with the same hand-over.
     """
     from twinrun.studies.plan import plan_variance
 
-    if command:
+    if command or parameters:
         settings, metric, base = _prepare_script(ctx, command, set_values, vary, metric,
-                                                 backend, threads)
+                                                 backend, threads, parameters)
     else:
         settings, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
                                           threads, data_dir)
@@ -264,7 +267,7 @@ def _prepare(set_values, metric, workload, preset, backend, seed, threads, data_
     return settings, metric, base
 
 
-def _prepare_script(ctx, command, set_values, vary, metric, backend, threads):
+def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, parameters=()):
     """The settings, metric and `ScriptBase` of a study of the user's script."""
     from twinrun.studies.plan import parse_sources
     from twinrun.studies.runner import validate_metric
@@ -280,6 +283,12 @@ def _prepare_script(ctx, command, set_values, vary, metric, backend, threads):
                                if part.strip()])
     check_script_study(parse_sources(vary), settings)
     metric = validate_metric(metric or "test_accuracy")
+    from twinrun.cli.check import notebook_target
+
+    notebook = notebook_target(command, parameters)
+    if notebook is not None:
+        return settings, metric, ScriptBase.from_notebook(*notebook, backend=backend,
+                                                          threads=threads)
     return settings, metric, ScriptBase.from_command(command, backend=backend, threads=threads)
 
 

@@ -80,6 +80,20 @@ class ScriptBase:
                    backend=resolve_backend(backend) if backend else None, threads=threads,
                    label=label, digest=script_digest(label, os.getcwd()))
 
+    @classmethod
+    def from_notebook(cls, path, parameters=(), backend=None, threads=None):
+        """The study's base for a notebook: each run is the notebook top to bottom in a fresh
+        kernel (`twinrun.programs.notebook`, without the check's hooks, as a script study's
+        runs are not hooked), which inherits the run's environment and so its hand-over."""
+        from twinrun.notebook_checks import notebook_command, validate_notebook
+
+        validate_notebook(path, parameters)
+        command = notebook_command(path, parameters) + ["--no-hooks"]
+        base = cls.from_command(command, backend=backend, threads=threads)
+        return cls(command=base.command, cwd=base.cwd, backend=base.backend,
+                   threads=base.threads, label=str(path),
+                   digest=script_digest(str(path), base.cwd))
+
     def definition(self):
         """The plan's `base`: part of the study id, so another command is another study.
 
