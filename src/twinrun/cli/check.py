@@ -6,7 +6,7 @@ from twinrun.cli import main
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import report_option
 from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
-                                 workload_run_options)
+                                 timeout_option, workload_run_options)
 
 
 def _thread_list(ctx, param, value):
@@ -45,7 +45,7 @@ def _switch_list(ctx, param, value):
               help="Lockstep (the default): every replica at once, compared step by step, all "
                    "stopped at the first difference. --no-lockstep: each trains to its end "
                    "(the verdict shows how the difference grew).")
-@click.option("--timeout", default=None, type=float, help="Seconds before a replica counts as hung.")
+@timeout_option("Seconds before a replica counts as hung.")
 @click.option("--localize/--no-localize", default=True, show_default=True,
               help="On divergence, rerun to name the first layer that differs.")
 @click.option("--against", "against", default=None, metavar="REF.twinrun",
@@ -190,6 +190,11 @@ def _recorded_workload(ctx, reference, against, preset, backend, seed, epochs):
             identity.get("epochs") if _default(ctx, "epochs") else epochs)
 
 
+def _count(n, default):
+    # Not `n or default`: -n 0 is refused by the check, not replaced by the default.
+    return default if n is None else n
+
+
 def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determinism,
          determinism_list, threads, hash_seed, parallel, lockstep, timeout, localize, store,
          data_dir, progress, reference=None, tolerance=None, parameters=()):
@@ -205,18 +210,18 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
             path, parameters = notebook
             if reference is not None:
                 return notebook_checks.check_notebook_against(
-                    path, reference, parameters=parameters, n=n or 1, tolerance=tolerance,
+                    path, reference, parameters=parameters, n=_count(n, 1), tolerance=tolerance,
                     **options)
             return notebook_checks.check_notebook(
-                path, parameters=parameters, n=n or 2, localize=localize, **options,
+                path, parameters=parameters, n=_count(n, 2), localize=localize, **options,
                 judging=checks.Judging(tolerance=tolerance))
         findings = checks.script_findings(list(command))
         if reference is not None:
-            return checks.check_command_against(list(command), reference, n=n or 1,
+            return checks.check_command_against(list(command), reference, n=_count(n, 1),
                                                 tolerance=tolerance, findings=findings,
                                                 **options)
         return checks.check_command(
-            list(command), n=n or 2, localize=localize, **options,
+            list(command), n=_count(n, 2), localize=localize, **options,
             judging=checks.Judging(tolerance=tolerance, findings=findings))
     from twinrun.runconfig import RunConfig
 
@@ -226,7 +231,7 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
     options = dict(parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
                    hash_seed=hash_seed, determinism=determinism_list, progress=progress)
     if reference is not None:
-        return checks.check_workload_against(config, reference, n=n or 1, tolerance=tolerance,
+        return checks.check_workload_against(config, reference, n=_count(n, 1), tolerance=tolerance,
                                              **options)
-    return checks.check_workload(config, n=n or 2, localize=localize, **options,
+    return checks.check_workload(config, n=_count(n, 2), localize=localize, **options,
                                  judging=checks.Judging(tolerance=tolerance))

@@ -55,10 +55,13 @@ def diff(id_a, id_b, show_all, store_dir, as_json):
     if "reference" in kinds:
         raise TwinrunError(f"Cannot compare a reference file with a stored record ({id_a}, "
                            f"{id_b}); give two `.twinrun` files, two run ids or two check ids.")
-    if len(kinds) > 1:
-        raise TwinrunError(f"Cannot compare a run with a check ({id_a}, {id_b}); give two run "
-                           "ids or two check ids (`check-...`).")
     with Store(_path(store_dir), create=False) as store:
+        if len(kinds) > 1:
+            # An unknown id is named first: a typo is likelier than a run meant as a check.
+            for record_id in (id_a, id_b):
+                _full_id(store, record_id)
+            raise TwinrunError(f"Cannot compare a run with a check ({id_a}, {id_b}); give two "
+                               "run ids or two check ids (`check-...`).")
         if kinds == {"check"}:
             check_a, check_b = store.get_check(id_a), store.get_check(id_b)
             result = record_diff.diff_checks(
@@ -87,6 +90,13 @@ def _reference_dict(path):
                     .hexdigest()[:16] for record in reference.trace.steps]
     return {"header": header, "environment": reference.environment,
             "fingerprints": fingerprints}
+
+
+def _full_id(store, record_id):
+    """The stored id `record_id` names; the store's one-sentence error when there is none."""
+    if _kind(record_id) == "check":
+        return store.get_check(record_id)["check_id"]
+    return store.resolve_run_id(record_id)
 
 
 def _kind(record_id):

@@ -18,6 +18,24 @@ threads_option = click.option("--threads", default=None, type=int,
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
+def _positive_seconds(ctx, param, value):
+    import math
+
+    from twinrun.errors import TwinrunError
+
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        # Zero or less would start the replicas only to stop them at once as "hung".
+        raise TwinrunError(f"Expected --timeout to be a number of seconds above 0. "
+                           f"Received: {value:g}.")
+    return value
+
+
+def timeout_option(help):
+    """`--timeout SECONDS`, refused before anything runs unless it is above 0."""
+    return click.option("--timeout", default=None, type=float, callback=_positive_seconds,
+                        metavar="SECONDS", help=help)
+
+
 def workload_run_options(command):
     """What names one run of a built-in workload, for `check` and `record`: --workload,
     --preset, --backend, --seed, --epochs and --no-determinism (in that order in --help)."""

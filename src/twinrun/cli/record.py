@@ -5,7 +5,7 @@ import click
 from twinrun.cli import main
 from twinrun.cli.check import _thread_list
 from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
-                                 workload_run_options)
+                                 timeout_option, workload_run_options)
 
 
 @main.command()
@@ -17,7 +17,7 @@ from twinrun.cli.options import (data_dir_option, json_option, parameter_option,
 @click.option("--snapshots", is_flag=True,
               help="Also keep the per-epoch weight snapshots, so that `check --rtol` compares "
                    "the weights too (larger file).")
-@click.option("--timeout", default=None, type=float, help="Seconds before the run counts as hung.")
+@timeout_option("Seconds before the run counts as hung.")
 @parameter_option
 @store_option
 @data_dir_option

@@ -38,6 +38,24 @@ def _path(store_dir):
     return store_dir if store_dir is not None else default_store_path()
 
 
+def store_to_list(store_dir):
+    """The store a listing command reads, open, or None when there is nothing to list yet.
+
+    Only the default folder may be missing (a new user's first `twinrun runs`); a store that
+    was named, with --store or $TWINRUN_STORE, must exist, be a folder and hold a run store, so
+    that a mistyped path is an error rather than an empty list.
+    """
+    import os
+
+    from twinrun.store import STORE_ENV_VAR, Store, store_exists
+
+    named = store_dir is not None or bool(os.environ.get(STORE_ENV_VAR))
+    path = _path(store_dir)
+    if not named and not store_exists(path):
+        return None
+    return Store(path, create=False)
+
+
 @main.command()
 @click.option("--workload", metavar="W", default=None,
               help="Only runs of this workload: a built-in one (fashion-cnn, answer-demo) or a "
@@ -58,14 +76,17 @@ def runs(workload, backend, study_id, check_id, store_dir, limit, as_json):
 
     The filters combine: `--backend torch --study ID` lists that study's runs on PyTorch.
     """
-    from twinrun.store import Store, store_exists
-
     path = _path(store_dir)
     wanted = _run_filters(workload, backend)
-    if not store_exists(path) and not (study_id or check_id):
+    opened = store_to_list(store_dir)
+    if opened is None and (study_id or check_id):
+        from twinrun.store import Store
+
+        opened = Store(path, create=False)  # says that there is no store to look in
+    if opened is None:
         summaries, total = [], 0
     else:
-        with Store(path, create=False) as store:
+        with opened as store:
             groups = _groups(store, study_id, check_id)
             if len(groups) > 1:  # a study and a check: no run belongs to both
                 summaries, total = [], 0
@@ -143,13 +164,12 @@ def _printable(text):
 @_json_option
 def checks(store_dir, limit, as_json):
     """List the checks in the store (`twinrun check` verdicts), newest first."""
-    from twinrun.store import Store, store_exists
-
     path = _path(store_dir)
-    if not store_exists(path):
+    opened = store_to_list(store_dir)
+    if opened is None:
         summaries, total = [], 0
     else:
-        with Store(path, create=False) as store:
+        with opened as store:
             summaries = store.list_checks(limit=limit or None)
             total = store.count_checks() if limit and len(summaries) == limit else len(summaries)
     if as_json:

@@ -186,7 +186,7 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
                 "lists them), or two variants to run now (`twinrun compare --set-a "
                 "learning_rate=0.001 --set-b learning_rate=0.003 --runs 5`).")
         sessions = None
-        with _open_store(store) as opened:
+        with _open_store(store, create=False) as opened:
             results = compare_results(opened, study_a, study_b, metric=metric)
     if as_json:
         click.echo(_json(results if sessions is None else {**results, "sessions": sessions}))
@@ -218,7 +218,7 @@ def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_pe
 
     if metric is not None:
         validate_metric(metric)
-    with _open_store(store) as opened:
+    with _open_store(store, create=False) as opened:
         study = opened.get_study(study_id)
     plan = rebuild_plan(study)
     base = base_of(study, data_dir)
@@ -233,12 +233,14 @@ def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_pe
 @json_option
 def studies(store, as_json):
     """List the studies in the store, newest first."""
-    from twinrun.store import Store, default_store_path, store_exists
+    from twinrun.cli.runs import store_to_list
+    from twinrun.store import default_store_path
 
     path = store or default_store_path()
     found = []
-    if store_exists(path):
-        with Store(path, create=False) as opened:
+    opened = store_to_list(store)
+    if opened is not None:
+        with opened:
             found = opened.list_studies()
     if as_json:
         click.echo(json.dumps(found, indent=2))

@@ -16,6 +16,9 @@ Example:
 [(2, 'hash-seed-in-python')]
 """
 
+import codecs
+import io
+import tokenize
 from pathlib import Path
 
 from twinrun.errors import TwinrunError
@@ -71,15 +74,11 @@ def lint_file(path):
     except OSError as error:
         raise TwinrunError(f"Cannot read {path} ({error.strerror or error}); pass the path of "
                            "a Python training script.") from None
+    _refuse_undecodable(path, source)
     try:
         return lint_source(source, str(path))
     except SyntaxError as error:
         where = f" at line {error.lineno}" if error.lineno else ""
-        if str(error.msg).startswith("(unicode error) 'utf-8' codec"):
-            raise TwinrunError(f"{path} is not UTF-8 text and declares no other encoding"
-                               f"{where}, so Python cannot read it; save it as UTF-8, or name "
-                               "its encoding in a first-line comment such as "
-                               "`# -*- coding: latin-1 -*-`.") from None
         raise TwinrunError(f"{path} is not Python ({error.msg}{where}); `twinrun lint` reads "
                            "Python scripts (.py).") from None
     except ValueError as error:  # a null byte: a binary file
@@ -90,3 +89,33 @@ def lint_file(path):
         # `not not ...`), and so does `python` itself, with the same errors.
         raise TwinrunError(f"{path} is nested too deeply for Python to parse (python itself "
                            "cannot run it); `twinrun lint` reads Python scripts (.py).") from None
+
+
+def _refuse_undecodable(path, source):
+    """Refuse bytes Python cannot decode, naming the line of the first bad byte.
+
+    The parser's own error gives the line where the token holding the byte ends (a docstring's
+    last line), or nothing for a byte in a comment, which `ast.parse` accepts although `python`
+    refuses the file.
+    """
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    except SyntaxError:  # the first lines are not UTF-8 and carry no encoding comment
+        encoding = "utf-8"
+    try:
+        codecs.lookup(encoding)
+        source.decode(encoding)
+    except LookupError:
+        return  # an unknown encoding name: the parser's own sentence says so
+    except UnicodeDecodeError as error:
+        line = source[:error.start].count(b"\n") + 1
+        if codecs.lookup(encoding).name == "utf-8":
+            raise TwinrunError(
+                f"{path} is not UTF-8 text and declares no other encoding (line {line} holds "
+                f"byte {source[error.start]:#04x}), so Python cannot read it; save it as "
+                "UTF-8, or name its encoding in a first-line comment such as "
+                "`# -*- coding: latin-1 -*-`.") from None
+        raise TwinrunError(
+            f"{path} declares the encoding {encoding}, but line {line} holds byte "
+            f"{source[error.start]:#04x}, which is not {encoding}; save it in the encoding it "
+            "declares, or correct its first-line comment.") from None

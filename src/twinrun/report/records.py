@@ -56,7 +56,15 @@ def load_report(store, record_id, *, against=None, metric=None):
     except StoreError:
         if _is_study(store, key):
             return study_report(store, key, metric=metric)
+        if _looks_like_study_id(key):
+            store.get_study(key)  # raises the sentence that points to `twinrun studies`
         raise
+
+
+def _looks_like_study_id(key):
+    # Run ids start with their date (20261201-...); study ids with their kind (variance-...,
+    # cv-...), so a key that starts with a letter was meant as a study.
+    return bool(key) and key[0].isalpha()
 
 
 def _is_study(store, key):

@@ -240,6 +240,8 @@ class Store(StudyRecords):
         self._pid = None
         if create:
             self._prepare_folder()
+        elif self.path.is_file():
+            raise StoreError(self._file_not_folder())
         elif not self.db_path.is_file():
             raise StoreError(
                 f"There is no run store at {self.path}; `twinrun train` creates one there, "
@@ -254,6 +256,13 @@ class Store(StudyRecords):
     def _cannot_write(self, error):
         reason = os.strerror(error.errno).lower() if error.errno else str(error)
         return StoreError(f"Cannot write the run store at {self.path}: {reason}. {_NEXT_STEP}")
+
+    def _file_not_folder(self):
+        if self.path.name == DB_NAME:
+            return (f"{self.path} is the run store's database file; pass its folder instead: "
+                    f"--store {self.path.parent}.")
+        return (f"{self.path} is a file, not a run store folder; pass the folder that holds "
+                f"{DB_NAME} (`twinrun train` creates one) with --store DIR.")
 
     def _prepare_folder(self):
         if self.path.exists() and not self.path.is_dir():
