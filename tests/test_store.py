@@ -469,6 +469,7 @@ def test_twinrun_runs_prints_a_plain_table_when_piped(tmp_path):
 
 
 def test_twinrun_runs_says_how_to_record_a_run_when_the_store_is_empty(tmp_path):
+    Store(tmp_path / "fresh").close()
     result = CliRunner().invoke(main, ["runs", "--store", str(tmp_path / "fresh")])
     assert result.exit_code == 0
     assert result.output.strip() == (

@@ -61,10 +61,12 @@ def load_report(store, record_id, *, against=None, metric=None):
         raise
 
 
+# A study id starts with its kind (`twinrun.studies.plan.study_id`): variance-..., cv-....
+_STUDY_ID_PREFIXES = ("variance-", "cv-")
+
+
 def _looks_like_study_id(key):
-    # Run ids start with their date (20261201-...); study ids with their kind (variance-...,
-    # cv-...), so a key that starts with a letter was meant as a study.
-    return bool(key) and key[0].isalpha()
+    return key.startswith(_STUDY_ID_PREFIXES)
 
 
 def _is_study(store, key):
