@@ -312,7 +312,7 @@ def test_without_mlflow_the_export_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_the_mlflow_option_takes_an_optional_tracking_uri():
+def test_the_mlflow_option_takes_an_optional_tracking_uri(tmp_path):
     @click.command()
     @mlflow_option
     def command(mlflow_uri):
@@ -325,7 +325,9 @@ def test_the_mlflow_option_takes_an_optional_tracking_uri():
 
     assert parsed() == "None"
     assert parsed("--mlflow") == "'sqlite:///mlflow.db'"
-    assert parsed("--mlflow", "http://127.0.0.1:5000") == "'http://127.0.0.1:5000'"
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    assert parsed("--mlflow", uri) == repr(uri)
+    assert not (tmp_path / "elsewhere.db").exists()  # checked, not created
     # An id after a bare --mlflow would be taken for the URI: refused, not exported there.
     result = CliRunner().invoke(command, ["--mlflow", "variance-0a1b2c3d4e"])
     assert result.exit_code == 2 and "is not a tracking URI" in result.output

@@ -1,13 +1,16 @@
 """`twinrun export mlflow ID...`, and the `--mlflow [TRACKING_URI]` option other commands take.
 
-Other commands export what they recorded with two lines:
+Other commands export what they recorded with two lines (a failed export, after the result, is
+a warning: `twinrun.cli.warn_on_failure`):
 
     from twinrun.cli.export import export_after, mlflow_option
+    from twinrun.cli import warn_on_failure
 
-    @mlflow_option                        # adds `mlflow_uri` (None unless --mlflow is given)
+    @mlflow_option                        # adds `mlflow_uri` (None unless --mlflow is given);
+                                          # an unusable one is refused before the command runs
     def train(..., mlflow_uri, store, as_json):
         ...                               # run and record
-        export_after(run_id, mlflow_uri, store=store, as_json=as_json)
+        warn_on_failure(export_after, run_id, mlflow_uri, store=store, as_json=as_json)
 """
 
 import click
@@ -20,11 +23,18 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def _tracking_uri(ctx, param, value):
+    if value is None:
+        return None
     # `--mlflow` takes an optional value, so `--mlflow STUDY_A` would read the id as the URI.
-    if value is not None and "://" not in value:
+    if "://" not in value:
         raise click.BadParameter(
             f"{value!r} is not a tracking URI (sqlite:///mlflow.db, http://HOST:PORT); give "
             f"one after --mlflow, or put --mlflow after the other arguments.")
+    from twinrun.export.mlflow import validate_tracking_uri
+
+    # Now, before the command trains: an export that fails at the end must not be the first
+    # sign that MLflow is missing or its server down.
+    validate_tracking_uri(value)
     return value
 
 

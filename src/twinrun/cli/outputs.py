@@ -12,10 +12,11 @@ stored, hands its id over:
     @json_option
     def check(..., report_path, store, as_json):
         ...                                   # run and record the check
-        offer_report(check_id, report_path, store=store, as_json=as_json)
+        warn_on_failure(offer_report, check_id, report_path, store=store, as_json=as_json)
 
 - `report_option` adds `--report PATH`; the command receives it as `report_path` (None when
-  not given). A PATH whose folder does not exist is refused before the command runs anything.
+  not given). A PATH whose folder does not exist, is under a file or cannot be written in is
+  refused before the command runs anything.
 - `offer_report(record_id, report_path, *, store=None, as_json=False, against=None,
   metric=None)`:
   with a PATH it writes the record's page there, in the format its suffix names (`.html`,
@@ -30,6 +31,8 @@ stored, hands its id over:
 
 Errors are one `TwinrunError` sentence: an unknown id, a missing store, a file that cannot be
 written (after a recorded run, the sentence says the record is kept and how to write it again).
+The commands that record call `offer_report` through `twinrun.cli.warn_on_failure`, so that a
+report that fails after the result is a `Warning:` and the command keeps its exit status.
 """
 
 import json
@@ -50,13 +53,29 @@ def _check_report_path(ctx, param, value):
     """Refuse a PATH that cannot be written before the command trains anything."""
     if value is None:
         return None
+    import tempfile
+
     path = Path(value).expanduser()
     if path.is_dir():
         raise TwinrunError(f"--report {value} is a folder; give a file name such as "
                            f"{path / 'report.html'}.")
-    if not path.parent.is_dir():
-        raise TwinrunError(f"--report {value}: the folder {path.parent} does not exist; create "
+    folder = path.parent
+    blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()),
+                    None)
+    if blocking is not None:
+        raise TwinrunError(f"--report {value}: {blocking} is a file, not a folder, so nothing "
+                           f"can be written under it; give a file in an existing folder.")
+    if not folder.is_dir():
+        raise TwinrunError(f"--report {value}: the folder {folder} does not exist; create "
                            f"it or give a file in an existing folder.")
+    try:
+        # A real file, not os.access, which says yes to root on a read-only mount.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".twinrun-write-check-"):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise TwinrunError(f"--report {value}: cannot write in the folder {folder} ({reason}); "
+                           f"give a file in a folder you can write.") from None
     return str(path)
 
 

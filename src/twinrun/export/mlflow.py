@@ -205,11 +205,139 @@ def _import_mlflow():
     return MlflowClient
 
 
+def _scheme(uri):
+    return uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else "file"
+
+
+def validate_tracking_uri(uri, option="--mlflow", timeout=5.0):
+    """Refuse, in one sentence, a tracking store an export could not write to, before the
+    command that exports at its end runs anything.
+
+    MLflow must be installed; a `sqlite:///` database's folder must exist and take a new file,
+    and the database, if there, must be SQLite; a server (`http://`, `postgresql://`, ...) must
+    answer within `timeout` seconds. Nothing is created, and MLflow is not imported (a second
+    or more).
+
+    Arguments:
+        uri: the tracking URI.
+        option: the option that gave it, named in the sentence.
+        timeout: seconds to wait for a server.
+
+    Example:
+
+        validate_tracking_uri("http://127.0.0.1:5000")   # TwinrunError unless a server answers
+    """
+    import importlib.util
+
+    scheme = _scheme(uri)
+    if scheme not in _SCHEMES:
+        raise TwinrunError(f"MLflow has no tracking store of the kind {uri} names; pass {option} "
+                           f"sqlite:///mlflow.db (a file here), the http:// address of an MLflow "
+                           f"server, or a database URI (postgresql://, mysql://).")
+    needed = ("mlflow", "sqlalchemy") if scheme == "sqlite" else ("mlflow",)
+    if any(importlib.util.find_spec(name) is None for name in needed):
+        raise TwinrunError(INSTALL_HINT.replace(" and export again", f", or leave out {option}"))
+    database = sqlite_path(uri)
+    if database is not None:
+        _validate_database(database, option)
+    elif scheme in ("http", "https"):
+        _validate_server(uri, option, timeout)
+    elif scheme in _DATABASE_PORTS:
+        _validate_database_server(uri, scheme, option, timeout)
+
+
+# Default ports of the database servers MLflow can track into.
+_DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def _validate_database(database, option):
+    import tempfile
+
+    folder = database.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise TwinrunError(f"Cannot create the MLflow database {database}: its folder {folder} "
+                           f"{what}; create the folder, or pass another {option} URI.")
+    try:
+        # A real file: os.access says yes to root on a read-only mount.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".twinrun-write-check-"):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise TwinrunError(f"Cannot write the MLflow database {database} ({reason}); pass "
+                           f"another {option} URI.") from None
+    if database.exists():
+        try:
+            with open(database, "rb") as opened:
+                head = opened.read(16)
+        except OSError as error:
+            reason = (error.strerror or str(error)).lower()
+            raise TwinrunError(f"Cannot read the MLflow database {database} ({reason}); pass "
+                               f"another {option} URI.") from None
+        if head and head != b"SQLite format 3\x00":
+            raise TwinrunError(f"{database} is not a SQLite database, so MLflow cannot track "
+                               f"into it; pass another {option} URI.")
+
+
+def _validate_server(uri, option, timeout):
+    import urllib.error
+    import urllib.request
+
+    # MLflow's own REST call. It answers 200, or an error in MLflow's JSON (404
+    # RESOURCE_DOES_NOT_EXIST before the experiment exists); a login in front of it 401 or
+    # 403. Any other answer comes from something that is not MLflow (a proxy, another site).
+    probe = (uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name="
+             + EXPERIMENT_NAME)
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout):
+            return
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403) or _mlflow_error_body(error):
+            return
+        raise TwinrunError(f"{uri} answered HTTP {error.code} to MLflow's REST API, so it is "
+                           f"not an MLflow tracking server; pass the address of one (`mlflow "
+                           f"server` prints it) with {option}.") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise TwinrunError(f"Cannot reach the MLflow tracking server {uri} ({_reason(reason)}); "
+                           f"start it, or pass another {option} URI.") from None
+
+
+def _mlflow_error_body(response):
+    import json
+
+    try:
+        body = json.loads(response.read(64 * 1024) or b"null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and "error_code" in body
+
+
+def _validate_database_server(uri, scheme, option, timeout):
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    try:
+        host, port = parts.hostname or "localhost", parts.port or _DATABASE_PORTS[scheme]
+        socket.create_connection((host, port), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise TwinrunError(f"Cannot reach the database server of the MLflow tracking store "
+                           f"{uri} ({_reason(error)}); start it, or pass another {option} "
+                           f"URI.") from None
+
+
+def _reason(error):
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error) or type(error).__name__
+
+
 class _Session:
     """An MLflow client on one tracking store and experiment, finding runs by record id."""
 
     def __init__(self, uri, experiment):
-        scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else "file"
+        scheme = _scheme(uri)
         if scheme not in _SCHEMES:
             raise TwinrunError(f"MLflow has no tracking store of the kind {uri} names; pass "
                                f"--tracking-uri sqlite:///mlflow.db (a file here), the "
