@@ -34,6 +34,11 @@ FORMAT_VERSION = 1
 HEADER = "reference.json"
 # The zip comment: `file`, `less` or a hex dump shows what the archive is at a glance.
 COMMENT = b"twinrun reference (docs/reference-format.md)"
+# The most a member may unpack to. A reference is read before anything runs, and a zip can
+# announce gigabytes from a few bytes (a zip bomb). The header of a long training is a few MB;
+# the step columns are 8 bytes a step; a snapshot is one epoch's weights.
+MAX_HEADER_BYTES = 256 << 20
+MAX_MEMBER_BYTES = 4 << 30
 
 
 @dataclass
@@ -79,7 +84,7 @@ class Reference:
                 # Prefixed: the run being checked writes its own snapshots under the same
                 # names (`replica-0.trace.epoch1.npz`) into this folder.
                 local = f"reference.{name}"
-                (folder / local).write_bytes(archive.read(f"snapshots/{name}"))
+                (folder / local).write_bytes(read_member(archive, f"snapshots/{name}"))
                 record["snapshot"] = local
         self.trace.path = folder / "reference.trace"
 
@@ -195,9 +200,12 @@ def read_reference(path):
         raise TwinrunError(not_one) from None
     with archive:
         try:
-            header = json.loads(archive.read(HEADER))
+            header = json.loads(read_member(archive, HEADER, MAX_HEADER_BYTES))
         except (KeyError, ValueError, zipfile.BadZipFile, OSError):
             raise TwinrunError(not_one) from None
+        except MemberTooLarge as error:
+            raise TwinrunError(f"{path} is not a twinrun reference: {error}; pass a file "
+                               f"written by `twinrun record -o FILE`.") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
             raise TwinrunError(not_one)
         version = header.get("format_version")
@@ -209,19 +217,56 @@ def read_reference(path):
                 f"{FORMAT_VERSION}); "
                 + ("upgrade twinrun, or record the reference again with this version."
                    if newer else "record the reference again with this version."))
+        _refuse_path_names(path, header)
         try:
             trace = _trace(path, header, archive)
-        except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError) as error:
+        except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError,
+                MemberTooLarge) as error:
             raise TwinrunError(f"{path} is a damaged twinrun reference ({error}); record it "
                                f"again with `twinrun record`.") from None
     return Reference(path=path, header=header, trace=trace)
 
 
+class MemberTooLarge(Exception):
+    """A zip member announces more bytes than a reference may hold."""
+
+
+def read_member(archive, name, limit=MAX_MEMBER_BYTES):
+    """The bytes of one member of `archive`, refused (`MemberTooLarge`) beyond `limit`.
+
+    Arguments:
+        archive: an open `zipfile.ZipFile`.
+        name: the member's name; `KeyError` when there is none.
+        limit: the most bytes it may unpack to.
+    """
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise MemberTooLarge(f"its member {name} unpacks to {info.file_size} bytes, more "
+                             f"than the {limit} a reference may hold")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise MemberTooLarge(f"its member {name} unpacks to more than the {limit} bytes a "
+                             f"reference may hold")
+    return data
+
+
+def _refuse_path_names(path, header):
+    """Refuse snapshot names that would lead out of the folder they are unpacked into."""
+    for record in header.get("epochs") or []:
+        name = record.get("snapshot") if isinstance(record, dict) else None
+        if name and (not isinstance(name, str) or "/" in name or "\\" in name
+                     or ".." in name):
+            raise TwinrunError(f"{path} names a snapshot {name!r} that is not a plain file "
+                               f"name (a path separator or `..`), which `twinrun record` never "
+                               f"writes; it is refused. Record the reference again.")
+
+
 def _trace(path, header, archive):
     arrays = {}
     for name in StepTable.COLUMNS:
-        with archive.open(f"steps/{name}.npy") as member:
-            arrays[name] = np.load(io.BytesIO(member.read()), allow_pickle=False)
+        arrays[name] = np.load(io.BytesIO(read_member(archive, f"steps/{name}.npy")),
+                               allow_pickle=False)
     extras = {int(i): e for i, e in (header.get("extras") or {}).items()}
     steps = StepTable.from_columns(arrays, extras)
     if len(steps) != header.get("steps"):
@@ -233,6 +278,12 @@ def _trace(path, header, archive):
     for record in epochs:
         if record.get("snapshot") and f"snapshots/{record['snapshot']}" not in names:
             raise ValueError(f"snapshot {record['snapshot']} announced but missing")
+        if record.get("snapshot"):
+            member = f"snapshots/{record['snapshot']}"
+            # Checked now, before the run, though only unpacked after it (extract_snapshots).
+            if archive.getinfo(member).file_size > MAX_MEMBER_BYTES:
+                raise MemberTooLarge(f"its member {member} unpacks to more than the "
+                                     f"{MAX_MEMBER_BYTES} bytes a reference may hold")
     return Trace(path=path, header=trace_header, data=header.get("data"), steps=steps,
                  epochs=epochs, finished=bool(header.get("finished")),
                  renamed=[(int(first), list(n)) for first, n in header.get("renamed") or []])
