@@ -2,7 +2,7 @@
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli import main, silence_closed_stdout, warn_on_failure
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import report_option
 from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
@@ -130,26 +130,25 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
                        timeout, localize, store, data_dir, progress, reference, tolerance,
                        parameters)
     label = " ".join(command) if command else workload
-    if as_json:
-        click.echo(checks.verdict_json(verdict))  # what `twinrun show CHECK_ID --json` prints
-    else:
-        from twinrun.report.reference import (render_findings_above,
-                                              render_reference_and_tolerance)
-        from twinrun.report.terminal import render_verdict
-
-        shown = verdict.to_dict()
-        render_findings_above(shown["findings"])
-        if shown["verdict"] == "within_tolerance":
-            # The verdict table says how the bits differ; the tolerance line says it is fine.
-            render_verdict(dict(shown, verdict="diverged"), label)
-        else:
-            render_verdict(shown, label)
-        render_reference_and_tolerance(shown)
+    try:
+        _show(checks, verdict, label, as_json)
+    except BrokenPipeError:
+        # `twinrun check | head`: the reader has what it wanted; the exit status stays the
+        # verdict's.
+        silence_closed_stdout()
+    except SystemExit:
+        # Rich's own way out of a closed stdout (Console.on_broken_pipe: /dev/null, then exit
+        # 1); rendering raises nothing else of the kind, and 1 is not the verdict's to lose.
+        pass
+    # From here on nothing may change the exit status: it is the verdict's (0 or 1), and a
+    # report or export that fails is a warning.
     if verdict.check_id is not None:
         from twinrun.cli.outputs import offer_report
 
-        offer_report(verdict.check_id, report_path, store=store, as_json=as_json)
-        export_after(verdict.check_id, mlflow_uri, store=store, as_json=as_json)
+        warn_on_failure(offer_report, verdict.check_id, report_path, store=store,
+                        as_json=as_json)
+        warn_on_failure(export_after, verdict.check_id, mlflow_uri, store=store,
+                        as_json=as_json)
     passed = verdict.identical or (verdict.verdict == "within_tolerance" and not strict)
     raise SystemExit(0 if passed else 1)
 
@@ -166,6 +165,23 @@ def notebook_target(command, parameters=()):
                                "example `twinrun check nb.ipynb -p lr 0.01`.")
         return None
     return found[0], [*map(tuple, parameters), *found[1]]
+
+
+def _show(checks, verdict, label, as_json):
+    if as_json:
+        click.echo(checks.verdict_json(verdict))  # what `twinrun show CHECK_ID --json` prints
+        return
+    from twinrun.report.reference import render_findings_above, render_reference_and_tolerance
+    from twinrun.report.terminal import render_verdict
+
+    shown = verdict.to_dict()
+    render_findings_above(shown["findings"])
+    if shown["verdict"] == "within_tolerance":
+        # The verdict table says how the bits differ; the tolerance line says it is fine.
+        render_verdict(dict(shown, verdict="diverged"), label)
+    else:
+        render_verdict(shown, label)
+    render_reference_and_tolerance(shown)
 
 
 def _default(ctx, name):

@@ -10,7 +10,7 @@ import math
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli import main, warn_on_failure
 from twinrun.errors import TwinrunError
 from twinrun.cli.options import (backend_option, data_dir_option, json_option,
                                  parameter_option, store_option)
@@ -196,10 +196,11 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
         for session in sessions or ():
             render_study_run(session)
         render_compare(results)
-    offer_report(results["study_a"], report_path, store=store, as_json=as_json,
-                 against=results["study_b"], metric=metric)
+    # The results are shown: a report or export that fails now is a warning, not a failure.
+    warn_on_failure(offer_report, results["study_a"], report_path, store=store,
+                    as_json=as_json, against=results["study_b"], metric=metric)
     for study in (results["study_a"], results["study_b"]):
-        export_after(study, mlflow_uri, store=store, as_json=as_json)
+        warn_on_failure(export_after, study, mlflow_uri, store=store, as_json=as_json)
 
 
 @main.command()
@@ -395,9 +396,11 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor, report_pa
         from twinrun.report import studies as report
 
         (report.render_variance if plan.kind == "variance" else report.render_cv)(results)
-    offer_report(plan.study_id, report_path, store=store_path, as_json=as_json,
-                 metric=None if metric == own_metric else metric)
-    export_after(plan.study_id, mlflow_uri, store=store_path, as_json=as_json)
+    # The results are shown: a report or export that fails now is a warning, not a failure.
+    warn_on_failure(offer_report, plan.study_id, report_path, store=store_path,
+                    as_json=as_json, metric=None if metric == own_metric else metric)
+    warn_on_failure(export_after, plan.study_id, mlflow_uri, store=store_path,
+                    as_json=as_json)
 
 
 def _results(store, plan, metric, base):

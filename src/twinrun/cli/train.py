@@ -4,7 +4,7 @@ import json
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli import main, warn_on_failure
 from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
                                  seed_option, store_option, threads_option)
 from twinrun.cli.export import export_after, mlflow_option
@@ -39,5 +39,6 @@ def train(backend, seed, preset, epochs, patience, no_determinism, threads, stor
         from twinrun.report.terminal import render_run_result
 
         render_run_result(result)
-    offer_report(result["run_id"], report_path, store=store, as_json=as_json)
-    export_after(result["run_id"], mlflow_uri, store=store, as_json=as_json)
+    # The run is recorded: a report or export that fails now is a warning, not a failure.
+    warn_on_failure(offer_report, result["run_id"], report_path, store=store, as_json=as_json)
+    warn_on_failure(export_after, result["run_id"], mlflow_uri, store=store, as_json=as_json)
