@@ -10,19 +10,6 @@ import pytest
 from conftest import assert_one_sentence_error, run_cli
 from twinrun.store import Store
 
-NOTEBOOK = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
-                       "execution_count": None,
-                       "source": ["import random\n", "for name in {'a', 'b'}:\n",
-                                  "    print(name, random.random())\n"]}],
-            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-
-
-@pytest.fixture
-def notebook(tmp_path):
-    path = tmp_path / "nb.ipynb"
-    path.write_text(json.dumps(NOTEBOOK))
-    return path
-
 
 # -- counts and durations ------------------------------------------------------------------------
 
@@ -49,29 +36,6 @@ def test_counts_and_timeouts_out_of_range_are_refused_before_anything_runs(args,
     completed = run_cli(*args, cwd=tmp_path)
     assert_one_sentence_error(completed)
     assert completed.stderr == sentence + "\n"
-    assert not store.exists()
-
-
-# -- notebooks -----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("args", [
-    ["check", "{nb}"],
-    ["check", "--", "python", "{nb}"],
-    ["lint", "{nb}"],
-])
-def test_a_notebook_is_refused_as_not_supported_yet(args, notebook, tmp_path):
-    store = tmp_path / "store"
-    args = [str(notebook) if a == "{nb}" else a for a in args]
-    if args[0] == "check":
-        args.insert(1, "--store")
-        args.insert(2, str(store))
-    completed = run_cli(*args, cwd=tmp_path)
-    command = "twinrun " + args[0]
-    assert_one_sentence_error(completed)
-    assert completed.stderr == (
-        f"Error: {notebook} is a Jupyter notebook, and {command} does not support notebooks "
-        f"yet; export it to a script with `jupyter nbconvert --to script {notebook}` and pass "
-        f"the .py file.\n")
     assert not store.exists()
 
 
