@@ -280,7 +280,7 @@ def test_a_run_left_half_exported_is_replaced_by_the_next_export(tmp_path):
 @pytest.mark.parametrize("uri, fragment", [
     ("nonsense://somewhere", "MLflow has no tracking store of the kind nonsense://somewhere"),
     ("http://127.0.0.1:9", "Could not export to the MLflow tracking store http://127.0.0.1:9"),
-    ("sqlite:////no/such/folder/mlflow.db", "its folder does not exist"),
+    ("sqlite:////no/such/folder/mlflow.db", "its folder /no/such/folder does not exist"),
 ])
 def test_an_unusable_tracking_uri_is_one_sentence(tmp_path, uri, fragment):
     needs_mlflow()

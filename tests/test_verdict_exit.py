@@ -133,8 +133,11 @@ def test_a_report_and_an_export_that_fail_after_a_divergence_keep_exit_1(tmp_pat
     lines = stderr.splitlines()
     assert len(lines) == 2 and all(line.startswith("Warning: ") for line in lines), stderr
     assert "its report was not written" in lines[0]
-    assert f"Cannot create the MLflow database {folder / 'mlflow.db'}" in lines[1]
     assert [path.exists() for path in logged(stderr)] == [True, True]
+    assert lines[1] == (
+        f"Warning: Cannot create the MLflow database {folder / 'mlflow.db'}: its folder {folder} "
+        f"is a file; create the folder, or pass another --mlflow URI. The log of this failure "
+        f"is {logged(stderr)[1]}.")
     with Store(store, create=False) as opened:
         assert [check["verdict"] for check in opened.list_checks()] == ["diverged"]
 
@@ -187,3 +190,18 @@ def test_a_closed_stdout_ends_a_listing_quietly(args, tmp_path):
     # unexpectedly".
     assert process.wait(timeout=300) == 1
     assert stderr == ""
+
+
+def test_against_needs_at_least_one_run_and_starts_none_for_0(tmp_path):
+    store = tmp_path / "store"
+    recorded = run_cli("record", "-o", tmp_path / "ref.twinrun", "--store", store, "--",
+                       "python", TINY, cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    with Store(store, create=False) as opened:
+        before = (opened.list_runs(), opened.list_checks())
+    completed = run_cli("check", "--against", tmp_path / "ref.twinrun", "-n", "0", "--store",
+                        store, "--", "python", TINY, cwd=tmp_path)
+    assert_one_sentence_error(completed)
+    assert completed.stderr == "Error: Expected -n to be at least 1. Received: n=0.\n"
+    with Store(store, create=False) as opened:
+        assert (opened.list_runs(), opened.list_checks()) == before  # nothing ran

@@ -86,7 +86,7 @@ def export_after(record_id, tracking_uri, *, store=None, as_json=False):
     from twinrun.store import Store
 
     with Store(_path(store), create=False) as opened:
-        results = export_records(opened, [record_id], tracking_uri)
+        results = export_records(opened, [record_id], tracking_uri, option="--mlflow")
     echo_exported(results, tracking_uri, err=as_json)
 
 

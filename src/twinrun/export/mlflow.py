@@ -47,7 +47,8 @@ _MAX_METRICS = 1000
 _MAX_PARAMS_TAGS = 100
 
 
-def export_records(store, record_ids, tracking_uri=None, experiment=EXPERIMENT_NAME):
+def export_records(store, record_ids, tracking_uri=None, experiment=EXPERIMENT_NAME,
+                   option="--tracking-uri"):
     """Export stored runs, checks and studies to MLflow; return one summary per record.
 
     Arguments:
@@ -57,6 +58,8 @@ def export_records(store, record_ids, tracking_uri=None, experiment=EXPERIMENT_N
         tracking_uri: the MLflow tracking store; default `sqlite:///mlflow.db` in the current
             folder. A SQLite store keeps its artifacts in `mlartifacts/` beside the database.
         experiment: the MLflow experiment (created if missing).
+        option: the option that gave `tracking_uri`, named in the error sentences
+            (`--mlflow` when a command exports what it just recorded).
 
     Returns one dict per record, in order: `record_id` (the full id), `kind` (run, check or
     study), `mlflow_run_id`, `created` (False when it was already exported), `children` (its
@@ -77,10 +80,10 @@ def export_records(store, record_ids, tracking_uri=None, experiment=EXPERIMENT_N
         if found not in records:
             records.append(found)
     uri = tracking_uri or DEFAULT_TRACKING_URI
-    with _mlflow_errors(uri):
+    with _mlflow_errors(uri, option):
         _import_mlflow()  # first: importing MLflow sets up its loggers, which _quiet then quiets
         with _quiet("mlflow", "alembic"):
-            session = _Session(uri, experiment)
+            session = _Session(uri, experiment, option)
             return [_EXPORTERS[kind](session, store, key) for kind, key in records]
 
 
@@ -255,9 +258,7 @@ def _validate_database(database, option):
 
     folder = database.parent
     if not folder.is_dir():
-        what = "is a file" if folder.exists() else "does not exist"
-        raise TwinrunError(f"Cannot create the MLflow database {database}: its folder {folder} "
-                           f"{what}; create the folder, or pass another {option} URI.")
+        raise TwinrunError(_missing_folder_sentence(database, option))
     try:
         # A real file: os.access says yes to root on a read-only mount.
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".twinrun-write-check-"):
@@ -277,6 +278,13 @@ def _validate_database(database, option):
         if head and head != b"SQLite format 3\x00":
             raise TwinrunError(f"{database} is not a SQLite database, so MLflow cannot track "
                                f"into it; pass another {option} URI.")
+
+
+def _missing_folder_sentence(database, option):
+    folder = database.parent
+    what = "is a file" if folder.exists() else "does not exist"
+    return (f"Cannot create the MLflow database {database}: its folder {folder} {what}; "
+            f"create the folder, or pass another {option} URI.")
 
 
 def _validate_server(uri, option, timeout):
@@ -336,17 +344,16 @@ def _reason(error):
 class _Session:
     """An MLflow client on one tracking store and experiment, finding runs by record id."""
 
-    def __init__(self, uri, experiment):
+    def __init__(self, uri, experiment, option="--tracking-uri"):
         scheme = _scheme(uri)
         if scheme not in _SCHEMES:
             raise TwinrunError(f"MLflow has no tracking store of the kind {uri} names; pass "
-                               f"--tracking-uri sqlite:///mlflow.db (a file here), the "
+                               f"{option} sqlite:///mlflow.db (a file here), the "
                                f"http:// address of an MLflow server, or a database URI "
                                f"(postgresql://, mysql://).")
         database = sqlite_path(uri)
         if database is not None and not database.parent.is_dir():
-            raise TwinrunError(f"Cannot create the MLflow database {database}: its folder does "
-                               f"not exist; create it, or pass another --tracking-uri.")
+            raise TwinrunError(_missing_folder_sentence(database, option))
         with _folder_lock(None if database is None else database.parent):
             self._open(uri, experiment, database)
 
@@ -467,7 +474,7 @@ def _jsonable(value):
 
 
 @contextlib.contextmanager
-def _mlflow_errors(uri):
+def _mlflow_errors(uri, option="--tracking-uri"):
     """MLflow's HTTP settings for an export, and its failures as one sentence each."""
     saved = {name: os.environ.get(name) for name in _HTTP_DEFAULTS}
     for name, value in _HTTP_DEFAULTS.items():
@@ -479,7 +486,7 @@ def _mlflow_errors(uri):
     except TwinrunError:
         raise
     except Exception as error:  # noqa: BLE001  (MLflow, SQLAlchemy and requests all raise)
-        raise TwinrunError(_failure_sentence(uri, error)) from error
+        raise TwinrunError(_failure_sentence(uri, error, option)) from error
     finally:
         for name, value in saved.items():
             if value is None:
@@ -499,11 +506,11 @@ def _quiet(*names):
             logging.getLogger(name).setLevel(level)
 
 
-def _failure_sentence(uri, error):
+def _failure_sentence(uri, error, option="--tracking-uri"):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = lines[0] if lines else type(error).__name__
     if len(detail) > 300:
         detail = detail[:299] + "…"
     return (f"Could not export to the MLflow tracking store {uri} ({type(error).__name__}: "
-            f"{detail}); check --tracking-uri (e.g. sqlite:///mlflow.db, or the address of a "
+            f"{detail}); check {option} (e.g. sqlite:///mlflow.db, or the address of a "
             f"running MLflow server) and try again.")
