@@ -129,6 +129,27 @@ def test_a_parameter_without_a_parameters_cell_is_one_sentence(tmp_path, store):
                               "tagged `parameters`")
 
 
+def test_the_cell_magic_refuses_a_line_it_does_not_take_in_one_sentence():
+    from twinrun.errors import TwinrunError
+    from twinrun.magic import parse_magic_line
+
+    with pytest.raises(TwinrunError, match=r"options it does not take \(--bogus\)"):
+        parse_magic_line("check -n 2 --bogus")
+    with pytest.raises(TwinrunError, match="is not one it takes"):
+        parse_magic_line("train -n 2")
+    assert parse_magic_line("check --threads 1,2 -n 2").threads == [1, 2]
+
+
+def test_the_cell_magic_replays_the_history_without_installs_or_itself():
+    from twinrun.notebooks.history import history_notebook
+
+    history = ["", "%pip install -q twinrun\nimport numpy as np", "%load_ext twinrun",
+               "%%twinrun check\nfit()", "x = np.ones(3)"]
+    made = history_notebook(history, "fit()")
+    assert [(c.source, c.metadata["twinrun"]["label"]) for c in made.cells] == [
+        ("import numpy as np", "In [1]"), ("x = np.ones(3)", "In [4]"), ("fit()", "this cell")]
+
+
 # -- check: real kernels -------------------------------------------------------------------------
 
 @pytest.mark.slow

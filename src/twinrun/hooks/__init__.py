@@ -23,7 +23,8 @@ import os
 
 from twinrun.hooks.sidefile import read_side, side_path
 
-__all__ = ["install", "finish", "findings", "trace_phases", "phase_notes", "side_path", "traces_itself"]
+__all__ = ["install", "finish", "findings", "trace_phases", "phase_notes", "side_path",
+           "traces_itself"]
 
 _session = None
 

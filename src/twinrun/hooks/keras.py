@@ -141,7 +141,7 @@ def _trace_class():
     return HookedTrace
 
 
-def HookedTrace(session, phase, tap, first, where=None):  # noqa: N802 - builds the class on first use
+def HookedTrace(session, phase, tap, first, where=None):  # noqa: N802 - builds its class
     """A `twinrun.keras.Trace` for one phase (the class is made when Keras is imported)."""
     global _hooked_trace
     if _hooked_trace is None:

@@ -68,6 +68,11 @@ def locate_verdict(verdict, trace, notebook):
             else None
         if place is not None:
             finding.update(file=str(notebook), cell=place["cell"], cell_title=place["title"])
+            # The hooks word their findings for a script.
+            for key in ("title", "why"):
+                if isinstance(finding.get(key), str):
+                    finding[key] = finding[key].replace("the script", "the notebook") \
+                        .replace("Run as plain `python`", "Run in a kernel of its own")
             if place["label"]:
                 finding["cell_label"] = place["label"]
     located = []

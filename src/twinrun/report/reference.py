@@ -27,7 +27,8 @@ def render_findings_above(findings, out=None):
         if f.get("cell") is not None:
             from twinrun.notebooks.reading import describe_cell
 
-            where = f"{f['file']}, {describe_cell(f['cell'], f.get('cell_title'), f.get('cell_label'))}, line {f['line']}"
+            cell = describe_cell(f["cell"], f.get("cell_title"), f.get("cell_label"))
+            where = f"{f['file']}, {cell}, line {f['line']}"
         else:
             where = f"{f['file']}:{f['line']}" if f.get("file") and f.get("line") else \
                 ("while training" if f.get("source") == "hooks" else "")
