@@ -212,3 +212,36 @@ def test_a_usage_error_is_the_usage_line_then_one_error_sentence():
     assert completed.stderr == ("Usage: twinrun check [OPTIONS] [COMMAND]...\n"
                                 "Try 'twinrun check --help' for help.\n\n"
                                 "Error: No such option '--no-such-option'.\n")
+
+
+# -- files a command will write ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, where, sentence", [
+    (["record", "-o", "{blocker}/ref.twinrun"], "{blocker}/ref.twinrun",
+     "--output {path}: {blocker} is a file, not a folder, so nothing can be written under it; "
+     "give a file in an existing folder."),
+    (["record", "-o", "{folder}"], "{folder}",
+     "--output {path} is a folder; give a file name such as {path}/ref.twinrun."),
+    (["check", "--report", "{folder}/missing/check.html"], "{folder}/missing/check.html",
+     "--report {path}: the folder {folder}/missing does not exist; create it or give a file in "
+     "an existing folder."),
+    (["train", "--report", "/proc/report.html"], "/proc/report.html",
+     "--report {path}: cannot write in the folder /proc (no such file or directory); give a "
+     "file in a folder you can write."),
+], ids=["record under a file", "record to a folder", "check in a missing folder",
+        "train in /proc"])
+def test_a_file_a_command_cannot_write_is_refused_before_it_runs(args, where, sentence,
+                                                                 tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    names = {"blocker": blocker, "folder": folder}
+    path = where.format(**names)
+    store = tmp_path / "store"
+    script = [] if args[0] == "train" else ["--", "python", "train.py"]
+    completed = run_cli(*[a.format(**names) for a in args], "--store", store, *script,
+                        cwd=tmp_path)
+    assert_one_sentence_error(completed)
+    assert completed.stderr == "Error: " + sentence.format(path=path, **names) + "\n"
+    assert not store.exists()

@@ -49,24 +49,27 @@ FORMATS = ("html", "md", "json")
 SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
 
 
-def _check_report_path(ctx, param, value):
-    """Refuse a PATH that cannot be written before the command trains anything."""
+def writable_file_path(ctx, param, value):
+    """A click callback: refuse a file PATH that cannot be written (`--report`, `record -o`)
+    before the command trains anything, in one sentence that names the option."""
     if value is None:
         return None
     import tempfile
 
+    option = max(param.opts, key=len) if param is not None else "PATH"
     path = Path(value).expanduser()
     if path.is_dir():
-        raise TwinrunError(f"--report {value} is a folder; give a file name such as "
-                           f"{path / 'report.html'}.")
+        example = {"--report": "report.html", "--output": "ref.twinrun"}.get(option, "file")
+        raise TwinrunError(f"{option} {value} is a folder; give a file name such as "
+                           f"{path / example}.")
     folder = path.parent
     blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()),
                     None)
     if blocking is not None:
-        raise TwinrunError(f"--report {value}: {blocking} is a file, not a folder, so nothing "
+        raise TwinrunError(f"{option} {value}: {blocking} is a file, not a folder, so nothing "
                            f"can be written under it; give a file in an existing folder.")
     if not folder.is_dir():
-        raise TwinrunError(f"--report {value}: the folder {folder} does not exist; create "
+        raise TwinrunError(f"{option} {value}: the folder {folder} does not exist; create "
                            f"it or give a file in an existing folder.")
     try:
         # A real file, not os.access, which says yes to root on a read-only mount.
@@ -74,13 +77,13 @@ def _check_report_path(ctx, param, value):
             pass
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
-        raise TwinrunError(f"--report {value}: cannot write in the folder {folder} ({reason}); "
+        raise TwinrunError(f"{option} {value}: cannot write in the folder {folder} ({reason}); "
                            f"give a file in a folder you can write.") from None
     return str(path)
 
 
 report_option = click.option(
-    "--report", "report_path", metavar="PATH", default=None, callback=_check_report_path,
+    "--report", "report_path", metavar="PATH", default=None, callback=writable_file_path,
     expose_value=True,
     help="Also write the report page here (.html, .md or .json by suffix). Without it, the "
          "command that makes the page is printed.")

@@ -4,12 +4,14 @@ import click
 
 from twinrun.cli import main
 from twinrun.cli.check import _thread_list
+from twinrun.cli.outputs import writable_file_path
 from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
                                  timeout_option, workload_run_options)
 
 
 @main.command()
 @click.option("-o", "--output", required=True, metavar="REF.twinrun",
+              callback=writable_file_path,
               help="The reference file to write (replaced if it exists).")
 @workload_run_options
 @click.option("--threads", default=None, callback=_thread_list, metavar="N",
