@@ -275,3 +275,68 @@ def test_a_real_cv_and_its_comparison_with_the_variance_study_render_offline(
     assert_rendered(page, seen, "compare", plots=2)  # both arms' runs; the difference and CI
     verdict = page.inner_text("section:has(h2:text-is('Verdict'))")
     assert small_studies["variance"] in verdict and small_studies["cv"] in verdict
+
+
+@pytest.fixture(scope="session")
+def hash_seed_check(store):
+    """A DIVERGED check of a script whose labels come from iterating a set of strings, run with
+    a random hash seed per replica: lint names the line (set_labels.py:20) that explains it."""
+    script = Path(__file__).parent / "scripts" / "set_labels.py"
+    completed = run_cli("check", "-n", "2", "--hash-seed", "random", "--json", "--store", store,
+                        "--", "python", script)
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+    assert verdict["reading"]["culprit"]["line"] == 20, verdict["reading"]
+    return verdict["check_id"]
+
+
+def test_a_check_page_opens_with_its_headline_and_the_culprits_line_above_the_plots(
+        browser, store, hash_seed_check, tmp_path):
+    path = write_report(store, hash_seed_check, tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-check-headline.png")
+    assert seen == {"console_errors": [], "page_errors": [], "dialogs": [], "requests": []}
+    headline = page.inner_text("#headline")
+    assert headline.startswith("Not reproducible: first differs in the training data")
+    assert "most likely cause: the hash seed, at tests/scripts/set_labels.py:20" in headline \
+        or "set_labels.py:20" in headline
+    culprit = page.inner_text("#culprit")
+    assert "set_labels.py:20" in culprit and "classes = list(names)" in culprit
+    assert "fix: Iterate over sorted(...) of the set instead." in culprit
+    # Both sit above every plot, and no sentence shows a literal backtick.
+    tops = page.evaluate("""() => [document.querySelector('#headline'),
+        document.querySelector('#culprit'), document.querySelector('svg')]
+        .map(e => e.getBoundingClientRect().top)""")
+    assert tops[0] < tops[1] < tops[2], tops
+    assert "`" not in page.inner_text("body")
+    # The findings are laid out, not left as JSON under "More from the verdict".
+    findings = page.inner_text("section:has(h2:text-is('Pitfalls in the script'))")
+    assert "[set-order]" in findings and "why:" in findings
+    assert '"rule"' not in page.inner_text("body")
+
+
+@requires_data
+def test_a_two_fold_cv_page_keeps_its_accuracy_axis_within_0_and_1_and_warns_about_n_2(
+        browser, store, small_studies, tmp_path):
+    path = write_report(store, small_studies["cv"], tmp_path)
+    page, seen = open_offline(browser, path, tmp_path / "report-cv-axis.png")
+    assert seen["console_errors"] == [] and seen["requests"] == []
+    ticks = page.eval_on_selector("svg", """s => [...s.querySelectorAll('text')]
+        .filter(t => t.getAttribute('text-anchor') === 'end').map(t => t.textContent)""")
+    values = [float(t) for t in ticks if t.replace(".", "", 1).replace("-", "", 1).isdigit()]
+    assert values and all(0.0 <= v <= 1.0 for v in values), ticks
+    # The interval drawn (Nadeau & Bengio, on the logit scale) stays inside the plot area.
+    interval_top, interval_bottom, plot_top, plot_bottom = page.eval_on_selector("svg", """s => {
+        const i = s.querySelector('path.interval').getBBox();
+        const r = s.querySelector('rect').getBBox();
+        return [i.y, i.y + i.height, r.y, r.y + r.height]; }""")
+    assert plot_top <= interval_top and interval_bottom <= plot_bottom + 0.5
+    headline = page.inner_text("#headline")
+    assert "over 2 runs" in headline and "Too few runs" in headline
+    warning = page.inner_text("p.few-runs")
+    assert warning.startswith("Warning: both intervals rest on fewer than 5 runs. Only 2 runs")
+    assert "about 18 runs" in warning
+    data = json.loads(write_report(store, small_studies["cv"], tmp_path, "json").read_text())
+    for key in ("ci95", "ci95_corrected"):
+        low, high = data["results"][key]
+        assert 0.0 <= low < high <= 1.0, (key, low, high)
+    assert data["results"]["reading"]["few_runs"] is True

@@ -14,7 +14,7 @@ from twinrun.studies.anova import crossed_variance
 from twinrun.studies.compare import (cohen_d, compare_runs, probability_a_beats_b,
                                      runs_for_power)
 from twinrun.studies.cv import cross_validate_results, cv_summary, validate_folds
-from twinrun.studies.stats import summarize
+from twinrun.studies.stats import summarize, t_interval
 from twinrun.studies.variance import (SourceRuns, class_accuracy_spread,
                                       independent_errors_floor, pairwise_disagreement,
                                       variance_breakdown)
@@ -269,12 +269,33 @@ def test_cross_validation_results_are_shaped_like_cross_validate():
 
 
 def test_the_corrected_cv_interval_is_wider_by_the_nadeau_bengio_factor():
+    # An accuracy's intervals are built on the logit scale: the factor holds there.
     folds = [{"test_accuracy": v} for v in (0.90, 0.92, 0.91, 0.93, 0.89)]
     summary = cv_summary(folds, n_splits=5)
     factor = math.sqrt((1 / 5 + 1 / 4) / (1 / 5))
-    assert summary.ci_corrected.half_width == pytest.approx(summary.summary.ci_t.half_width
-                                                            * factor)
+
+    def logit_half_width(ci):
+        return (math.log(ci.high / (1 - ci.high)) - math.log(ci.low / (1 - ci.low))) / 2
+
+    assert logit_half_width(summary.ci_corrected) == pytest.approx(
+        logit_half_width(summary.summary.ci_t) * factor)
     assert "Nadeau & Bengio" in summary.ci_corrected.method
+    assert "logit" in summary.ci_corrected.method
+
+
+def test_an_accuracy_interval_from_two_folds_stays_within_0_and_1():
+    # The case: two folds of 0.5829 and 0.6088 gave a Student t interval of
+    # [0.43, 0.76] and a corrected one of [0.31, 0.88]; far apart folds gave [0.108, 1.408].
+    summary = cv_summary([{"test_accuracy": 0.30}, {"test_accuracy": 0.95}], n_splits=2)
+    for ci in (summary.summary.ci_t, summary.ci_corrected):
+        assert 0.0 <= ci.low < summary.mean < ci.high <= 1.0
+    plain = t_interval([0.30, 0.95])
+    assert plain.low < 0 and plain.high > 1  # what the unbounded interval said
+
+
+def test_a_loss_interval_is_clipped_at_zero_and_says_so():
+    ci = t_interval([0.01, 0.9], bounds=(0.0, None))
+    assert ci.low == 0.0 and ci.method == "Student t, clipped at 0"
 
 
 def test_a_cv_metric_no_fold_reported_is_refused():

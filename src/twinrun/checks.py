@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from twinrun.compare import (DIVERGED, IDENTICAL, Verdict, first_divergence, likely_causes,
-                             loss_growth, weight_distance)
+from twinrun.compare import (DIVERGED, IDENTICAL, Verdict, first_divergence, gpu_used,
+                             likely_causes, loss_growth, weight_distance)
 from twinrun.errors import TwinrunError
 from twinrun.fingerprint import words_to_hex
 from twinrun.replicas import ReplicaSpec, python_command, run_replicas
@@ -686,7 +686,8 @@ def build_verdict(outcomes, results, plan=None):
         replicas=replicas, first_divergence=divergence, environment_diff=env_diff)
     if divergence is not None:
         verdict.loss_growth = loss_growth(traces, divergence.step)
-        verdict.likely_causes = likely_causes(divergence, env_diff)
+        verdict.likely_causes = likely_causes(divergence, env_diff,
+                                              gpu_used=gpu_used(environments))
     verdict.weight_distance = weight_distance(traces)
     if plan is not None:
         verdict.notes.append(_plan_note(plan, any(o.stopped for o in outcomes)))
@@ -729,6 +730,11 @@ def _localize(verdict, make_specs, parallel, timeout):
     verdict.localization = result
     if result["layer"] is not None:
         divergence.layer = result["layer"]
+    if verdict.reference is None:  # a reference's causes name what changed since it
+        environments = [(o.reader.trace.header or {}).get("environment") or {}
+                        for o in outcomes]
+        verdict.likely_causes = likely_causes(divergence, verdict.environment_diff, result,
+                                              gpu_used=gpu_used(environments))
     if result["race"] and result["rerun_divergence"] is not None:
         verdict.notes.append(result["note"])
 

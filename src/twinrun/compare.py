@@ -345,8 +345,29 @@ def _load_snapshot(path):
         return [archive[f"v{i}"] for i in range(len(archive.files))]
 
 
-def likely_causes(divergence, environment_diff):
-    """Plain-language suspects, from what differed first and how the environments differ."""
+def likely_causes(divergence, environment_diff, localization=None, gpu_used=False):
+    """Plain-language suspects, from what differed first, how the environments differ, and
+    what the localisation rerun saw.
+
+    Each cause opens with a short name (up to its first colon), which the verdict's headline
+    quotes. A rerun that diverges again at the same step, in the same layer, with nothing
+    different in the environment, points at randomness twinrun does not seed, not at a sum
+    added in another order: a reordering race moves between runs. GPU causes are named only
+    when a GPU was used.
+
+    Arguments:
+        divergence: the `Divergence` (None: no causes).
+        environment_diff: `twinrun.environment.environment_diff` of the replicas.
+        localization: `twinrun.localize.localize_step`'s result, once the rerun is done.
+        gpu_used: whether the replicas' framework had a GPU (`gpu_used`).
+
+    Example:
+    >>> first = Divergence(step=12, epoch=0, records=["loss", "variables"])
+    >>> rerun = {"step": 12, "rerun_divergence": 12, "race": False,
+    ...          "layer": {"name": "planted_noise", "class": "Noise"}}
+    >>> likely_causes(first, [], rerun)[0].split(":")[0]
+    'Unseeded randomness in layer planted_noise (Noise)'
+    """
     if divergence is None:
         return []
     causes = []
@@ -358,10 +379,11 @@ def likely_causes(divergence, environment_diff):
     state_first = (divergence.records == ["variables"] and divergence.variables
                    and all(is_state_name(n) for n in divergence.variables))
     if data_first and hash_keys:
-        causes.append("The hash seed: string hashing differed between replicas (PYTHONHASHSEED "
-                      "was random), so the iteration order of a set or dict of strings changed "
-                      "the data. Run under `twinrun check` with the hash seed fixed, or sort "
-                      "before iterating.")
+        causes.append("The hash seed: string hashing differed between replicas (their "
+                      "PYTHONHASHSEED was random), so the iteration order of a set or dict of "
+                      "strings changed the data. Sort before iterating (sorted(names)); a plain "
+                      "`python` run needs PYTHONHASHSEED set before the interpreter starts, "
+                      "which `twinrun check` does unless --hash-seed random.")
     elif data_first:
         causes.append("The data: the training data or its order differs between replicas "
                       "before any computation, typically an unseeded shuffle (for example "
@@ -380,11 +402,53 @@ def likely_causes(divergence, environment_diff):
                       + " differed while every weight and the loss agreed, so the optimizer's "
                       "update (or code that changes the optimizer or a random generator "
                       "between steps) is where the replicas part.")
+    unseeded = _unseeded_in(localization, divergence) if not (causes or environment_diff) \
+        else None
+    if unseeded:
+        causes.append(f"Unseeded randomness in {unseeded}: the rerun diverged again at step "
+                      f"{divergence.step}, there, from identical inputs, and nothing differed "
+                      "in the environment, so it draws from a source no seed reaches "
+                      "(os.urandom, a generator seeded from the OS or the clock), not from a "
+                      "sum added in another order. Seed it from the run's seed.")
     if not causes:
+        where = ("GPU atomics, cuDNN algorithm choice, thread scheduling" if gpu_used
+                 else "a multithreaded CPU kernel that splits a sum differently, thread "
+                      "scheduling")
         causes.append("Numerical nondeterminism: the same inputs gave different bits, typically "
-                      "a kernel that reduces in a varying order (GPU atomics, thread "
-                      "scheduling). Localisation names the first layer where it shows.")
+                      f"a kernel that reduces in a varying order ({where}). Localisation names "
+                      "the first layer where it shows.")
     return causes
+
+
+def _unseeded_in(localization, divergence):
+    """The layer (or op) a rerun blamed again at the same step, in words; None for a race, an
+    intermittent difference, or no rerun."""
+    if not localization or localization.get("race"):
+        return None
+    if localization.get("rerun_divergence") != divergence.step:
+        return None
+    layer = localization.get("layer")
+    if not layer or layer.get("inputs_differed") or layer.get("variable"):
+        return None
+    kind = f" ({layer['class']})" if layer.get("class") else ""
+    what = "op" if layer.get("op") else "layer"
+    return f"{what} {layer.get('name')}{kind}"
+
+
+def gpu_used(environments):
+    """True when any replica's framework had a GPU (a GPU it could train on: the trace does
+    not say which device each op ran on).
+
+    Example:
+    >>> gpu_used([{"framework": {"devices": ["cpu:0"]}}, {"gpu": {"devices": []}}])
+    False
+    """
+    for environment in environments:
+        devices = (environment.get("framework") or {}).get("devices") or []
+        if any(any(word in str(device).lower() for word in ("gpu", "cuda"))
+               for device in devices):
+            return True
+    return False
 
 
 def is_state_name(name):

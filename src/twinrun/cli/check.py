@@ -169,18 +169,22 @@ def notebook_target(command, parameters=()):
 
 def _show(checks, verdict, label, as_json):
     if as_json:
-        click.echo(checks.verdict_json(verdict))  # what `twinrun show CHECK_ID --json` prints
+        from twinrun.report.headline import verdict_with_reading_json
+
+        # What `twinrun show CHECK_ID --json` prints: the stored verdict with its reading.
+        click.echo(verdict_with_reading_json(checks.verdict_json(verdict)))
         return
     from twinrun.report.reference import render_findings_above, render_reference_and_tolerance
-    from twinrun.report.terminal import render_verdict
+    from twinrun.report.terminal import render_check_headline, render_verdict
 
     shown = verdict.to_dict()
+    render_check_headline(shown)
     render_findings_above(shown["findings"])
     if shown["verdict"] == "within_tolerance":
         # The verdict table says how the bits differ; the tolerance line says it is fine.
-        render_verdict(dict(shown, verdict="diverged"), label)
+        render_verdict(dict(shown, verdict="diverged"), label, headline=False)
     else:
-        render_verdict(shown, label)
+        render_verdict(shown, label, headline=False)
     render_reference_and_tolerance(shown)
 
 

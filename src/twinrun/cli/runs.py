@@ -198,6 +198,10 @@ def show(run_id, store_dir, as_json):
     from twinrun.store import Store
 
     with Store(_path(store_dir), create=False) as store:
+        study = _study_named(store, run_id)
+        if study is not None:
+            _show_study(store, study, as_json)
+            return
         if run_id.strip().startswith("check-"):
             check = store.get_check(run_id)
             run = None
@@ -205,11 +209,17 @@ def show(run_id, store_dir, as_json):
             run = store.get_run(run_id)
     if run is None:
         if as_json:
-            click.echo(check["result"])  # exactly what `twinrun check --json` printed
-            return
-        from twinrun.report.terminal import render_verdict
+            from twinrun.report.headline import verdict_with_reading_json
 
-        render_verdict(json.loads(check["result"]), check["label"])
+            click.echo(verdict_with_reading_json(check["result"]))  # as `check --json` printed
+            return
+        from twinrun.report.reference import render_findings_above
+        from twinrun.report.terminal import render_check_headline, render_verdict
+
+        verdict = json.loads(check["result"])
+        render_check_headline(verdict)
+        render_findings_above(verdict.get("findings"))
+        render_verdict(verdict, check["label"], headline=False)
         return
     if as_json:
         click.echo(json.dumps(run, indent=2, sort_keys=True, default=str))
@@ -217,3 +227,31 @@ def show(run_id, store_dir, as_json):
     from twinrun.report.runs import render_run
 
     render_run(run)
+
+
+def _study_named(store, record_id):
+    """The study `record_id` names (its id or a prefix), or None when it names no study."""
+    from twinrun.errors import StoreError
+
+    if not str(record_id).strip().startswith(("variance-", "cv-", "compare-")):
+        return None
+    try:
+        return store.get_study(record_id)
+    except StoreError:
+        return None
+
+
+def _show_study(store, study, as_json):
+    """A study's statistics again, as `twinrun variance`/`cv` printed them after running."""
+    from twinrun.report.records import study_report
+
+    report = study_report(store, study["study_id"])
+    if as_json:
+        from twinrun.cli.studies import _json
+
+        click.echo(_json(report["results"]))
+        return
+    from twinrun.report import studies as render
+
+    results = report["results"]
+    (render.render_variance if results.get("kind") == "variance" else render.render_cv)(results)

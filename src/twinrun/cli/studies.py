@@ -390,7 +390,10 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor, report_pa
             raise
         own_metric = store.get_study(plan.study_id)["options"].get("metric") or "test_accuracy"
     if as_json:
-        click.echo(_json({**results, "session": summary.to_dict()}))
+        from twinrun.report.headline import study_reading
+
+        click.echo(_json({"reading": study_reading(results), **results,
+                          "session": summary.to_dict()}))
     else:
         render_study_run(summary.to_dict())
         from twinrun.report import studies as report

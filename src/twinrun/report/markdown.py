@@ -31,6 +31,19 @@ def md(value):
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 
 
+def md_prose(value):
+    """A sentence as Markdown: each `quoted` name a code span, the rest escaped as `md` does.
+
+    Example:
+    >>> md_prose("run `twinrun lint a_b.py` *now*")
+    'run `twinrun lint a_b.py` \\\\*now\\\\*'
+    """
+    parts = str("" if value is None else value).replace("\n", " ").split("`")
+    if len(parts) % 2 == 0:
+        return md(value)
+    return "".join(f"`{part}`" if i % 2 else md(part) for i, part in enumerate(parts))
+
+
 def _number(value):
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -108,6 +121,7 @@ def _check(report):
     check, verdict = report["check"], report["verdict"]
     divergence = verdict.get("first_divergence")
     out = [f"# Check {md(check['check_id'])}\n",
+           *_check_headline(verdict),
            f"**{md(str(verdict.get('verdict')).upper())}** · {len(verdict.get('replicas') or [])} "
            f"replicas of {md(check.get('label'))} · {md(verdict.get('steps_compared'))} steps "
            f"compared\n",
@@ -146,7 +160,7 @@ def _check(report):
                            [[d["epoch"], d["max_relative_distance"]] for d in distance])]
         causes = verdict.get("likely_causes") or []
         if causes:
-            out += ["## Likely causes\n", "\n".join(f"- {md(c)}" for c in causes) + "\n"]
+            out += ["## Likely causes\n", "\n".join(f"- {md_prose(c)}" for c in causes) + "\n"]
     diff = verdict.get("environment_diff") or []
     if diff:
         count = max(len(d.get("values") or []) for d in diff)
@@ -155,10 +169,44 @@ def _check(report):
                        [[d.get("key"), *(d.get("values") or [])] for d in diff])]
     else:
         out.append("The replicas' environments were the same.\n")
+    out += _findings(verdict.get("findings") or [])
     notes = verdict.get("notes") or []
     if notes:
-        out += ["## Notes\n", "\n".join(f"- {md(n)}" for n in notes) + "\n"]
+        out += ["## Notes\n", "\n".join(f"- {md_prose(n)}" for n in notes) + "\n"]
     return "\n".join(part for part in out if part)
+
+
+def _check_headline(verdict):
+    from twinrun.report.headline import check_reading
+
+    reading = check_reading(verdict)
+    lines = [f"**{md_prose(reading['headline'])}**\n"]
+    culprit = reading["culprit"]
+    if culprit:
+        lines.append("\n".join(
+            [f"> at **{md(culprit['where'])}**: {md_prose(culprit.get('title'))}"]
+            + ([f"> `{culprit['code']}`"] if culprit.get("code") and "`" not in culprit["code"]
+               else [])
+            + ([f"> fix: {md_prose(culprit['fix'])}"] if culprit.get("fix") else [])) + "\n")
+    return lines
+
+
+def _findings(findings):
+    from twinrun.report.headline import source_place
+
+    items = []
+    for f in findings:
+        if not isinstance(f, dict):
+            continue
+        where = (source_place(f.get("file"), f.get("line")) if f.get("line") is not None
+                 else "while training")
+        text = f"- **{md(where)}**: {md_prose(f.get('title'))}"
+        if f.get("why"):
+            text += f" {md_prose(f['why'])}"
+        if f.get("fix"):
+            text += f" Fix: {md_prose(f['fix'])}"
+        items.append(text)
+    return ["## Pitfalls in the script\n", "\n".join(items) + "\n"] if items else []
 
 
 # -- studies -----------------------------------------------------------------------------------
@@ -185,7 +233,8 @@ def _study(report):
     study, results = report["study"], report["results"]
     out = [f"# Study {md(study['study_id'])}\n",
            f"{md(study.get('status'))} · {md(study.get('kind'))} of {md(results['metric'])} · "
-           f"{results.get('finished')} of {results.get('planned')} runs finished\n"]
+           f"{results.get('finished')} of {results.get('planned')} runs finished\n",
+           *_study_headline(results)]
     if results.get("kind") == "cv":
         folds = results.get("cross_validate") or {}
         names = ["test_accuracy", "test_loss", "val_loss", "stopped_epoch", "fit_time"]
@@ -198,15 +247,26 @@ def _study(report):
                         ("95 % CI (bootstrap)", _interval(results.get("ci95_bootstrap"))),
                         ("95 % CI corrected for shared training data",
                          _interval(results.get("ci95_corrected")))])]
+        from twinrun.report.headline import cv_interval_notes
+
+        out.append("\n".join(f"- {md(note)}" for note in cv_interval_notes(results)) + "\n")
     else:
         columns = ["source", "n", "mean", "SD", "SD error", "95% CI (t)", "95% CI (bootstrap)",
                    "share of all", "disagreement", "floor SD", "effect"]
+        from twinrun.report.headline import FEW_RUNS, variance_table_notes
+
+        def few(line):
+            return "*" if (line.get("n") or 0) < FEW_RUNS and line.get("ci95") else ""
+
         rows = [[source, line.get("n"), line.get("mean"), line.get("sd"), line.get("sd_err"),
-                 _interval(line.get("ci95")), _interval(line.get("ci95_bootstrap")),
-                 _percent(line.get("share")), _percent(line.get("disagreement")),
-                 line.get("floor_sd"), "yes" if line.get("effect") else "no effect here"]
+                 _interval(line.get("ci95")) + few(line),
+                 _interval(line.get("ci95_bootstrap")) + few(line),
+                 _percent(line.get("share")) or "—", _percent(line.get("disagreement")) or "—",
+                 "—" if line.get("floor_sd") is None else line.get("floor_sd"),
+                 "yes" if line.get("effect") else "no effect here"]
                 for source, line in results["sources"].items()]
-        out += ["## By source of randomness\n", _table(columns, rows)]
+        out += ["## By source of randomness\n", _table(columns, rows),
+                "\n".join(f"- {md(note)}" for note in variance_table_notes(results)) + "\n"]
         notes = [f"- **{md(source)}**: {md(line['note'])}"
                  for source, line in results["sources"].items() if line.get("note")]
         if notes:
@@ -231,6 +291,12 @@ def _study(report):
                                 [[r["key"], r["source"], r["value"], r["run_id"]]
                                  for r in report["runs"]])]
     return "\n".join(part for part in out if part)
+
+
+def _study_headline(results):
+    from twinrun.report.headline import study_reading
+
+    return [f"**{md(study_reading(results)['headline'])}**\n"]
 
 
 def _compare(report):

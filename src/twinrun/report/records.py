@@ -120,10 +120,12 @@ def check_report(store, check_id):
         raise TwinrunError(f"The stored verdict of {check['check_id']} is not JSON ({error}); "
                            f"run the check again.") from None
     folder = Path(check["folder"]) if check.get("folder") else None
+    from twinrun.report.headline import with_reading
+
     return {
         "kind": "check",
         "check": {key: value for key, value in check.items() if key != "result"},
-        "verdict": verdict,
+        "verdict": with_reading(verdict),
         "replica_losses": replica_losses(folder),
     }
 
@@ -166,10 +168,12 @@ def study_report(store, study_id, *, metric=None):
     else:
         results = cv_results(store, loaded.study_id, metric=metric)
     planned = {run.key: run for run in loaded.plan.runs}
+    from twinrun.report.headline import study_reading
+
     return {
         "kind": "study",
         "study": loaded.study,
-        "results": results,
+        "results": {"reading": study_reading(results), **results},
         "runs": [_run_value(run, planned[run["study_key"]], metric) for run in loaded.finished],
     }
 

@@ -12,6 +12,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from twinrun.report.headline import FEW_RUNS
 from twinrun.report.runs import _duration, _print_table, _styled
 from twinrun.report.text import data_text
 
@@ -69,9 +70,20 @@ def render_study_run(summary, out=None):
 
 # -- variance ----------------------------------------------------------------------------------
 
+def render_study_headline(results, out=None):
+    """The study's one sentence (`twinrun.report.headline.study_reading`), first."""
+    from twinrun.report.headline import study_reading
+
+    out = out or console()
+    reading = study_reading(results)
+    _say(out, (reading["headline"], "bold yellow" if reading["few_runs"] else "bold"))
+    out.print()
+
+
 def render_variance(results, out=None):
     """The per-source table of `twinrun variance` (see `studies.results.variance_results`)."""
     out = out or console()
+    render_study_headline(results, out)
     metric = results["metric"]
     columns = ["source", "n", "mean", "SD ± err", "95% CI (t)", "95% CI (bootstrap)", "min",
                "max", "share of all", "disagree", "floor SD", "effect"]
@@ -82,12 +94,18 @@ def render_variance(results, out=None):
         disagreement = "" if line["disagreement"] is None else \
             f"{100 * line['disagreement']:.2f} %"
         effect = "yes" if line["effect"] else _styled("no effect here", "yellow")
-        rows.append([source, line["n"], _num(line["mean"]), sd, _interval(line["ci95"]),
-                     _interval(line["ci95_bootstrap"]), _num(line["min"]), _num(line["max"]),
-                     share, disagreement, _num(line["floor_sd"]), effect])
+        few = "*" if (line["n"] or 0) < FEW_RUNS and line["ci95"] else ""
+        rows.append([source, line["n"], _num(line["mean"]), sd, _interval(line["ci95"]) + few,
+                     _interval(line["ci95_bootstrap"]) + few, _num(line["min"]),
+                     _num(line["max"]), share or "—", disagreement or "—",
+                     _num(line["floor_sd"]) or "—", effect])
     _print_table(out, f"Study {results['study_id']}: {metric} by source of randomness",
                  columns, rows, right_aligned={"n", "mean", "min", "max", "share of all",
                                                "disagree", "floor SD"})
+    from twinrun.report.headline import variance_table_notes
+
+    for note in variance_table_notes(results):
+        _say(out, (note, "yellow" if note.startswith("Warning") else "dim"))
     for source, line in results["sources"].items():
         if line.get("note"):
             _say(out, (source, "bold"), ": ", line["note"])
@@ -134,6 +152,7 @@ def _render_tail(results, out):
 def render_cv(results, out=None):
     """The per-fold table of `twinrun cv` and its mean, SD and CIs."""
     out = out or console()
+    render_study_headline(results, out)
     folds = results["cross_validate"]
     columns = ["fold", "test acc", "test loss", "val loss", "stopped", "fit time"]
     rows = []
@@ -152,9 +171,13 @@ def render_cv(results, out=None):
     metric = results["metric"]
     _say(out, (metric, "bold"), f": mean {_num(results['mean'])}, SD "
               f"{_num(results['sd'])} ± {_num(results['sd_err'])}, 95 % CI "
-              f"{_interval(results['ci95'])} (Student t over folds), "
+              f"{_interval(results['ci95'])} over folds, "
               f"{_interval(results.get('ci95_corrected'))} corrected for the folds' shared "
-              f"training data (Nadeau & Bengio).")
+              f"training data.")
+    from twinrun.report.headline import cv_interval_notes
+
+    for note in cv_interval_notes(results):
+        _say(out, (note, "yellow" if note.startswith("Warning") else "dim"))
     _render_tail(results, out)
 
 

@@ -44,7 +44,7 @@ def render_run_result(result, out=None):
 ANSWER_COLUMNS = ("loss", "acc", "val_loss", "val_acc")
 
 
-def render_verdict(verdict, label, out=None):
+def render_verdict(verdict, label, out=None, headline=True):
     """The verdict of `twinrun check`: replicas, identical or where they diverged, and why.
 
     Every name in it (the command, layers, variables, paths, notes) is printed as text, never
@@ -57,8 +57,12 @@ def render_verdict(verdict, label, out=None):
         verdict: `Verdict.to_dict()`.
         label: what was checked (the command line or the workload's name).
         out: a Rich console (default: stdout).
+        headline: open with the verdict's headline (`render_check_headline`); the caller
+            printed it already when False.
     """
     out = out or console()
+    if headline:
+        render_check_headline(verdict, out)
     replicas = verdict["replicas"]
     answer_table = all(all(k in r["metrics"] for k in ANSWER_COLUMNS) for r in replicas)
     # Against a recorded reference, row 0 is the recording, not a replica run now.
@@ -151,6 +155,33 @@ def render_verdict(verdict, label, out=None):
         out.print(env)
     for note in verdict.get("notes") or []:
         out.print(data_text(note, "dim"))
+
+
+HEADLINE_STYLE = {"identical": "bold green", "within_tolerance": "bold green",
+                  "diverged": "bold red", "recorded": "bold"}
+
+
+def render_check_headline(verdict, out=None):
+    """The verdict's one sentence, then the finding that explains a divergence, with its
+    `file:line`, code and fix (`twinrun.report.headline.check_reading`)."""
+    from twinrun.report.headline import check_reading
+
+    out = out or console()
+    reading = check_reading(verdict)
+    out.print(data_text(reading["headline"], HEADLINE_STYLE.get(verdict.get("verdict"), "bold")),
+              soft_wrap=not out.is_terminal)
+    culprit = reading["culprit"]
+    if culprit:
+        out.print(Text.assemble("  at ", data_text(culprit["where"], "bold"), ": ",
+                                data_text(culprit.get("title") or "")),
+                  soft_wrap=not out.is_terminal)
+        if culprit.get("code"):
+            out.print(Text.assemble("    ", data_text(culprit["code"])),
+                      soft_wrap=not out.is_terminal)
+        if culprit.get("fix"):
+            out.print(Text.assemble("    fix: ", data_text(culprit["fix"])),
+                      soft_wrap=not out.is_terminal)
+    out.print()
 
 
 def _where(divergence):

@@ -16,8 +16,8 @@ import numbers
 from dataclasses import dataclass
 
 from twinrun.errors import TwinrunError
-from twinrun.studies.stats import (CONFIDENCE, ConfidenceInterval, SampleSummary, summarize,
-                                   t_interval)
+from twinrun.studies.stats import (CONFIDENCE, ConfidenceInterval, SampleSummary, metric_range,
+                                   summarize, t_interval)
 
 
 def validate_folds(n_splits, labels=None):
@@ -138,14 +138,19 @@ def cv_summary(fold_results, *, metric="test_accuracy", n_splits=None, repeats=1
             f"--metric.")
     values = results[metric]
     n_splits = n_splits or max(2, round(values.size / repeats))
-    summary = summarize(values, confidence=confidence, random_state=random_state)
+    bounds = metric_range(metric)
+    summary = summarize(values, confidence=confidence, random_state=random_state,
+                        bounds=bounds)
     corrected = None
     if values.size >= 2:
         # Nadeau & Bengio: var(mean) = (1/J + n_test/n_train) s^2, against s^2 / J naive.
         scale = math.sqrt(1 + values.size / (n_splits - 1))
-        interval = t_interval(values, confidence=confidence, scale=scale)
+        interval = t_interval(values, confidence=confidence, scale=scale, bounds=bounds)
+        scale_words = ("" if interval.method == "Student t"
+                       else ", " + interval.method.replace("Student t", "").strip(", "))
         corrected = ConfidenceInterval(interval.low, interval.high, confidence,
-                                       "corrected resampled t (Nadeau & Bengio 2003)")
+                                       "corrected resampled t (Nadeau & Bengio 2003)"
+                                       + scale_words)
     return CVSummary(metric=metric, n_splits=n_splits, repeats=repeats,
                      folds=values.tolist(), summary=summary, ci_corrected=corrected,
                      results=results)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twinrun.errors import TwinrunError
-from twinrun.studies.stats import CONFIDENCE, SampleSummary, as_values, summarize
+from twinrun.studies.stats import (CONFIDENCE, SampleSummary, as_values, metric_range,
+                                   summarize)
 
 
 @dataclass
@@ -125,7 +126,8 @@ def variance_breakdown(runs_by_source, *, metric="test_accuracy", labels=None,
     lines = {}
     for source, runs in runs_by_source.items():
         values = as_values(runs.values, f"source {source}")
-        summary = summarize(values, confidence=confidence, random_state=random_state)
+        summary = summarize(values, confidence=confidence, random_state=random_state,
+                            bounds=metric_range(metric))
         lines[source] = _source_line(source, runs, values, summary, all_values, metric, labels,
                                      confidence)
     return VarianceBreakdown(metric=metric, sources=lines)

@@ -7,7 +7,8 @@ count from 0, and `weight_distance[].epoch` is the number of epochs finished.
 """
 
 from twinrun.report.html import svg
-from twinrun.report.html.page import (Html, figure, join, number, page, pairs, paragraph,
+from twinrun.report.headline import check_reading
+from twinrun.report.html.page import (Html, figure, join, number, page, pairs, paragraph, prose,
                                       section, table, tag)
 from twinrun.report.html.shared import flat_pairs, status_badge, when
 
@@ -15,7 +16,8 @@ from twinrun.report.html.shared import flat_pairs, status_badge, when
 MAX_NAMES = 200
 MAX_ENVIRONMENT_ROWS = 200
 _KNOWN = {"verdict", "steps_compared", "replicas", "first_divergence", "loss_growth",
-          "weight_distance", "environment_diff", "likely_causes", "notes", "localization"}
+          "weight_distance", "environment_diff", "likely_causes", "notes", "localization",
+          "findings", "reading"}
 
 
 def render(report):
@@ -32,14 +34,59 @@ def render(report):
                      f" · {when(check.get('created_at'))}"])
     divergence = verdict.get("first_divergence")
     return page(f"Check {check['check_id']}", subtitle,
+                headline(verdict),
                 _outcome(verdict),
                 _replicas(verdict),
                 _loss_curves(report["replica_losses"], divergence),
                 _growth(verdict, divergence) if divergence else Html(""),
                 _first_divergence(verdict, divergence) if divergence else Html(""),
                 _environment_diff(verdict),
+                _findings(verdict),
                 _other(verdict),
                 _notes(check, verdict))
+
+
+def headline(verdict):
+    """The verdict's one sentence, and under it the finding that explains a divergence (its
+    `file:line`, code and fix): the first thing on the page, above every plot."""
+    reading = check_reading(verdict)
+    good = verdict.get("verdict") in ("identical", "within_tolerance", "recorded")
+    parts = [tag("p", prose(reading["headline"]), class_="headline " + ("good" if good else "bad"),
+                 id="headline")]
+    culprit = reading["culprit"]
+    if culprit:
+        lines = [tag("div", [tag("strong", culprit["where"]), ": ",
+                             prose(culprit.get("title") or "")])]
+        if culprit.get("code"):
+            lines.append(tag("div", tag("code", culprit["code"])))
+        if culprit.get("fix"):
+            lines.append(tag("div", ["fix: ", prose(culprit["fix"])]))
+        parts.append(tag("div", lines, class_="culprit", id="culprit"))
+    return Html("".join(parts))
+
+
+def _findings(verdict):
+    """The pitfalls lint and the hooks found in the script, each with its line, why and fix."""
+    findings = [f for f in verdict.get("findings") or [] if isinstance(f, dict)]
+    if not findings:
+        return Html("")
+    from twinrun.report.headline import source_place
+
+    items = []
+    for f in findings:
+        where = (source_place(f.get("file"), f.get("line")) if f.get("line") is not None
+                 else "while training")
+        body = [tag("strong", where), ": ", prose(f.get("title") or "")]
+        if f.get("rule"):
+            body += [" ", tag("span", f"[{f['rule']}]", class_="note")]
+        if f.get("code"):
+            body += [tag("div", tag("code", f["code"]))]
+        if f.get("why"):
+            body += [tag("div", ["why: ", prose(f["why"])])]
+        if f.get("fix"):
+            body += [tag("div", ["fix: ", prose(f["fix"])])]
+        items.append(tag("li", body))
+    return section("Pitfalls in the script", tag("ul", items))
 
 
 def _outcome(verdict):
@@ -53,7 +100,7 @@ def _outcome(verdict):
     causes = verdict.get("likely_causes") or []
     if causes:
         parts.append(paragraph("Likely cause" + ("s:" if len(causes) > 1 else ":")))
-        parts.append(tag("ul", [tag("li", cause) for cause in causes]))
+        parts.append(tag("ul", [tag("li", prose(cause)) for cause in causes]))
     return section("Verdict", *parts)
 
 
@@ -153,9 +200,10 @@ def _first_divergence(verdict, divergence):
     if localization:
         rows += [("rerun diverged at step", localization.get("rerun_divergence")),
                  ("race (moves between runs)", localization.get("race")),
-                 ("localisation note", localization.get("note"))]
+                 ("localisation note", prose(localization.get("note")))]
     elif not layer:
-        rows.append(("localisation", "not run (`twinrun check --localize` names the layer)"))
+        rows.append(("localisation", prose("not run (`twinrun check --localize` names the "
+                                           "layer)")))
     variables = divergence.get("variables") or []
     rows.append((f"tensors that differ ({len(variables)})", _names(variables)))
     return section("First divergence", pairs(rows))
@@ -203,7 +251,9 @@ def _value(value):
 
 def _other(verdict):
     """Fields of the verdict this page does not lay out itself (e.g. lint findings)."""
-    rest = {key: value for key, value in verdict.items() if key not in _KNOWN}
+    rest = {key: ("; ".join(map(str, value)) if isinstance(value, list)
+                  and all(isinstance(v, str) for v in value) else value)
+            for key, value in verdict.items() if key not in _KNOWN and value not in (None, [], {})}
     if not rest:
         return Html("")
     return section("More from the verdict", pairs(flat_pairs(rest)))
@@ -216,5 +266,5 @@ def _notes(check, verdict):
     notes = verdict.get("notes") or []
     parts = [pairs(rows)]
     if notes:
-        parts.append(tag("ul", [tag("li", note) for note in notes], class_="note"))
+        parts.append(tag("ul", [tag("li", prose(note)) for note in notes], class_="note"))
     return section("About this check", *parts)

@@ -52,6 +52,11 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .state-off { color: var(--warn); }
 .state-impossible { color: var(--bad); font-weight: 700; }
 .note { color: var(--muted); }
+p.headline { font-size: 1.15em; font-weight: 600; margin: 0.6em 0 0.3em; }
+p.headline.good { color: var(--ok); } p.headline.bad { color: var(--bad); }
+p.warn { color: var(--warn); }
+.culprit { border-left: 4px solid var(--bad); padding: 4px 10px; margin: 0 0 1em;
+           background: var(--panel); }
 ul { padding-left: 1.2em; }
 footer { color: var(--muted); font-size: 0.85em; margin: 2em 0 1em; }
 @media (max-width: 600px) { body { font-size: 14px; } main { padding: 10px; }
@@ -103,6 +108,22 @@ def tag(name, content="", **attributes):
     attrs = "".join(f' {key.rstrip("_")}="{escape(value)}"' for key, value in attributes.items()
                     if value is not None)
     return Html(f"<{name}{attrs}>{escape(content)}</{name}>")
+
+
+def prose(text):
+    """A sentence as page text, with each `quoted` name set as code instead of showing its
+    backticks (the terminal's convention for a command or a name).
+
+    Example:
+    >>> prose("run `twinrun lint <x>` first")
+    'run <code>twinrun lint &lt;x&gt;</code> first'
+    """
+    if isinstance(text, Html):
+        return text
+    parts = str("" if text is None else text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: leave the text as it is
+        return escape(text)
+    return join([tag("code", part) if i % 2 else part for i, part in enumerate(parts)])
 
 
 def section(title, *content):

@@ -15,7 +15,8 @@ from twinrun.report.html.svg import (BOTTOM, HEIGHT, LEFT, MARK_COLOURS, PALETTE
 _GOLDEN = 0.6180339887498949
 
 
-def strip_chart(groups, *, title, y_label, reference=None, width=WIDTH, height=HEIGHT):
+def strip_chart(groups, *, title, y_label, reference=None, width=WIDTH, height=HEIGHT,
+                y_range=(None, None)):
     """One column of dots per group, each with its mean and an interval drawn as an error bar.
 
     Arguments:
@@ -25,6 +26,8 @@ def strip_chart(groups, *, title, y_label, reference=None, width=WIDTH, height=H
         title, y_label: text on the chart (escaped).
         reference: `(value, label)` drawn as a dashed horizontal line (e.g. zero difference).
         width, height: the viewBox.
+        y_range: the metric's range, `(low, high)` (None: open on that side): the axis never
+            leaves it, and an interval reaching past it is cut at its edge.
 
     Example:
     >>> svg = strip_chart([("init", [("init/0", 0.90), ("init/1", 0.92)], 0.91, (0.80, 1.02))],
@@ -46,6 +49,16 @@ def strip_chart(groups, *, title, y_label, reference=None, width=WIDTH, height=H
     # spread of a few ulps (float noise in a mean) is not blown up to fill the plot.
     pad = max((y_high - y_low) * 0.06, abs(y_high) * 1e-3, 1e-6)
     y_low, y_high = y_low - pad, y_high + pad
+    floor, ceiling = y_range
+    if floor is not None:
+        y_low = max(y_low, floor)
+    if ceiling is not None:
+        y_high = min(y_high, ceiling)
+    if y_high <= y_low:
+        y_high = y_low + 1e-6
+
+    def clamped(y):
+        return min(max(y, y_low), y_high)
 
     def y_pos(y):
         return TOP + plot_h * (1 - (y - y_low) / (y_high - y_low))
@@ -80,7 +93,7 @@ def strip_chart(groups, *, title, y_label, reference=None, width=WIDTH, height=H
                          f"<title>{escape(name)}: {escape(f'{value:.6g}')}</title></circle>")
         bar_x = centre + min(slot * 0.22, 48)
         if interval and _finite(interval[0]) and _finite(interval[1]):
-            low, high = y_pos(interval[0]), y_pos(interval[1])
+            low, high = y_pos(clamped(interval[0])), y_pos(clamped(interval[1]))
             parts.append(f'<path class="interval" d="M{bar_x:.1f} {low:.1f}V{high:.1f}'
                          f'M{bar_x - 6:.1f} {low:.1f}h12M{bar_x - 6:.1f} {high:.1f}h12" '
                          f'stroke="#1d232b" fill="none" stroke-width="1.5"/>')

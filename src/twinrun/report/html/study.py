@@ -11,6 +11,7 @@ Each page ends with the runs, failures and the study's definition. Numbers come 
 `twinrun.studies.results` computed them; this module only lays them out.
 """
 
+from twinrun.report.headline import FEW_RUNS
 from twinrun.report.html import svg
 from twinrun.report.html.page import (Html, figure, join, number, page, pairs, paragraph,
                                       section, table, tag)
@@ -35,9 +36,9 @@ def render(report):
                      f" · {results.get('finished')} of {results.get('planned')} runs finished",
                      f" · started {when(study.get('created_at'))}"])
     if results.get("kind") == "cv":
-        body = [_cv_folds(report), _cv_table(results)]
+        body = [_headline(results), _cv_folds(report), _cv_table(results)]
     else:
-        body = [_variance_distributions(report), _variance_spread(results),
+        body = [_headline(results), _variance_distributions(report), _variance_spread(results),
                 _disagreement(results), _variance_table(results), _anova(results.get("anova"))]
     return page(f"Study {study['study_id']}", subtitle, *body,
                 _notes(results),
@@ -102,6 +103,26 @@ def _points(runs, source=None):
             if run["value"] is not None and (source is None or run["source"] == source)]
 
 
+def _headline(results):
+    """The study's one sentence, first, and the warning its intervals carry with few runs."""
+    from twinrun.report.headline import (cv_interval_notes, study_reading,
+                                         variance_table_notes)
+
+    reading = study_reading(results)
+    parts = [tag("p", reading["headline"], class_="headline", id="headline")]
+    notes = (cv_interval_notes(results) if results.get("kind") == "cv"
+             else variance_table_notes(results))
+    parts += [tag("p", note, class_="warn few-runs") for note in notes
+              if note.startswith("Warning")]
+    return Html("".join(parts))
+
+
+def _axis_range(metric):
+    from twinrun.studies.stats import metric_range
+
+    return metric_range(metric)
+
+
 # -- variance ----------------------------------------------------------------------------------
 
 def _variance_distributions(report):
@@ -109,7 +130,7 @@ def _variance_distributions(report):
     groups = [(source, _points(report["runs"], source), line.get("mean"), line.get("ci95"))
               for source, line in results["sources"].items()]
     chart = strip_chart(groups, title=f"{_metric_words(results['metric'])} by source",
-                        y_label=results["metric"])
+                        y_label=results["metric"], y_range=_axis_range(results["metric"]))
     return section("Distributions by source", figure(
         chart, "Each dot is one run, varying only that source's seed (all: every source at "
                "once). Beside the dots: the mean (diamond) and its 95 % CI (Student t)."))
@@ -206,16 +227,23 @@ def _variance_table(results):
     for source, line in results["sources"].items():
         sd = "" if line.get("sd") is None else \
             f"{number(line['sd'], 4)} ± {number(line.get('sd_err'), 2)}"
+        few = "*" if (line.get("n") or 0) < FEW_RUNS and line.get("ci95") else ""
         rows.append([source, line.get("n"), number(line.get("mean"), 5), sd,
-                     _interval(line.get("ci95")), _interval(line.get("ci95_bootstrap")),
+                     _interval(line.get("ci95")) + few,
+                     _interval(line.get("ci95_bootstrap")) + few,
                      number(line.get("min"), 5), number(line.get("max"), 5),
-                     _percent(line.get("share"), 0), _percent(line.get("disagreement")),
-                     number(line.get("floor_sd"), 3),
+                     _percent(line.get("share"), 0) or "—",
+                     _percent(line.get("disagreement")) or "—",
+                     number(line.get("floor_sd"), 3) or "—",
                      "yes" if line.get("effect") else Html(tag("span", "no effect here",
                                                               class_="state-off"))])
     notes = [tag("li", [tag("b", source), ": ", line["note"]])
              for source, line in results["sources"].items() if line.get("note")]
-    return section("Statistics", table(columns, rows, numeric=set(columns[1:-1])),
+    from twinrun.report.headline import variance_table_notes
+
+    explained = [paragraph(note, class_="warn" if note.startswith("Warning") else "note")
+                 for note in variance_table_notes(results)]
+    return section("Statistics", table(columns, rows, numeric=set(columns[1:-1])), *explained,
                    tag("ul", notes, class_="note") if notes else Html(""))
 
 
@@ -242,10 +270,11 @@ def _cv_folds(report):
     interval = corrected or results.get("ci95")
     groups = [("folds", _points(report["runs"]), results.get("mean"), interval)]
     chart = strip_chart(groups, title=f"{_metric_words(results['metric'])} by fold",
-                        y_label=results["metric"])
-    which = ("corrected for the folds' shared training data (Nadeau & Bengio); the table "
-             "below also gives the plain Student t interval" if corrected else
-             "Student t over folds")
+                        y_label=results["metric"], y_range=_axis_range(results["metric"]))
+    tests = results.get("tests") or {}
+    which = (f"{tests.get('ci95_corrected') or 'Nadeau & Bengio'}, corrected for the folds' "
+             f"shared training data; the table below also gives the uncorrected interval"
+             if corrected else f"{tests.get('ci95') or 'Student t'} over folds")
     return section("Folds", figure(
         chart, "Each dot is one fold, evaluated on the test set after early-stopping on its "
                f"held-out part. Beside them: the mean and its 95 % CI, {which}."))
@@ -274,11 +303,16 @@ def _cv_table(results):
                ("SD ± its error", f"{number(results.get('sd'), 4)} ± "
                                   f"{number(results.get('sd_err'), 2)}"
                 if results.get("sd") is not None else None),
-               ("95 % CI (Student t over folds)", _interval(results.get("ci95"))),
+               (f"95 % CI ({(results.get('tests') or {}).get('ci95') or 'Student t'} over "
+                f"folds)", _interval(results.get("ci95"))),
                ("95 % CI (bootstrap)", _interval(results.get("ci95_bootstrap"))),
                ("95 % CI corrected for shared training data",
                 _interval(results.get("ci95_corrected")))]
-    return section("Fold table", table(columns, rows, numeric=set(columns)), pairs(summary))
+    from twinrun.report.headline import cv_interval_notes
+
+    return section("Fold table", table(columns, rows, numeric=set(columns)), pairs(summary),
+                   *[paragraph(note, class_="warn" if note.startswith("Warning") else "note")
+                     for note in cv_interval_notes(results)])
 
 
 # -- comparison --------------------------------------------------------------------------------
