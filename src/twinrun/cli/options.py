@@ -9,8 +9,13 @@ backend_option = click.option(
 seed_option = click.option("--seed", default=0, type=int, show_default=True, help="Run seed.")
 preset_option = click.option("--preset", default="quick", show_default=True,
                              metavar="quick|study|full", help="Workload size.")
-store_option = click.option("--store", default=None, metavar="DIR",
-                            help="Run store folder (default ./twinrun-runs or TWINRUN_STORE).")
+# Every command that reads or writes the store says the same about --store.
+STORE_HELP = "The store folder (default: $TWINRUN_STORE, else ./twinrun-runs)."
+store_option = click.option("--store", default=None, metavar="DIR", help=STORE_HELP)
+wide_option = click.option(
+    "--wide", is_flag=True,
+    help="Every column, each row on one line, ids in full (as when piped); without it a "
+         "terminal gets the columns that fit, ids and numbers never cut.")
 data_dir_option = click.option("--data-dir", default=None, metavar="DIR",
                                help="Folder with the Fashion-MNIST IDX files.")
 threads_option = click.option("--threads", default=None, type=int,

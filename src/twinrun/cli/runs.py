@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from twinrun.cli import main
+from twinrun.cli.options import STORE_HELP, wide_option
 
 # Rich and the store are imported inside the commands, like the other command modules, so that
 # `twinrun --help` stays instant.
@@ -19,7 +20,7 @@ _store_option = click.option(
     type=click.Path(path_type=Path),
     envvar="TWINRUN_STORE",
     default=None,
-    help="Run store folder (default: $TWINRUN_STORE, else ./twinrun-runs).",
+    help=STORE_HELP,
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 _limit_option = click.option(
@@ -70,14 +71,16 @@ def store_to_list(store_dir):
                    "lists them).")
 @_store_option
 @_limit_option
+@wide_option
 @_json_option
-def runs(workload, backend, study_id, check_id, store_dir, limit, as_json):
+def runs(workload, backend, study_id, check_id, store_dir, limit, wide, as_json):
     """List the runs in the store, newest first.
 
     The filters combine: `--backend torch --study ID` lists that study's runs on PyTorch.
     """
     path = _path(store_dir)
     wanted = _run_filters(workload, backend)
+    among = None
     opened = store_to_list(store_dir)
     if opened is None and (study_id or check_id):
         from twinrun.store import Store
@@ -96,6 +99,7 @@ def runs(workload, backend, study_id, check_id, store_dir, limit, as_json):
                 summaries = store.list_runs(limit=limit or None, **wanted)
                 total = (store.count_runs(**wanted) if limit and len(summaries) == limit
                          else len(summaries))
+                among = store.record_ids() if summaries and not as_json else None
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
@@ -106,7 +110,8 @@ def runs(workload, backend, study_id, check_id, store_dir, limit, as_json):
         return
     from twinrun.report.runs import render_runs
 
-    render_runs(summaries, f"Runs in {path}" + (f" matching {shown}" if shown else ""))
+    render_runs(summaries, f"Runs in {path}" + (f" matching {shown}" if shown else ""),
+                among=among, wide=wide)
     if total > len(summaries):
         click.echo(f"Showing the newest {len(summaries)} of {total} runs; --limit 0 shows all.")
 
@@ -161,10 +166,12 @@ def _printable(text):
 @main.command()
 @_store_option
 @_limit_option
+@wide_option
 @_json_option
-def checks(store_dir, limit, as_json):
+def checks(store_dir, limit, wide, as_json):
     """List the checks in the store (`twinrun check` verdicts), newest first."""
     path = _path(store_dir)
+    among = None
     opened = store_to_list(store_dir)
     if opened is None:
         summaries, total = [], 0
@@ -172,6 +179,7 @@ def checks(store_dir, limit, as_json):
         with opened as store:
             summaries = store.list_checks(limit=limit or None)
             total = store.count_checks() if limit and len(summaries) == limit else len(summaries)
+            among = store.record_ids() if summaries and not as_json else None
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
@@ -180,7 +188,7 @@ def checks(store_dir, limit, as_json):
         return
     from twinrun.report.runs import render_checks
 
-    render_checks(summaries, f"Checks in {path}")
+    render_checks(summaries, f"Checks in {path}", among=among, wide=wide)
     if total > len(summaries):
         click.echo(f"Showing the newest {len(summaries)} of {total} checks; --limit 0 shows all.")
 

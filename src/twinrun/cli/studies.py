@@ -13,7 +13,7 @@ import click
 from twinrun.cli import main, warn_on_failure
 from twinrun.errors import TwinrunError
 from twinrun.cli.options import (backend_option, data_dir_option, json_option,
-                                 parameter_option, store_option)
+                                 parameter_option, store_option, wide_option)
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
 
@@ -231,18 +231,20 @@ def resume(study_id, metric, jobs, executor_name, address, cpus_per_run, gpus_pe
 
 @main.command()
 @store_option
+@wide_option
 @json_option
-def studies(store, as_json):
+def studies(store, wide, as_json):
     """List the studies in the store, newest first."""
     from twinrun.cli.runs import store_to_list
     from twinrun.store import default_store_path
 
     path = store or default_store_path()
-    found = []
+    found, among = [], None
     opened = store_to_list(store)
     if opened is not None:
         with opened:
             found = opened.list_studies()
+            among = opened.record_ids() if found and not as_json else None
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -251,7 +253,7 @@ def studies(store, as_json):
         return
     from twinrun.report.studies import render_studies
 
-    render_studies(found, f"Studies in {path}")
+    render_studies(found, f"Studies in {path}", among=among, wide=wide)
 
 
 # -- the common steps --------------------------------------------------------------------------

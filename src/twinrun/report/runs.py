@@ -19,14 +19,34 @@ def console():
     return Console()
 
 
-def render_runs(summaries, title, out=None):
-    """The table of `twinrun runs`: one row per run summary (see `Store.list_runs`)."""
+def shown_ids(out, ids, among, wide=False):
+    """How each id prints: on a terminal its shortest unique prefix (8 characters or more,
+    which `show`, `report` and `diff` resolve), in a pipe or with `--wide` in full."""
+    if among is None or wide or not out.is_terminal:
+        return {record_id: record_id for record_id in ids}
+    from twinrun.report.fit import short_ids
+
+    return short_ids(ids, among)
+
+
+def render_runs(summaries, title, out=None, among=None, wide=False):
+    """The table of `twinrun runs`: one row per run summary (see `Store.list_runs`).
+
+    Arguments:
+        summaries: `Store.list_runs` rows.
+        title: the table's title.
+        out: a Rich console (default: stdout).
+        among: every id in the store (`Store.record_ids`): run ids print in their shortest
+            unique form on a terminal; None prints them in full.
+        wide: every column, each row on one line, ids in full.
+    """
     out = out or console()
     columns = ["run id", "when", "status", "workload", "backend", "seed", "preset", "epochs",
                "test acc", "fingerprint", "wall time"]
+    ids = shown_ids(out, [run["run_id"] for run in summaries], among, wide)
     rows = [
         [
-            run["run_id"],
+            ids[run["run_id"]],
             _when(run["created_at"]),
             _styled(run["status"], STATUS_STYLE.get(run["status"])),
             run["workload"],
@@ -35,23 +55,29 @@ def render_runs(summaries, title, out=None):
             run["preset"],
             run["epochs_trained"],
             _number(run["test_accuracy"]),
-            (run["fingerprint"] or "")[:16],
+            short_fingerprint(run["fingerprint"]),
             _duration(run["wall_time"]),
         ]
         for run in summaries
     ]
     _print_table(out, title, columns, rows,
-                 right_aligned={"seed", "epochs", "test acc", "wall time"})
+                 right_aligned={"seed", "epochs", "test acc", "wall time"},
+                 keep={"fingerprint"}, wide=wide,
+                 drop_order=["preset", "backend", "when", "workload", "wall time", "epochs",
+                             "fingerprint"])
 
 
-def render_checks(checks, title, out=None):
-    """The table of `twinrun checks`: one row per stored check (see `Store.list_checks`)."""
+def render_checks(checks, title, out=None, among=None, wide=False):
+    """The table of `twinrun checks`: one row per stored check (see `Store.list_checks`);
+    `among` and `wide` as in `render_runs`."""
     out = out or console()
     columns = ["check id", "when", "verdict", "replicas", "steps", "what"]
-    rows = [[check["check_id"], _when(check["created_at"]),
+    ids = shown_ids(out, [check["check_id"] for check in checks], among, wide)
+    rows = [[ids[check["check_id"]], _when(check["created_at"]),
              _styled(check["verdict"], VERDICT_STYLE.get(check["verdict"])),
              check["replicas"], check["steps_compared"], check["label"]] for check in checks]
-    _print_table(out, title, columns, rows, right_aligned={"replicas", "steps"})
+    _print_table(out, title, columns, rows, right_aligned={"replicas", "steps"}, wide=wide,
+                 drop_order=["when", "replicas"])
 
 
 def render_run(run, out=None):
@@ -70,7 +96,7 @@ def render_run(run, out=None):
         ("ended", _when(run["finished_at"])),
         ("wall time", _duration(run["wall_time"])),
         ("epochs", run["epochs_trained"]),
-        ("fingerprint", run["fingerprint"]),
+        ("fingerprint", short_fingerprint(run["fingerprint"])),
         ("artifacts", run.get("artifacts")),
     ])
     _print_pairs(out, "Config", _flat_pairs(run["config"]))
@@ -83,6 +109,21 @@ def render_run(run, out=None):
         _print_pairs(out, "Extra", _flat_pairs(run["extra"]))
 
 
+# One fingerprint length in every table and page: the first 16 hex digits (64 bits) tell runs
+# apart; `show --json` keeps the whole digest.
+FINGERPRINT_DIGITS = 16
+
+
+def short_fingerprint(fingerprint):
+    """A fingerprint's short form, as every table prints it.
+
+    Example:
+    >>> short_fingerprint("9f059ef9eb794b1a" + "0" * 16)
+    '9f059ef9eb794b1a'
+    """
+    return (fingerprint or "")[:FINGERPRINT_DIGITS]
+
+
 def _echo(console, line):
     console.file.write(line + "\n")
 
@@ -91,18 +132,33 @@ def _styled(text, style):
     return (text, style) if style else text
 
 
-def _print_table(console, title, columns, rows, right_aligned=(), show_header=True):
+def _print_table(console, title, columns, rows, right_aligned=(), show_header=True, keep=(),
+                 drop_order=(), wide=False):
     """A Rich table on a terminal; aligned plain text (no boxes, no colour) in a pipe or file.
 
-    Past `_RICH_TABLE_MAX_ROWS` rows a terminal gets the aligned layout too, with colour: Rich
-    measures every cell and needs about a second for a thousand runs.
+    On a terminal, ids and numbers (the first column, the `right_aligned` ones and `keep`)
+    are never cut: other columns wrap, then are left out (`drop_order` first) and named under
+    the table (`twinrun.report.fit`); `wide` shows every column, each row on one line, as a
+    pipe does. Past `_RICH_TABLE_MAX_ROWS` rows a terminal gets the aligned layout too, with
+    colour: Rich measures every cell and needs about a second for a thousand runs.
     """
     from twinrun.report.text import printable
 
     title = printable(title)
     cells = [[printable(_plain(cell)) for cell in row] for row in rows]
-    if console.is_terminal and len(rows) <= _RICH_TABLE_MAX_ROWS:
-        _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header)
+    if console.is_terminal and not wide and len(rows) <= _RICH_TABLE_MAX_ROWS:
+        from twinrun.report.fit import fit_columns
+
+        kept = {columns[0], *right_aligned, *keep} if columns else set()
+        fit = fit_columns(columns, cells, console.width, keep=kept, drop_order=drop_order)
+        pick = fit.shown
+        _print_rich_table(console, title, [columns[i] for i in pick],
+                          [[row[i] for i in pick] for row in rows],
+                          [[row[i] for i in pick] for row in cells], right_aligned,
+                          show_header, kept, fit.widths)
+        if fit.hidden:
+            console.print(Text_(f"({', '.join(fit.hidden)} left out to fit {console.width} "
+                                f"columns; --wide shows every column)", style="dim"))
         return
     widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
 
@@ -131,13 +187,24 @@ def _print_table(console, title, columns, rows, right_aligned=(), show_header=Tr
     console.print(text, soft_wrap=True)
 
 
-def _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header):
+def Text_(text, style=None):  # noqa: N802  (Rich's Text, imported only when printing)
+    from rich.text import Text
+
+    return Text(text, style=style or "")
+
+
+def _print_rich_table(console, title, columns, rows, cells, right_aligned, show_header,
+                      kept=(), widths=None):
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(title), title_justify="left", show_header=show_header)
-    for column in columns:
-        table.add_column(column, justify="right" if column in right_aligned else "left")
+    table = Table(title=Text(title), title_justify="left", show_header=show_header,
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="right" if column in right_aligned else "left",
+                         no_wrap=column in kept, overflow="fold",
+                         min_width=widths[i] if widths else None)
     for row, plain_row in zip(rows, cells):
         table.add_row(*[
             Text(text, style=cell[1]) if isinstance(cell, tuple) else Text(text)

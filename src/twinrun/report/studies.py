@@ -226,16 +226,19 @@ def _p(value):
 STUDY_STATUS_STYLE = {"complete": "green", "incomplete": "yellow", "running": "cyan"}
 
 
-def render_studies(studies, title, out=None):
-    """The table of `twinrun studies` (see `Store.list_studies`)."""
-    from twinrun.report.runs import _when
+def render_studies(studies, title, out=None, among=None, wide=False):
+    """The table of `twinrun studies` (see `Store.list_studies`); `among` and `wide` as in
+    `twinrun.report.runs.render_runs`."""
+    from twinrun.report.runs import _when, shown_ids
 
     out = out or console()
     columns = ["study id", "when", "kind", "status", "finished", "failed", "planned"]
-    rows = [[s["study_id"], _when(s["created_at"]), s["kind"],
+    ids = shown_ids(out, [s["study_id"] for s in studies], among, wide)
+    rows = [[ids[s["study_id"]], _when(s["created_at"]), s["kind"],
              _styled(s["status"], STUDY_STATUS_STYLE.get(s["status"])), s["finished"],
              s["failed"], s["planned"]] for s in studies]
-    _print_table(out, title, columns, rows, right_aligned={"finished", "failed", "planned"})
+    _print_table(out, title, columns, rows, right_aligned={"finished", "failed", "planned"},
+                 wide=wide, drop_order=["when", "kind", "planned", "failed"])
 
 
 # -- progress ----------------------------------------------------------------------------------

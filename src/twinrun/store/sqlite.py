@@ -676,6 +676,14 @@ class Store(StudyRecords):
                 params.append(to_scalar(value))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
+    def record_ids(self):
+        """Every run, check and study id in the store: the ids a shortened id must stay
+        unique among, for `show`, `report` and `diff` to take it."""
+        ids = [row[0] for row in self._read("SELECT run_id FROM runs")]
+        ids += [row[0] for row in self._read("SELECT check_id FROM checks")]
+        ids += [row[0] for row in self._read("SELECT study_id FROM studies")]
+        return ids
+
     def _unknown_run(self, run_id):
         return StoreError(f"No run {run_id} in store {self.path}; `twinrun runs` lists them.")
 
