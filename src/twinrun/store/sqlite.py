@@ -21,6 +21,11 @@ Why it is safe to share:
 The summary fields that `list_runs` shows are real columns (not only JSON), so listing a store of
 thousands of runs reads one index.
 
+A store can be copied or moved: the folders it records inside itself (a run's `artifacts`, a
+check's `folder`) are kept relative to it. Records from before, which hold absolute paths,
+are read relative to the store's current folder: a path into the old folder's `checks/` (in the
+columns, a verdict's notes, a run's config) is read as the same place in this one.
+
 No row stays `running` after its process has ended: the launcher marks a run it stopped, timed
 out or saw fail as `stopped` or `failed`, with the reason. When the launcher itself is killed
 (`kill -9`), nobody is left to do that, so each row names the process answerable for it
@@ -32,6 +37,7 @@ owners that no longer exist as `failed`.
 import errno
 import os
 import random
+import re
 import secrets
 import socket
 import sqlite3
@@ -202,6 +208,21 @@ def _owner_alive(owner):
     except PermissionError:
         pass
     return True
+
+
+# An absolute path into a store's checks folder: `<root>/checks/check-...`; group 1 is the root.
+_OLD_ROOT = re.compile(r"(/[^\"\s]*?)/" + CHECKS_DIR + r"/check-")
+
+
+def _old_root(path):
+    """The store folder an absolute path into its `checks/` lies under, or None.
+
+    Example:
+    >>> _old_root("/home/a/twinrun-runs/checks/check-20261202-003243-7bc40a")
+    '/home/a/twinrun-runs'
+    """
+    match = _OLD_ROOT.match(path)
+    return match.group(1) if match else None
 
 
 def _epoch_record(epoch, metrics):
@@ -465,7 +486,7 @@ class Store(StudyRecords):
             "determinism": to_json(determinism),
             "environment": to_json(environment),
             "owner": owner or os.environ.get(LAUNCHER_ENV_VAR) or this_process(),
-            "artifacts": None if artifacts is None else str(artifacts),
+            "artifacts": self._inside(artifacts),
         }
 
         def insert(conn):
@@ -728,7 +749,9 @@ class Store(StudyRecords):
             raise self._unknown_run(full_id)
         run = dict(rows[0])
         for column in _JSON_COLUMNS:
-            run[column] = from_json(run[column])
+            run[column] = from_json(self._moved(run[column]))
+        run["error"] = self._moved(run.get("error"))
+        run["artifacts"] = self._located(run.get("artifacts"))
         history = self._read(
             "SELECT epoch, metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (full_id,)
         )
@@ -738,6 +761,45 @@ class Store(StudyRecords):
         if artifacts and not (Path(artifacts).is_dir() and any(Path(artifacts).iterdir())):
             run["artifacts"] = None  # moved or deleted: never point at an empty folder
         return run
+
+    # -- paths inside the store: kept relative, read from where the store is now ---------------
+
+    def _inside(self, path):
+        """`path` as the store keeps it: relative to the store folder when inside it."""
+        if path is None:
+            return None
+        try:
+            return str(Path(path).resolve().relative_to(self.path.resolve()))
+        except ValueError:
+            return str(path)
+
+    def _located(self, stored):
+        """A kept path as it is now: a relative one under this store; an absolute one into an
+        old store folder's `checks/` at the same place in this store, when it is there (a
+        copy) or the old one is gone (a move)."""
+        if not stored:
+            return stored
+        path = Path(stored)
+        if not path.is_absolute():
+            return str(self.path / path)
+        old_root = _old_root(str(path))
+        if old_root is None:
+            return str(path)
+        here = self.path / path.relative_to(old_root)
+        return str(here if here.exists() or not path.exists() else path)
+
+    def _moved(self, text):
+        """`text` (JSON or a sentence) with every path into another store folder's `checks/`
+        (the folder this store was copied or moved from) pointing into this store instead."""
+        if not text or CHECKS_DIR not in text:
+            return text
+        here = str(self.path)
+        for old_root in sorted(set(_OLD_ROOT.findall(text)), key=len, reverse=True):
+            if old_root != here and (self.path.joinpath(CHECKS_DIR).is_dir()
+                                     or not Path(old_root, CHECKS_DIR).exists()):
+                text = text.replace(old_root + "/" + CHECKS_DIR + "/",
+                                    here + "/" + CHECKS_DIR + "/")
+        return text
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -772,7 +834,7 @@ class Store(StudyRecords):
         row = {"check_id": check_id, "created_at": _now().isoformat(), "kind": kind,
                "label": str(label), "verdict": verdict, "replicas": to_scalar(replicas),
                "steps_compared": to_scalar(steps_compared),
-               "folder": None if folder is None else str(folder), "result": result}
+               "folder": self._inside(folder), "result": result}
 
         def insert(conn):
             conn.execute(
@@ -811,4 +873,7 @@ class Store(StudyRecords):
             shown = ", ".join(row["check_id"] for row in rows[:2])
             raise StoreError(f"Check id prefix {key} matches several checks in store "
                              f"{self.path} ({shown}, ...); give more characters.")
-        return dict(rows[0])
+        check = dict(rows[0])
+        check["folder"] = self._located(check.get("folder"))
+        check["result"] = self._moved(check.get("result"))
+        return check
