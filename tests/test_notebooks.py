@@ -171,6 +171,9 @@ def test_a_seeded_notebook_is_identical_its_magics_and_shell_lines_run_and_it_is
     folder = Path(verdict["notes"][-2].removeprefix("traces and logs in "))
     log = (folder / "replica-0.log").read_text()
     assert "shell-line-ran" in log and "pip " in log
+    controls = json.loads((folder / "replica-0.trace.hooks.json").read_text())["determinism"]
+    hash_seed = next(c for c in controls if c["name"] == "PYTHONHASHSEED")
+    assert hash_seed["state"] == "already set"  # in the kernel's environment before it started
     executed = nbformat.read(str(folder / "replica-1.ipynb"), as_version=4)
     outputs = "".join(o.get("text", "") for o in executed.cells[1].outputs)
     assert "shell-line-ran" in outputs
