@@ -151,10 +151,26 @@ def explaining_finding(verdict):
 
 
 def _culprit(finding):
-    where = source_place(finding.get("file"), finding.get("line"))
+    where = finding_place(finding)
     return {"rule": finding.get("rule"), "file": finding.get("file"),
             "line": finding.get("line"), "where": where, "code": finding.get("code"),
             "title": finding.get("title"), "fix": finding.get("fix")}
+
+
+def finding_place(finding):
+    """Where a finding is: `file:line`, or in a notebook its cell and the line in it.
+
+    Example:
+    >>> finding_place({"file": "nb.ipynb", "cell": 3, "cell_title": "import os", "line": 2})
+    'nb.ipynb, cell 3 (`import os`), line 2'
+    """
+    if finding.get("cell") is None and finding.get("cell_label") is None:
+        return source_place(finding.get("file"), finding.get("line"))
+    from twinrun.notebooks.reading import describe_cell
+
+    cell = describe_cell(finding.get("cell"), finding.get("cell_title"),
+                         finding.get("cell_label"))
+    return f"{source_place(finding.get('file'), None)}, {cell}, line {finding.get('line')}"
 
 
 def source_place(file, line):

@@ -192,13 +192,13 @@ def _check_headline(verdict):
 
 
 def _findings(findings):
-    from twinrun.report.headline import source_place
+    from twinrun.report.headline import finding_place
 
     items = []
     for f in findings:
         if not isinstance(f, dict):
             continue
-        where = (source_place(f.get("file"), f.get("line")) if f.get("line") is not None
+        where = (finding_place(f) if f.get("line") is not None
                  else "while training")
         text = f"- **{md(where)}**: {md_prose(f.get('title'))}"
         if f.get("why"):

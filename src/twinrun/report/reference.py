@@ -25,10 +25,9 @@ def render_findings_above(findings, out=None):
     out = out or Console()
     for f in findings:
         if f.get("cell") is not None:
-            from twinrun.notebooks.reading import describe_cell
+            from twinrun.report.headline import finding_place
 
-            cell = describe_cell(f["cell"], f.get("cell_title"), f.get("cell_label"))
-            where = f"{f['file']}, {cell}, line {f['line']}"
+            where = finding_place(f)
         else:
             where = f"{f['file']}:{f['line']}" if f.get("file") and f.get("line") else \
                 ("while training" if f.get("source") == "hooks" else "")

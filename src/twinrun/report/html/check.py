@@ -70,11 +70,11 @@ def _findings(verdict):
     findings = [f for f in verdict.get("findings") or [] if isinstance(f, dict)]
     if not findings:
         return Html("")
-    from twinrun.report.headline import source_place
+    from twinrun.report.headline import finding_place
 
     items = []
     for f in findings:
-        where = (source_place(f.get("file"), f.get("line")) if f.get("line") is not None
+        where = (finding_place(f) if f.get("line") is not None
                  else "while training")
         body = [tag("strong", where), ": ", prose(f.get("title") or "")]
         if f.get("rule"):
