@@ -288,7 +288,7 @@ def _record_script_run(store, run_id, outcome):
     known = {"backend": trace.header.get("backend"),
              "environment": trace.header.get("environment"),
              "epochs_trained": len(trace.epochs), "wall_time": outcome.wall_time}
-    fingerprint = words_to_hex(last["variables"]) if last else None
+    fingerprint = _final_fingerprint(trace)
     if outcome.failure or outcome.stop_reason:
         status, reason = _ending(outcome)
         store.end_unfinished_run(run_id, status, reason, fingerprint=fingerprint, **known)
@@ -672,8 +672,7 @@ def build_verdict(outcomes, results, plan=None):
             "label": outcome.spec.label,
             "steps": len(trace.steps),
             "stopped_early": outcome.stopped,
-            "fingerprint": (result or {}).get("fingerprint")
-            or (words_to_hex(last["variables"]) if last else None),
+            "fingerprint": (result or {}).get("fingerprint") or _final_fingerprint(trace),
             "final_loss": last.get("loss") if last else None,
             "metrics": _metrics(trace, result),
         }
@@ -692,6 +691,16 @@ def build_verdict(outcomes, results, plan=None):
     if plan is not None:
         verdict.notes.append(_plan_note(plan, any(o.stopped for o in outcomes)))
     return verdict
+
+
+def _final_fingerprint(trace):
+    """A script run's final fingerprint: the exact digest of its whole state at its end, or
+    (a trace without one) the hex of its last step's words."""
+    ends = [d for d in trace.digests if d["at"] == "end"]
+    if ends:
+        return ends[-1]["digest"]
+    last = trace.steps[-1] if trace.steps else None
+    return words_to_hex(last["variables"]) if last and last["variables"] is not None else None
 
 
 def _comparable_environment(header):
@@ -714,6 +723,13 @@ def _localize(verdict, make_specs, parallel, timeout):
     from twinrun.localize import localize_step
 
     divergence = verdict.first_divergence
+    if divergence.digest is not None:
+        verdict.localization = {
+            "step": divergence.step, "layer": None,
+            "note": (f"Every step's fingerprint words and losses agreed; only the exact digest "
+                     f"of the whole state at {_digest_point(divergence.digest)} differs, so no "
+                     f"step's layers can be compared.")}
+        return
     if divergence.step < 0 or {"data", "batch"} & set(divergence.records):
         verdict.localization = {"step": divergence.step, "layer": None,
                                 "note": "The data differed, so no layer is to blame."}
@@ -737,6 +753,14 @@ def _localize(verdict, make_specs, parallel, timeout):
                                               gpu_used=gpu_used(environments))
     if result["race"] and result["rerun_divergence"] is not None:
         verdict.notes.append(result["note"])
+
+
+def _digest_point(digest):
+    """Where a digest was taken, in words: "the run's end (after step 4)", "the end of
+    epoch 2 (after step 99)" (epochs counted from 1 there: `epoch 2` is the second)."""
+    at = digest["at"]
+    return ("the run's end" if at == "end" else f"the end of {at}") + (
+        f" (after step {digest['after_step']})")
 
 
 # -- references, tolerance and findings: `twinrun record`, `check --against`, `--rtol` ---------
@@ -857,7 +881,7 @@ def reference_verdict(reference, outcomes, results, plan=None, tolerance=None, i
         identity: what ran now (`command_identity`), to say whether the script changed.
     """
     from twinrun.compare import (Comparison, environment_changes, layer_of,
-                                 reference_causes)
+                                 reference_causes, with_exact_digests)
     from twinrun.environment import environment_diff
 
     for o in outcomes:
@@ -873,11 +897,11 @@ def reference_verdict(reference, outcomes, results, plan=None, tolerance=None, i
         entries.append({"label": outcome.spec.label, "steps": len(trace.steps),
                         "stopped_early": outcome.stopped,
                         "fingerprint": (result or {}).get("fingerprint")
-                        or words_to_hex(last["variables"]),
+                        or _final_fingerprint(trace),
                         "final_loss": last.get("loss"), "metrics": _metrics(trace, result)})
         if result and result.get("run_id"):
             entries[-1]["run_id"] = result["run_id"]
-    divergence = Comparison(traces).advance(final=True)
+    divergence = with_exact_digests(traces, Comparison(traces).advance(final=True))
     lengths = [len(t.steps) for t in traces]
     if divergence is None and len(set(lengths)) > 1:
         raise TwinrunError(

@@ -23,6 +23,11 @@ class Divergence:
     names of the fingerprinted tensors that differed first (model variables, optimizer state
     named `optimizer/...`, random generator states named `rng/...`), and `layer` the layer
     localisation named.
+
+    When every step's words agreed but an exact digest of the whole state did not
+    (`twinrun.trace.digests`), `records` is `["exact digest"]`, `step` the last step before
+    that digest, and `digest` says which: `{"at": "epoch 2" | "end", "after_step": s,
+    "digests": [each replica's whole-state digest]}`.
     """
 
     step: int
@@ -30,6 +35,7 @@ class Divergence:
     records: list
     variables: list = field(default_factory=list)
     layer: dict | None = None
+    digest: dict | None = None
 
 
 @dataclass
@@ -78,7 +84,7 @@ def first_divergence(traces):
     lengths (a replica stopped early, or the scripts do different amounts of work).
     """
     comparison = Comparison(traces)
-    divergence = comparison.advance(final=True)
+    divergence = with_exact_digests(traces, comparison.advance(final=True))
     if divergence is not None:
         return divergence
     lengths = [len(t.steps) for t in traces]
@@ -88,6 +94,31 @@ def first_divergence(traces):
             "steps) but agree on every step they share; make every replica train the same "
             "number of steps.")
     return None
+
+
+EXACT_DIGEST = "exact digest"
+
+
+def with_exact_digests(traces, divergence):
+    """The earlier of `divergence` (from the step words, or None) and the first exact digest
+    of the whole state that differs between the replicas (`twinrun.trace.digests`).
+
+    A digest taken after step s counts as a divergence at step s: the words of every step up
+    to s agreed, the state after it did not.
+    """
+    from twinrun.trace.digests import first_digest_difference
+
+    found = first_digest_difference(traces)
+    if found is None or found["after"] == 0:
+        return divergence
+    step = found["after"] - 1
+    if divergence is not None and divergence.step <= step:
+        return divergence
+    record = traces[0].steps[step]
+    return Divergence(step=step, epoch=record.get("epoch"), records=[EXACT_DIGEST],
+                      variables=found["tensors"],
+                      digest={"at": found["at"], "after_step": step,
+                              "digests": found["digests"]})
 
 
 class Comparison:
@@ -402,6 +433,13 @@ def likely_causes(divergence, environment_diff, localization=None, gpu_used=Fals
                       + " differed while every weight and the loss agreed, so the optimizer's "
                       "update (or code that changes the optimizer or a random generator "
                       "between steps) is where the replicas part.")
+    if divergence.digest is not None and not causes:
+        causes.append("A change the per-step fingerprint words cannot see, or one made outside "
+                      "the traced steps: every step's words and losses agreed, but the exact "
+                      "digest of " + ", ".join(divergence.variables[:3])
+                      + (" ..." if len(divergence.variables) > 3 else "") + " did not. Look "
+                      "for code that edits the weights or the optimizer after the last traced "
+                      "step or between an epoch's last step and its end.")
     unseeded = _unseeded_in(localization, divergence) if not (causes or environment_diff) \
         else None
     if unseeded:

@@ -30,7 +30,9 @@ from twinrun.trace.format import Trace
 from twinrun.trace.steps import StepTable
 
 FORMAT_NAME = "twinrun-reference"
-FORMAT_VERSION = 1
+# 2: the step words of fingerprint scheme 2 (keyed columns) and the exact state digests; a
+# version-1 file's words are of scheme 1 and would differ from every step of a run today.
+FORMAT_VERSION = 2
 HEADER = "reference.json"
 # The zip comment: `file`, `less` or a hex dump shows what the archive is at a glance.
 COMMENT = b"twinrun reference (docs/reference-format.md)"
@@ -142,6 +144,7 @@ def write_reference(path, trace, identity, *, environment, snapshots=False):
         "trace_header": {k: v for k, v in trace.header.items() if k != "environment"},
         "data": trace.data,
         "epochs": epochs,
+        "digests": trace.digests,
         "renamed": [[first, names] for first, names in trace.renamed],
         "finished": trace.finished,
         "steps": len(trace.steps),
@@ -284,8 +287,15 @@ def _trace(path, header, archive):
             if archive.getinfo(member).file_size > MAX_MEMBER_BYTES:
                 raise MemberTooLarge(f"its member {member} unpacks to more than the "
                                      f"{MAX_MEMBER_BYTES} bytes a reference may hold")
+    digests = [dict(d) for d in header.get("digests") or []]
+    for record in digests:
+        if not (isinstance(record.get("after"), int) and isinstance(record.get("at"), str)
+                and isinstance(record.get("digest"), str)
+                and isinstance(record.get("tensors"), list)
+                and isinstance(record.get("names"), list)):
+            raise ValueError("a state digest record without its position, names or digests")
     return Trace(path=path, header=trace_header, data=header.get("data"), steps=steps,
-                 epochs=epochs, finished=bool(header.get("finished")),
+                 epochs=epochs, digests=digests, finished=bool(header.get("finished")),
                  renamed=[(int(first), list(n)) for first, n in header.get("renamed") or []])
 
 

@@ -15,7 +15,10 @@ host instead of every weight. All arithmetic is modulo 2**32 (two's complement w
 2. Rows. The stream is cut into rows of `ROW_LENGTH` (L = 1024) words, the last row padded with
    zeros: x[r*L + c] is row r, column c; R = ceil(m / L) rows (none for an empty tensor).
 3. Two sums per row:
-       S[r] = sum_c x[r*L + c]              P[r] = sum_c x[r*L + c] * (2c + 1)
+       S[r] = sum_c x[r*L + c]              P[r] = sum_c x[r*L + c] * K[c]
+   with the column keys K[c] = 2c + 1 + 4 * fmix32((c + 1) * COLUMN_KEY): odd, 2 apart
+   modulo 4 between neighbours, and without a linear pattern in c (scheme 2; scheme 1 weighted
+   column c by 2c + 1, whose linearity the blind spot below describes).
 4. Mix every row's sums with its row number and add them up:
        w1 = sum_r fmix32(S[r] + (r + 1) * ROW_KEY_S)
        w2 = sum_r fmix32(P[r] + (r + 1) * ROW_KEY_P)
@@ -25,16 +28,26 @@ host instead of every weight. All arithmetic is modulo 2**32 (two's complement w
 What it guarantees:
 - Any change to one word changes both w1 and w2: so does any single-bit flip anywhere (the
   lowest mantissa bit, 0.0 -> -0.0, a NaN payload) and any change to one element of 4 bytes
-  or fewer. The change moves its row's S and P (the weight 2c+1 is odd, so it cannot wrap to
+  or fewer. The change moves its row's S and P (the key K[c] is odd, so it cannot wrap to
   zero), fmix32 is a bijection, and no other term moves.
 - Moving values between rows (a swap, a shifted slice, a permuted row order) changes w1 except
   with probability about 2**-32: fmix32 breaks the linearity of the sums.
-- Swapping two elements of the same row changes w2 unless their words differ by a multiple of
-  2**(31 - v), 2**v being the largest power of two dividing their distance: neighbours are
-  always told apart unless they differ only in the sign bit (x and -x, 0.0 and -0.0).
-- Blind spot: changes inside one row that keep both S[r] and P[r] (e.g. +d, -2d, +d on three
-  neighbouring words) are missed. Independent changes of many elements, which is what a
-  diverging replica produces, are missed with probability about 2**-64.
+- Swapping two elements of the same row at columns a and b changes w2 unless their words
+  differ by a multiple of 2**(32 - v), 2**v being the largest power of two dividing
+  K[a] - K[b]: v = 1 whenever b - a is odd, so neighbours are always told apart unless they
+  differ only in the sign bit (x and -x, 0.0 and -0.0); for an even distance v >= 2.
+- Blind spot, exactly: a change inside one row that moves its words by d[c] (mod 2**32) is
+  missed if and only if sum_c d[c] = 0 and sum_c K[c] * d[c] = 0 (mod 2**32). Changes in
+  several rows are missed when each row's change is, or when their mixed row sums cancel
+  (probability about 2**-32 per word). Always missed: flipping the top bit of an even number
+  of words of one row (d[c] = 2**31 each: negating two float32 weights of one row), since
+  2**31 times an even number is 0 modulo 2**32. Scheme 1's linear weights also missed every
+  +1, -1, -1, +1 at columns a, b, c, d with a + d = b + c; with the keys such a pattern is
+  missed only where fmix32 parts of K[a] - K[b] - K[c] + K[d] cancel modulo 2**30 (about one
+  quadruple in 2**30; none among the tested ones). Independent changes of many elements, which
+  is what a diverging replica produces, are missed with probability about 2**-64.
+- What the words miss, the exact digests of the whole state at every epoch's end and at the
+  run's end (`twinrun.trace.digests`) do not: a verdict is `identical` only if both agree.
 
 Why this shape: plain integer sums along contiguous rows are the one reduction that every
 framework runs fast on a CPU (one streaming pass; XLA's column reductions and per-element
@@ -50,8 +63,29 @@ ROW_LENGTH = 1024
 WORDS_PER_TENSOR = 3
 ROW_KEY_S = 0x9E3779B9  # odd, so (r + 1) * key differs between rows
 ROW_KEY_P = 0x7FEB352D
+COLUMN_KEY = 0x85EBCA77
+# The version of this scheme, kept in every trace's header: words of two schemes never compare.
+SCHEME = 2
 FMIX_MULTIPLIERS = (0x85EBCA6B, 0xC2B2AE35)
 MASK32 = 0xFFFFFFFF
+
+
+def fmix32(h):
+    """MurmurHash3's finalizer on uint32 NumPy values (a bijection of 32-bit words)."""
+    h = np.asarray(h, np.uint32)
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(FMIX_MULTIPLIERS[0])
+        h = h ^ (h >> np.uint32(13))
+        h = h * np.uint32(FMIX_MULTIPLIERS[1])
+        return h ^ (h >> np.uint32(16))
+
+
+def column_keys():
+    """K[c] for c in 0 .. ROW_LENGTH-1 (step 3), as a uint32 NumPy array."""
+    c = np.arange(ROW_LENGTH, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        return 2 * c + 1 + 4 * fmix32((c + 1) * np.uint32(COLUMN_KEY))
 
 
 def row_count(words):
@@ -119,7 +153,7 @@ def words_to_hex(words):
     Example:
         >>> from twinrun.fingerprint.numpy import tensor_words
         >>> words_to_hex(tensor_words([np.arange(4.0)]))
-        '0d93ea88c1536947'
+        'be9927b560618dce'
     """
     words = np.ascontiguousarray(words, dtype="<u4")
     return xxhash.xxh3_64_hexdigest(words.tobytes())

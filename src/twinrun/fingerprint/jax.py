@@ -11,7 +11,7 @@ from jax import lax
 
 from twinrun.fingerprint.common import (
     FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list,
-    row_count, unsupported_dtype, unwrap_variable)
+    column_keys, row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: jnp.int8, 2: jnp.int16}
 
@@ -44,11 +44,12 @@ def _fmix32(h):
 # one shared grid, so the seed CNN's 16 small vectors cost one pipeline instead of 16 (less to
 # trace and compile on the first call).
 _SMALL_WORDS = 4 * ROW_LENGTH
+_COLUMN_KEYS = column_keys()
 
 
 def _grid_sums(grid):
     """S and P of every row of a (rows, ROW_LENGTH) uint32 grid (steps 2 and 3 of the scheme)."""
-    weight = 2 * lax.broadcasted_iota(jnp.uint32, grid.shape, 1) + 1
+    weight = jnp.asarray(_COLUMN_KEYS)[None, :]
     zero = np.uint32(0)
     return lax.reduce((grid, grid * weight), (zero, zero),
                       lambda a, b: (a[0] + b[0], a[1] + b[1]), (1,))

@@ -6,7 +6,7 @@ Written for clarity, not speed: the framework modules must give the same words a
 import numpy as np
 
 from twinrun.fingerprint.common import (
-    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list,
+    ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list, column_keys, fmix32,
     row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: np.int8, 2: np.int16}
@@ -26,15 +26,6 @@ def word_stream(array):
     raise unsupported_dtype(array.dtype)
 
 
-def fmix32(h):
-    """MurmurHash3's 32-bit finalizer on a uint32 array (wraps modulo 2**32)."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(FMIX_MULTIPLIERS[0])
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(FMIX_MULTIPLIERS[1])
-    return h ^ (h >> np.uint32(16))
-
-
 def array_words(array):
     """The `WORDS_PER_TENSOR` words of one host array, as a uint32 array."""
     array = np.asarray(array)
@@ -43,9 +34,8 @@ def array_words(array):
     grid = np.zeros(rows * ROW_LENGTH, np.uint32)
     grid[:stream.size] = stream
     grid = grid.reshape(rows, ROW_LENGTH)
-    column_weight = (2 * np.arange(ROW_LENGTH) + 1).astype(np.uint32)
     row_sum = grid.sum(axis=1, dtype=np.uint32)
-    weighted_sum = (grid * column_weight).sum(axis=1, dtype=np.uint32)
+    weighted_sum = (grid * column_keys()).sum(axis=1, dtype=np.uint32)
     row = np.arange(1, rows + 1, dtype=np.uint32)
     with np.errstate(over="ignore"):
         w1 = fmix32(row_sum + row * np.uint32(ROW_KEY_S)).sum(dtype=np.uint32)

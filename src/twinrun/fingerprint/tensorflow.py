@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from twinrun.fingerprint.common import (
     FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list,
-    row_count, unsupported_dtype, unwrap_variable)
+    column_keys, row_count, unsupported_dtype, unwrap_variable)
 
 try:  # XLA's variadic reduce: not in TensorFlow's public API, so optional.
     from tensorflow.compiler.tf2xla.python.xla import variadic_reduce as _variadic_reduce
@@ -60,7 +60,7 @@ _SMALL_WORDS = 4 * ROW_LENGTH
 
 def _grid_sums(grid, variadic):
     """S and P of every row of a (rows, ROW_LENGTH) uint32 grid (steps 2 and 3 of the scheme)."""
-    weighted = grid * tf.constant(2 * np.arange(ROW_LENGTH) + 1, tf.uint32)
+    weighted = grid * tf.constant(column_keys(), tf.uint32)
     if variadic:
         # One reduce with two outputs: XLA:CPU runs it 3-4x faster than two reduce_sum calls.
         zero = tf.constant(0, tf.uint32)

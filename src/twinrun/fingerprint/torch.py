@@ -9,7 +9,7 @@ import torch
 
 from twinrun.fingerprint.common import (
     FMIX_MULTIPLIERS, MASK32, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR,
-    check_tensor_list, row_count, unsupported_dtype, unwrap_variable)
+    check_tensor_list, column_keys, row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: torch.int8, 2: torch.int16}
 _WORD_DTYPES = (torch.float32, torch.int32)
@@ -76,7 +76,7 @@ class _Plan:
             np.concatenate(segment + [np.zeros(0, np.int64)]).astype(np.int64)).to(device)
         self.padding = {pad: torch.zeros(pad, dtype=torch.int32, device=device)
                         for _, _, pad in self.pieces if pad}
-        self.column_weight = (2 * torch.arange(ROW_LENGTH, device=device) + 1).to(torch.int32)
+        self.column_weight = torch.from_numpy(column_keys().view(np.int32)).to(device)
         self.sums = torch.empty(2, len(row), dtype=torch.int32, device=device)
         shared = sum(row_count(words[i] - first) for i, first, _ in self.pieces)
         self.chunk = _CPU_CHUNK_ROWS if device.type == "cpu" else max(

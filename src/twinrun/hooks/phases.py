@@ -31,6 +31,7 @@ class SharedTrace:
         self._names = None   # the tensor names in effect in the file
         self._current = None  # the phase that wrote the last step
         self._newest = None
+        self._writers = []
         self.interleaved = False  # an earlier phase wrote again after a later one began
 
     def phase(self, name, framework, where=None):
@@ -41,6 +42,7 @@ class SharedTrace:
         """
         phase = PhaseWriter(self, f"{name}", framework)
         self._newest = phase
+        self._writers.append(phase)
         entry = {"name": phase.name, "framework": framework, "first_step": self.next_step}
         if where is not None:
             entry["file"], entry["line"] = where
@@ -77,8 +79,11 @@ class SharedTrace:
             self._writer.write(record)
 
     def finish(self):
-        """Write the `end` record (once) and close the file."""
+        """Write each phase's final digest, the `end` record (once), and close the file."""
         if self._writer is not None:
+            for phase in self._writers:
+                if phase.final_digest is not None:
+                    self._writer.write(phase.final_digest())
             self._writer.write({"kind": "end", "steps": self.next_step})
             self._writer.close()
             self._writer = None
@@ -93,6 +98,9 @@ class PhaseWriter:
         self.framework = framework
         self.names = None
         self.shapes = None
+        # A tracer that is never closed (the torch hooks') gives its state's digest record
+        # here, written when the script ends.
+        self.final_digest = None
 
     def header(self, variables, shapes=None, **extra):
         self.names, self.shapes = list(variables), shapes

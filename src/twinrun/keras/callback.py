@@ -6,7 +6,9 @@ generators' states: see `twinrun.keras.state`; only a few words per tensor reach
 the batch's own loss, and the batch when twinrun feeds the data. It must run synchronously
 after each step (it reads the variables before the next step changes them), so it is not
 marked `async_safe`. On TensorFlow the words are computed inside the compiled training step
-itself (see `twinrun.keras.in_step`) and the callback only collects them.
+itself (see `twinrun.keras.in_step`) and the callback only collects them. At the end of every
+epoch and of the training the same state is also digested exactly on the host
+(`twinrun.trace.digests`).
 """
 
 import os
@@ -22,6 +24,7 @@ from twinrun.keras.in_step import InStepWords
 from twinrun.keras.state import (
     BatchLoss, build_optimizer, current_values, jax_state_index, training_state)
 from twinrun.trace import TraceWriter
+from twinrun.trace.digests import state_digest_record
 from twinrun.trace.lockstep import Lockstep
 from twinrun.trace.probe import LayerProbe
 from twinrun.trace.recording import process_facts, snapshot_due
@@ -213,6 +216,13 @@ class Trace(keras.callbacks.Callback):
         self.writer.write({"kind": "epoch", "epoch": epoch + 1, "step": self.step,
                            "metrics": {k: float(v) for k, v in (logs or {}).items()},
                            "snapshot": snapshot})
+        self.writer.write(self._digest_record(f"epoch {epoch + 1}"))
+
+    def _digest_record(self, at):
+        """The exact digest of the whole tracked state now (`twinrun.trace.digests`)."""
+        arrays = [np.asarray(keras.ops.convert_to_numpy(value))
+                  for value in self._current_values()]
+        return state_digest_record(at, self._names, arrays)
 
     def on_train_end(self, logs=None):
         from twinrun.studies.handoff import report_fit
@@ -227,5 +237,6 @@ class Trace(keras.callbacks.Callback):
             self._batch_loss.detach()
             self._batch_loss = None
         if self.writer is not None:
+            self.writer.write(self._digest_record("end"))
             self.writer.write({"kind": "end", "steps": self.step})
             self.writer.close()

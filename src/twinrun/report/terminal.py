@@ -111,9 +111,19 @@ def render_verdict(verdict, label, out=None, headline=True):
         out.print(Text.assemble(("IDENTICAL", "bold green"),
                                 ": every step, every tensor, same bits "
                                 f"({verdict['steps_compared']} steps compared)."))
+    elif divergence.get("digest"):
+        digest = divergence["digest"]
+        point = ("the run's end" if digest["at"] == "end"
+                 else f"the end of {digest['at']} (counted from 1)")
+        out.print(Text.assemble(("DIVERGED", "bold red"), " ", _where(divergence),
+                                ": the exact digest of the whole state at ", data_text(point),
+                                " differs, although every step's words and losses up to it agreed."))
+        out.print(Text.assemble("  exact digests: ",
+                                data_text(" vs ".join(str(d) for d in digest["digests"]))))
     else:
         out.print(Text.assemble(("DIVERGED", "bold red"), " ", _where(divergence), ": ",
                                 data_text(", ".join(divergence["records"])), " differ."))
+    if verdict["verdict"] != "identical":
         if divergence.get("variables"):
             names = divergence["variables"]
             shown = _names(names[:6])

@@ -5,6 +5,8 @@ buffers (BatchNorm running statistics too), the optimizer's state (`optimizer/<p
 Adam's `exp_avg`, `exp_avg_sq` and `step`, SGD's momentum buffers, ...) and its numeric
 hyperparameters (`optimizer/group<i>/hyperparameters`: a scheduler's learning rate), and the
 random generators' states (`rng/torch_cpu`, and `rng/torch_cuda<i>` once CUDA is initialised).
+At the end of every epoch and of the run the same tensors are also digested exactly on the host
+(`twinrun.trace.digests`).
 """
 
 import os
@@ -17,6 +19,7 @@ import torch
 
 from twinrun.fingerprint import digest_arrays, tensor_words_for
 from twinrun.trace import TraceWriter
+from twinrun.trace.digests import state_digest_record
 from twinrun.trace.lockstep import Lockstep
 from twinrun.trace.probe import LayerProbe, host_digest
 from twinrun.trace.recording import process_facts, snapshot_due
@@ -171,12 +174,21 @@ class Tracer:
         self.writer.write({"kind": "epoch", "epoch": self.epoch, "step": self.count,
                            "metrics": {k: float(v) for k, v in (metrics or {}).items()},
                            "snapshot": snapshot})
+        self.writer.write(self._digest_record(f"epoch {self.epoch}"))
 
     def close(self):
-        """Record the end of the run and close the file."""
+        """Record the end of the run (with the exact digest of the final state) and close
+        the file."""
         if self.writer is not None:
+            self.writer.write(self._digest_record("end"))
             self.writer.write({"kind": "end", "steps": self.count})
             self.writer.close()
+            self.writer = None
+
+    def _digest_record(self, at):
+        """The exact digest of the whole training state now (`twinrun.trace.digests`)."""
+        names, tensors = self._state()
+        return state_digest_record(at, names, [_exact_numpy(t) for t in tensors])
 
     def __enter__(self):
         return self
@@ -220,6 +232,21 @@ def _to_numpy(value):
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+# Dtypes NumPy has no type for (bfloat16, float8) are digested as integers of their width.
+_BITS_BY_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _exact_numpy(tensor):
+    """The tensor's bits as a host NumPy array (its own dtype where NumPy has it)."""
+    tensor = tensor.detach().cpu()
+    if tensor.is_complex():
+        return tensor.resolve_conj().numpy()
+    try:
+        return tensor.resolve_neg().numpy()
+    except TypeError:  # bfloat16, float8: no NumPy dtype
+        return tensor.contiguous().view(_BITS_BY_SIZE[tensor.element_size()]).numpy()
 
 
 def _state_tensor(value):

@@ -5,7 +5,8 @@ a `kill -9` stays readable; a torn last line is ignored when reading. Nothing is
 
 Records (format 2):
 - `{"kind": "header", "variables": [names], "shapes": [...], "backend": ..., "replica": ...,
-   "environment": {...}, "format": 2}` — first line. `variables` names every fingerprinted
+   "environment": {...}, "format": 2, "fingerprint_scheme": 2}` — first line (the scheme of
+   the step words, `twinrun.fingerprint.common.SCHEME`; absent: scheme 1). `variables` names every fingerprinted
    tensor known when training starts: the model's variables (BatchNorm statistics included),
    then the optimizer's state (`optimizer/...`: slots such as Adam's moments, and the
    iteration or step counters), then the random generators' states (`rng/...`);
@@ -19,6 +20,9 @@ Records (format 2):
    optimizers create their state at the first step): they hold for this step and later ones;
 - `{"kind": "epoch", "epoch": e, "metrics": {...}, "snapshot": file | null}` — after every
   epoch, with the file name of a weights snapshot (`.npz`, loaded with `allow_pickle=False`);
+- `{"kind": "digest", "at": "epoch e" | "end", "names": [...], "tensors": [hex, ...],
+   "digest": hex}` — at the end of every epoch and of the run: the exact xxh3-128 digest of
+  each tensor of the training state and of them all (`twinrun.trace.digests`);
 - `{"kind": "layers", "step": s, "forward": [...], "backward": [...]}` — localisation reruns;
 - `{"kind": "end", "steps": n}` — the run finished.
 
@@ -60,8 +64,10 @@ class TraceWriter:
         self._file.write(json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n")
 
     def header(self, variables, shapes=None, **extra):
-        self.write({"kind": "header", "format": FORMAT, "variables": list(variables),
-                    "shapes": shapes, **extra})
+        from twinrun.fingerprint.common import SCHEME
+
+        self.write({"kind": "header", "format": FORMAT, "fingerprint_scheme": SCHEME,
+                    "variables": list(variables), "shapes": shapes, **extra})
 
     def step(self, step, epoch, batch, loss, words, **extra):
         """One step record; `extra` holds the optional fields (`loss_running_mean`, `names`
@@ -90,6 +96,8 @@ class Trace:
     steps: StepTable = field(default_factory=StepTable)
     epochs: list = field(default_factory=list)
     layers: list = field(default_factory=list)
+    # The digest records, each with `after`: how many step records precede it.
+    digests: list = field(default_factory=list)
     finished: bool = False
     # (index of the first step they hold for, names), for each step record that renamed.
     renamed: list = field(default_factory=list)
@@ -183,6 +191,8 @@ class TraceReader:
             self.trace.epochs.append(record)
         elif kind == "layers":
             self.trace.layers.append(record)
+        elif kind == "digest":
+            self.trace.digests.append(dict(record, after=len(self.trace.steps)))
         elif kind == "end":
             self.trace.finished = True
 
