@@ -30,7 +30,8 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
-def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds=None):
+def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds=None,
+                  portable=None):
     """Make this process's training deterministic; see `twinrun.determinism.deterministic`.
 
     Arguments:
@@ -41,6 +42,9 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
         determinism: False seeds only and leaves determinism off.
         seeds: optional `{source: seed}` to use instead of deriving them from `seed`; None
             (with no seed) takes the run's own seeds under a study of your script.
+        portable: True for CPU kernels that give the same bits on any x86-64 CPU with AVX2
+            (torch only; docs/portable.md); the report says whether that holds here or why
+            not. None takes `twinrun check --portable` from the launcher, else off.
 
     Example:
     >>> import twinrun
@@ -56,7 +60,7 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
 
         seeds = launcher_seeds()
     return _deterministic(seed, backend=backend, threads=threads, determinism=determinism,
-                          seeds=seeds)
+                          seeds=seeds, portable=portable)
 
 
 def seeds():

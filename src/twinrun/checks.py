@@ -152,7 +152,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=None, timeout=None, threads=None, hash_seed="fixed", localize="auto",
                   store=None, progress=None, environment=None, label=None, judging=None,
-                  program=None):
+                  program=None, portable=False):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     A `python` command runs under twinrun's hooks (`hooked_command`, `twinrun.hooks`): seeded
@@ -172,6 +172,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         program: what the command runs, where it is not a script: an object with `kind` (the
             store's kind of check), `label`, `no_trace_message(outcome)` and
             `locate(verdict, outcomes)` (a notebook: `twinrun.notebook_checks.NotebookProgram`).
+        portable: put the `--portable` settings in every replica's environment (torch's CPU
+            kernels then give the same bits on any x86-64 CPU with AVX2; docs/portable.md).
 
     Example (it runs train.py twice, so it is not run as a doctest):
 
@@ -210,7 +212,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             for name in backends:
                 prepared = environment_for(
                     name, threads=replica_threads, determinism=determinism[i],
-                    hash_seed=seeds["hash"] if hash_seed == "fixed" else None)
+                    hash_seed=seeds["hash"] if hash_seed == "fixed" else None,
+                    portable=portable)
                 preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
                 env.update(prepared)
             env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
@@ -237,7 +240,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             workload=target, backend=backend, seed=seed,
             config={"command": [str(a) for a in spec.command], "replica": i,
                     "threads": threads[i] if threads else None, "hash_seed": hash_seed,
-                    "determinism": determinism[i], "backends_prepared": backends},
+                    "determinism": determinism[i], "backends_prepared": backends,
+                    "portable": portable},
             seeds=seeds, determinism={"determinism": determinism[i]}, environment={},
             study_id=check_id, replica=i, artifacts=directory)
 
@@ -784,6 +788,7 @@ class Judging:
         identity: what is run (`command_identity`, `workload_identity`), kept in a reference.
         snapshots: keep the per-epoch weight snapshots in the reference.
         findings: static findings in the script (`script_findings`), kept in the verdict.
+        portable: the `--portable` settings the recorded run had, kept in a reference.
     """
 
     reference: object = None
@@ -792,6 +797,7 @@ class Judging:
     identity: dict | None = None
     snapshots: bool = False
     findings: list = None
+    portable: bool = False
 
     @property
     def single(self):
@@ -842,7 +848,9 @@ def _judge(judging, outcomes, results, plan):
 
         write_reference(judging.record_to, trace, judging.identity,
                         environment=trace.header.get("environment") or {},
-                        snapshots=judging.snapshots)
+                        snapshots=judging.snapshots,
+                        portable=portable_settings(judging.identity) if judging.portable
+                        else None)
         verdict.verdict = RECORDED
         verdict.reference = {"path": str(judging.record_to), "identity": judging.identity,
                              "steps": len(trace.steps)}
@@ -924,6 +932,8 @@ def reference_verdict(reference, outcomes, results, plan=None, tolerance=None, i
                      f"no layer outputs, so no rerun localised it further." if owner else
                      "A reference keeps no layer outputs, so no rerun localised the layer.")}
     verdict.weight_distance = weight_distance(traces)
+    if divergence is not None:
+        verdict.notes.append(_portability_note(reference))
     recorded_sha = reference.identity.get("script_sha256")
     now_sha = (identity or {}).get("script_sha256")
     if recorded_sha and now_sha and recorded_sha != now_sha:
@@ -934,6 +944,32 @@ def reference_verdict(reference, outcomes, results, plan=None, tolerance=None, i
     if plan is not None and len(outcomes) > 1:
         verdict.notes.append(_plan_note(plan, any(o.stopped for o in outcomes)))
     return verdict
+
+
+def portable_settings(identity):
+    """What a reference recorded with `--portable` keeps: the variables that were set (those
+    of its backend, or of every backend a script was prepared for)."""
+    from twinrun.backends import KERAS_BACKENDS
+    from twinrun.determinism import portable_variables
+
+    backends = [identity["backend"]] if (identity or {}).get("backend") else KERAS_BACKENDS
+    variables = {}
+    for backend in backends:
+        variables.update(portable_variables(backend))
+    return {"variables": variables}
+
+
+def _portability_note(reference):
+    """What the verdict of a run that moved away from `reference` says about portability."""
+    if reference.portable:
+        return ("The reference was recorded with --portable and this run had the same settings; "
+                "run `twinrun doctor --portable` here: a CPU that fails the self-test (or lacks "
+                "AVX2) cannot reproduce portable bits, while one that passes points at the "
+                "changes listed instead (versions, threads, the script).")
+    return ("The reference was not recorded with --portable, so its bits are those of the CPU "
+            "it was recorded on: record it again with `twinrun record --portable` (torch and "
+            "Keras on torch; the same --threads) to check it on other CPUs, or compare with "
+            "--rtol.")
 
 
 def _reference_entry(reference):
@@ -1046,7 +1082,8 @@ def record_command(command, output, *, snapshots=False, seed=0, backend=None, **
     """
     judging = Judging(record_to=Path(output), snapshots=snapshots,
                       identity=command_identity(command, seed=seed, backend=backend),
-                      findings=options.pop("findings", None))
+                      findings=options.pop("findings", None),
+                      portable=options.get("portable", False))
     return check_command(command, n=1, seed=seed, backend=backend, localize=False,
                          judging=judging, **options)
 
@@ -1063,7 +1100,7 @@ def record_workload(config, output, *, snapshots=False, **options):
     from twinrun.train import prepare
 
     judging = Judging(record_to=Path(output), snapshots=snapshots,
-                      identity=workload_identity(prepare(config)))
+                      identity=workload_identity(prepare(config)), portable=config.portable)
     return check_workload(config, n=1, localize=False, judging=judging, **options)
 
 
@@ -1091,6 +1128,8 @@ def check_command_against(command, reference, *, n=1, tolerance=None, seed=0, ba
     refuse_other_workload(reference, identity)
     judging = Judging(reference=reference, tolerance=tolerance, findings=findings,
                       identity=identity)
+    # A portable reference is checked under the settings it was recorded with.
+    options["portable"] = options.get("portable", False) or reference.portable
     return check_command(command, n=n, seed=seed, backend=backend, localize=False,
                          judging=judging, **options)
 
@@ -1107,6 +1146,8 @@ def check_workload_against(config, reference, *, n=1, tolerance=None, **options)
 
     refuse_other_workload(reference, workload_identity(prepare(config)))
     judging = Judging(reference=reference, tolerance=tolerance)
+    # A portable reference is checked under the settings it was recorded with.
+    config = replace(config, portable=config.portable or reference.portable)
     return check_workload(config, n=n, localize=False, judging=judging, **options)
 
 

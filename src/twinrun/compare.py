@@ -426,6 +426,13 @@ def likely_causes(divergence, environment_diff, localization=None, gpu_used=Fals
     if determinism_keys:
         causes.append("The determinism settings differ between replicas: kernels chosen "
                       "for speed reduce in another order than deterministic ones.")
+    kernel_keys = sorted(k for k in keys if k == "framework.cpu_capability"
+                         or k in _PORTABLE_KEYS)
+    if kernel_keys:
+        changes = environment_changes([d for d in environment_diff if d["key"] in kernel_keys])
+        causes.append("The instruction set the kernels use differs between replicas ("
+                      + ", ".join(changes) + "): AVX-512, AVX2 and scalar kernels sum in "
+                      "other orders.")
     if state_first and not causes:
         causes.append("The training state outside the model: "
                       + ", ".join(divergence.variables[:3])
@@ -499,6 +506,9 @@ def is_state_name(name):
 
 # Facts that say how fast a run went, or where its interpreter lies: never a cause of other bits.
 _NOT_CAUSES = ("speed.", "python.executable", "cpu.affinity")
+# The variables `--portable` sets (twinrun.determinism.torch.PORTABLE_VARIABLES), as diff keys.
+_PORTABLE_KEYS = ("env.ATEN_CPU_CAPABILITY", "env.ONEDNN_MAX_CPU_ISA", "env.MKL_CBWR",
+                  "env.MKL_DYNAMIC", "env.TWINRUN_PORTABLE")
 _THREADS = {"threads.intra_op": "intra-op threads", "threads.inter_op": "inter-op threads"}
 
 
@@ -542,6 +552,12 @@ def environment_changes(diff):
                 phrases.append("CPU flags: " + _listed(new) + " new")
         elif key == "cpu.model":
             phrases.append(f"CPU {_shown(before)} → {_shown(after)}")
+        elif key == "cpu.identity":
+            phrases.append(f"CPU {_shown(before)} → {_shown(after)}")
+        elif key == "cpu.isa":
+            phrases.append(f"widest vector instructions {_shown(before)} → {_shown(after)}")
+        elif key == "framework.cpu_capability":
+            phrases.append(f"torch's kernels in use {_shown(before)} → {_shown(after)}")
         elif key == "cpu.logical_cores":
             phrases.append(f"logical CPUs {_shown(before)} → {_shown(after)}")
         elif key == "hostname":
@@ -588,6 +604,13 @@ def reference_causes(divergence, diff):
                       + ", ".join(environment_changes([changes[k] for k in sorted(threads)]))
                       + "): parallel reductions add in a different order, which changes the "
                       "last bits.")
+    kernels = environment_changes([changes[k] for k in sorted(keys)
+                                   if k == "framework.cpu_capability"
+                                   or k in _PORTABLE_KEYS])
+    if kernels:
+        causes.append("The instruction set the kernels use, or the portable settings, differ "
+                      "from the recording's (" + ", ".join(kernels) + "): AVX-512 and AVX2 "
+                      "kernels sum in other orders.")
     if any("determinis" in k.lower() for k in keys):
         causes.append("The determinism settings differ from the recording: kernels chosen for "
                       "speed reduce in another order than deterministic ones.")

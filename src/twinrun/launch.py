@@ -61,7 +61,8 @@ def child_environment(config, extra=None):
     env = dict(os.environ)
     hash_seed = config.seeds["hash"] if config.determinism else None
     env.update(environment_for(config.backend, threads=config.threads,
-                               determinism=config.determinism, hash_seed=hash_seed))
+                               determinism=config.determinism, hash_seed=hash_seed,
+                               portable=config.portable))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

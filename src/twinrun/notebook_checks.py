@@ -147,7 +147,7 @@ def record_notebook(path, output, *, parameters=(), snapshots=False, seed=0, bac
     validate_notebook(path, parameters)
     judging = Judging(record_to=Path(output), snapshots=snapshots,
                       identity=notebook_identity(path, parameters, seed=seed, backend=backend),
-                      findings=notebook_findings(path))
+                      findings=notebook_findings(path), portable=options.get("portable", False))
     return check_notebook(path, parameters=parameters, n=1, seed=seed, backend=backend,
                           localize=False, judging=judging, **options)
 
@@ -162,6 +162,8 @@ def check_notebook_against(path, reference, *, parameters=(), n=1, tolerance=Non
     refuse_other_workload(reference, identity)
     judging = Judging(reference=reference, tolerance=tolerance, identity=identity,
                       findings=notebook_findings(path))
+    # A portable reference is checked under the settings it was recorded with.
+    options["portable"] = options.get("portable", False) or reference.portable
     return check_notebook(path, parameters=parameters, n=n, seed=seed, backend=backend,
                           localize=False, judging=judging, **options)
 

@@ -66,6 +66,11 @@ class Reference:
         return self.header.get("environment") or {}
 
     @property
+    def portable(self):
+        """Whether the run was recorded with `--portable` (its settings are in the header)."""
+        return bool(self.header.get("portable"))
+
+    @property
     def snapshots(self):
         """The snapshot files the reference holds, by name."""
         return [e["snapshot"] for e in self.header.get("epochs") or [] if e.get("snapshot")]
@@ -96,10 +101,10 @@ class Reference:
         return {"path": str(self.path), "recorded_at": self.header.get("recorded_at"),
                 "hostname": (self.header.get("environment") or {}).get("hostname"),
                 "identity": self.identity, "steps": len(self.trace.steps),
-                "snapshots": len(self.snapshots)}
+                "snapshots": len(self.snapshots), "portable": self.header.get("portable")}
 
 
-def write_reference(path, trace, identity, *, environment, snapshots=False):
+def write_reference(path, trace, identity, *, environment, snapshots=False, portable=None):
     """Write `trace` (a finished run's, read whole) as a reference file at `path`.
 
     The file is written beside `path` and moved into place, so a reference that a CI job
@@ -111,6 +116,8 @@ def write_reference(path, trace, identity, *, environment, snapshots=False):
         identity: what was run, a JSON-compatible dict (a workload or a command).
         environment: the run's environment as the verdict compares it.
         snapshots: also keep the per-epoch weight snapshots the tracer saved beside the trace.
+        portable: `{"variables": {...}}`, the `--portable` settings the run had, or None;
+            `check --against` applies them again.
 
     Example (`trace` from a finished run):
 
@@ -140,6 +147,7 @@ def write_reference(path, trace, identity, *, environment, snapshots=False):
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "twinrun_version": _twinrun_version(),
         "identity": identity,
+        "portable": portable,
         "environment": environment,
         "trace_header": {k: v for k, v in trace.header.items() if k != "environment"},
         "data": trace.data,

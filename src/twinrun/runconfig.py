@@ -38,6 +38,8 @@ class RunConfig:
         fold: `{"n_splits", "index", "random_state"}` for one cross-validation run, else None.
         settings: a study's `--set` values (see `twinrun.studies.settings`).
         predictions: keep the test predictions (one byte per test image) in the result.
+        portable: CPU kernels that give the same bits on any x86-64 CPU with AVX2 (torch;
+            docs/portable.md), set before the run's process starts.
     """
 
     workload: str = "fashion-cnn"
@@ -60,6 +62,7 @@ class RunConfig:
     fold: dict | None = None
     settings: dict = field(default_factory=dict)
     predictions: bool = False
+    portable: bool = False
 
     def validated(self):
         """Return a copy with the backend resolved, or raise `TwinrunError` with one sentence."""

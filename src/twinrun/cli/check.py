@@ -67,8 +67,8 @@ def _switch_list(ctx, param, value):
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, determinism_list,
-          threads, hash_seed,
+def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, portable,
+          determinism_list, threads, hash_seed,
           parallel, lockstep, timeout, localize, against, rtol, atol, strict, report_path,
           mlflow_uri, parameters, store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
@@ -92,6 +92,9 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
     - --rtol R [--atol A]: where the bits differ but every step's loss and every
       epoch's weights stay within |x - x0| <= A + R |x0|, the verdict is
       within_tolerance, with the largest loss difference in %.
+    - A reference recorded with --portable is checked with the same settings,
+      so it checks identical on any x86-64 CPU that passes `twinrun doctor
+      --portable` (torch, same --threads).
 
     \b
     How the replicas run:
@@ -128,7 +131,7 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, deter
         verdict = _run(checks, command, n, workload, preset, backend, seed, epochs,
                        no_determinism, determinism_list, threads, hash_seed, parallel, lockstep,
                        timeout, localize, store, data_dir, progress, reference, tolerance,
-                       parameters)
+                       parameters, portable)
     label = " ".join(command) if command else workload
     try:
         _show(checks, verdict, label, as_json)
@@ -217,13 +220,13 @@ def _count(n, default):
 
 def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determinism,
          determinism_list, threads, hash_seed, parallel, lockstep, timeout, localize, store,
-         data_dir, progress, reference=None, tolerance=None, parameters=()):
+         data_dir, progress, reference=None, tolerance=None, parameters=(), portable=False):
     notebook = notebook_target(command, parameters)
     if command:
         options = dict(backend=backend, seed=seed,
                        determinism=determinism_list or [not no_determinism],
                        parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
-                       hash_seed=hash_seed, store=store, progress=progress)
+                       hash_seed=hash_seed, store=store, progress=progress, portable=portable)
         if notebook is not None:
             from twinrun import notebook_checks
 
@@ -247,7 +250,7 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
 
     config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
                        epochs=epochs, determinism=not no_determinism, store=store,
-                       data_dir=data_dir)
+                       data_dir=data_dir, portable=portable)
     options = dict(parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
                    hash_seed=hash_seed, determinism=determinism_list, progress=progress)
     if reference is not None:

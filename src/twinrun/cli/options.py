@@ -21,6 +21,12 @@ data_dir_option = click.option("--data-dir", default=None, metavar="DIR",
 threads_option = click.option("--threads", default=None, type=int,
                               help="Thread-pool size (default: every CPU this process may use).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+portable_option = click.option(
+    "--portable", is_flag=True,
+    help="Portable CPU bits (torch and Keras on torch): cap the kernels at AVX2 and take MKL's "
+         "compatible branch before start-up, so a run gives the same bits on any x86-64 CPU "
+         "that passes `twinrun doctor --portable`, at the same --threads (docs/portable.md). "
+         "TensorFlow and JAX: not portable, and the determinism report says so.")
 
 
 def _positive_seconds(ctx, param, value):
@@ -43,7 +49,8 @@ def timeout_option(help):
 
 def workload_run_options(command):
     """What names one run of a built-in workload, for `check` and `record`: --workload,
-    --preset, --backend, --seed, --epochs and --no-determinism (in that order in --help)."""
+    --preset, --backend, --seed, --epochs, --no-determinism and --portable (in that order in
+    --help)."""
     for option in reversed([
         click.option("--workload", default="fashion-cnn", show_default=True,
                      metavar="fashion-cnn|answer-demo",
@@ -53,6 +60,7 @@ def workload_run_options(command):
         seed_option,
         click.option("--epochs", default=None, type=int, help="Most epochs (built-in workloads)."),
         click.option("--no-determinism", is_flag=True, help="Seed only; leave determinism off."),
+        portable_option,
     ]):
         command = option(command)
     return command

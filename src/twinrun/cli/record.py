@@ -25,15 +25,17 @@ from twinrun.cli.options import (data_dir_option, json_option, parameter_option,
 @data_dir_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def record(output, workload, preset, backend, seed, epochs, no_determinism, threads, snapshots,
-           timeout, parameters, store, data_dir, as_json, command):
+def record(output, workload, preset, backend, seed, epochs, no_determinism, portable, threads,
+           snapshots, timeout, parameters, store, data_dir, as_json, command):
     """Run a training once and write its per-step fingerprints, losses and environment to
     REF.twinrun, to check later runs against (`twinrun check --against REF.twinrun`), on
     another machine or after an upgrade.
 
     Without COMMAND it records a built-in workload; with `-- python train.py ARGS`, your
     script (traced as under `twinrun check`); with NOTEBOOK.ipynb, the notebook run top to
-    bottom in a fresh kernel. The format is documented in
+    bottom in a fresh kernel. With --portable the reference keeps the portable settings, and
+    `check --against` applies them, so it travels to other x86-64 CPUs (torch; record and
+    check at the same --threads). The format is documented in
     docs/reference-format.md. Exit status: 0 written, 2 error.
     """
     from twinrun import checks
@@ -53,19 +55,19 @@ def record(output, workload, preset, backend, seed, epochs, no_determinism, thre
             verdict = record_notebook(
                 notebook[0], output, parameters=notebook[1], snapshots=snapshots, seed=seed,
                 backend=backend, determinism=[not no_determinism], threads=threads,
-                timeout=timeout, store=store, progress=progress)
+                timeout=timeout, store=store, progress=progress, portable=portable)
         elif command:
             verdict = checks.record_command(
                 list(command), output, snapshots=snapshots, seed=seed, backend=backend,
                 determinism=[not no_determinism], threads=threads, timeout=timeout,
-                store=store, progress=progress,
+                store=store, progress=progress, portable=portable,
                 findings=checks.script_findings(list(command)))
         else:
             from twinrun.runconfig import RunConfig
 
             config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
                                epochs=epochs, determinism=not no_determinism, store=store,
-                               data_dir=data_dir)
+                               data_dir=data_dir, portable=portable)
             verdict = checks.record_workload(config, output, snapshots=snapshots,
                                              threads=threads, timeout=timeout,
                                              progress=progress)

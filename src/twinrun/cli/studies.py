@@ -13,7 +13,8 @@ import click
 from twinrun.cli import main, warn_on_failure
 from twinrun.errors import TwinrunError
 from twinrun.cli.options import (backend_option, data_dir_option, json_option,
-                                 parameter_option, store_option, wide_option)
+                                 parameter_option, portable_option, store_option,
+                                 wide_option)
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
 
@@ -32,6 +33,7 @@ def _base_options(command):
                      help="The study's base seed (every run's seeds derive from it)."),
         click.option("--threads", default=None, type=int,
                      help="Thread-pool size of each run (default: every CPU it may use)."),
+        portable_option,
         click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE",
                      help="A training setting for every run: learning_rate, batch_size, "
                           "dropout, epochs, patience, subset, val_fraction, perturb. "
@@ -86,8 +88,8 @@ def _metric_option(default_text):
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, threads,
-             set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run, store,
-             data_dir, as_json, report_path, mlflow_uri, parameters, command):
+             portable, set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run,
+             store, data_dir, as_json, report_path, mlflow_uri, parameters, command):
     """How much of a result is chance: N runs per source of randomness, each varied alone.
 
     Without COMMAND it studies a built-in workload; with `-- python train.py ARGS` it runs
@@ -99,10 +101,10 @@ def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, t
 
     if command or parameters:
         settings, metric, base = _prepare_script(ctx, command, set_values, vary, metric,
-                                                 backend, threads, parameters)
+                                                 backend, threads, parameters, portable)
     else:
         settings, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
-                                          threads, data_dir)
+                                          threads, data_dir, portable)
     from twinrun.studies.runner import base_definition
 
     plan = plan_variance(runs, vary, design=design, seed=seed, settings=settings,
@@ -124,7 +126,8 @@ def variance(ctx, runs, vary, design, metric, workload, preset, backend, seed, t
 @json_option
 @report_option
 @mlflow_option
-def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_values, jobs,
+def cv(folds, repeats, metric, workload, preset, backend, seed, threads, portable, set_values,
+       jobs,
        executor_name, address, cpus_per_run, gpus_per_run, store, data_dir, as_json,
        report_path, mlflow_uri):
     """Stratified K-fold cross-validation: each fold early-stops on its held-out part."""
@@ -132,7 +135,7 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
     from twinrun.studies.runner import base_definition, check_folds
 
     settings, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
-                                      threads, data_dir)
+                                      threads, data_dir, portable)
     plan = plan_cv(folds, repeats=repeats, seed=seed, settings=settings,
                    base=base_definition(base))
     check_folds(plan, base)
@@ -160,7 +163,7 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, set_val
 @mlflow_option
 @click.pass_context
 def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset, backend, seed,
-            threads, set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run,
+            threads, portable, set_values, jobs, executor_name, address, cpus_per_run, gpus_per_run,
             store, data_dir, as_json, report_path, mlflow_uri):
     """A against B: does a change beat the noise between seeds?
 
@@ -175,7 +178,7 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
     if set_a or set_b or runs is not None:
         results, sessions = _compare_variants(ctx, study_a, study_b, set_a, set_b, runs,
                                               metric, workload, preset, backend, seed, threads,
-                                              set_values, jobs, executor_name, address,
+                                              portable, set_values, jobs, executor_name, address,
                                               cpus_per_run, gpus_per_run, store, data_dir,
                                               as_json)
     else:
@@ -258,7 +261,8 @@ def studies(store, wide, as_json):
 
 # -- the common steps --------------------------------------------------------------------------
 
-def _prepare(set_values, metric, workload, preset, backend, seed, threads, data_dir):
+def _prepare(set_values, metric, workload, preset, backend, seed, threads, data_dir,
+             portable=False):
     """Parse `--set` and `--metric` and build the base `RunConfig` (one sentence on error)."""
     from twinrun.runconfig import RunConfig
     from twinrun.studies.runner import validate_metric
@@ -268,11 +272,12 @@ def _prepare(set_values, metric, workload, preset, backend, seed, threads, data_
     settings = parse_settings(texts)
     metric = validate_metric(metric or "test_accuracy")
     base = RunConfig(workload=workload, preset=preset, backend=backend, seed=seed,
-                     threads=threads, data_dir=data_dir).validated()
+                     threads=threads, data_dir=data_dir, portable=portable).validated()
     return settings, metric, base
 
 
-def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, parameters=()):
+def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, parameters=(),
+                    portable=False):
     """The settings, metric and `ScriptBase` of a study of the user's script."""
     from twinrun.studies.plan import parse_sources
     from twinrun.studies.runner import validate_metric
@@ -293,13 +298,15 @@ def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, pa
     notebook = notebook_target(command, parameters)
     if notebook is not None:
         return settings, metric, ScriptBase.from_notebook(*notebook, backend=backend,
-                                                          threads=threads)
-    return settings, metric, ScriptBase.from_command(command, backend=backend, threads=threads)
+                                                          threads=threads,
+                                                          portable=portable)
+    return settings, metric, ScriptBase.from_command(command, backend=backend, threads=threads,
+                                                     portable=portable)
 
 
 # Options of `compare` that only running two variants uses.
-_RUN_ONLY = ("workload", "preset", "backend", "seed", "threads", "set_values", "jobs",
-             "executor_name", "address", "cpus_per_run", "gpus_per_run", "data_dir")
+_RUN_ONLY = ("workload", "preset", "backend", "seed", "threads", "portable", "set_values",
+             "jobs", "executor_name", "address", "cpus_per_run", "gpus_per_run", "data_dir")
 
 
 def _given(ctx, name):
@@ -319,7 +326,7 @@ def _refuse_run_options(ctx):
 
 
 def _compare_variants(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
-                      backend, seed, threads, set_values, jobs, executor_name, address,
+                      backend, seed, threads, portable, set_values, jobs, executor_name, address,
                       cpus_per_run, gpus_per_run, store, data_dir, as_json):
     """Run two variants as studies varying `all`, then compare them: `(results, sessions)`."""
     from twinrun.studies.plan import plan_variance
@@ -339,7 +346,7 @@ def _compare_variants(ctx, study_a, study_b, set_a, set_b, runs, metric, workloa
                                if part.strip()])
 
     shared, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
-                                    threads, data_dir)
+                                    threads, data_dir, portable)
     arms = [{**shared, **parsed(set_a)}, {**shared, **parsed(set_b)}]
     if arms[0] == arms[1]:
         raise TwinrunError("Arms A and B would train with the same settings; give the setting "

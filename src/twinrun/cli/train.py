@@ -5,8 +5,8 @@ import json
 import click
 
 from twinrun.cli import main, warn_on_failure
-from twinrun.cli.options import (backend_option, data_dir_option, json_option, preset_option,
-                                 seed_option, store_option, threads_option)
+from twinrun.cli.options import (backend_option, data_dir_option, json_option, portable_option,
+                                 preset_option, seed_option, store_option, threads_option)
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
 
@@ -20,19 +20,20 @@ from twinrun.cli.outputs import offer_report, report_option
 @click.option("--no-determinism", is_flag=True,
               help="Seed only, as a user would by hand; leave the framework's defaults.")
 @threads_option
+@portable_option
 @store_option
 @data_dir_option
 @json_option
 @report_option
 @mlflow_option
-def train(backend, seed, preset, epochs, patience, no_determinism, threads, store, data_dir,
-          as_json, report_path, mlflow_uri):
+def train(backend, seed, preset, epochs, patience, no_determinism, threads, portable, store,
+          data_dir, as_json, report_path, mlflow_uri):
     """Train the Fashion-MNIST CNN once and record the run."""
     from twinrun.train import train_once
 
     result = train_once(backend=backend, seed=seed, preset=preset, epochs=epochs,
                         patience=patience, determinism=not no_determinism, threads=threads,
-                        store=store, data_dir=data_dir, show_progress=not as_json)
+                        portable=portable, store=store, data_dir=data_dir, show_progress=not as_json)
     if as_json:
         click.echo(json.dumps(result, default=float))
     else:

@@ -47,7 +47,10 @@ def framework_module(backend):
     return importlib.import_module(f"twinrun.determinism.{resolve_backend(backend)}")
 
 
-def environment_for(backend, threads=None, determinism=True, hash_seed=None):
+PORTABLE_VARIABLE = "TWINRUN_PORTABLE"
+
+
+def environment_for(backend, threads=None, determinism=True, hash_seed=None, portable=False):
     """Environment variables a fresh process needs before it starts, for one backend.
 
     Arguments:
@@ -55,8 +58,15 @@ def environment_for(backend, threads=None, determinism=True, hash_seed=None):
         threads: thread-pool size, or None to leave the framework's default.
         determinism: False for a run with determinism off (seeds only).
         hash_seed: value for `PYTHONHASHSEED`, or None to leave hashing randomised.
+        portable: add the settings that make the framework's CPU kernels give the same bits
+            on any x86-64 CPU with AVX2 (`portable_variables()`; none for TensorFlow and JAX,
+            whose reports then say why).
     """
-    env = dict(framework_module(backend).environment_variables(threads, determinism))
+    framework = framework_module(backend)
+    env = dict(framework.environment_variables(threads, determinism))
+    if portable:
+        env.update(framework.portable_variables())
+        env[PORTABLE_VARIABLE] = "1"
     env["KERAS_BACKEND"] = backend
     env["TWINRUN_DETERMINISM"] = "1" if determinism else "0"
     if threads is not None:
@@ -65,6 +75,11 @@ def environment_for(backend, threads=None, determinism=True, hash_seed=None):
         env["PYTHONHASHSEED"] = str(hash_seed)
     env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(env))
     return env
+
+
+def portable_variables(backend):
+    """The variables `--portable` sets for `backend` (empty for TensorFlow and JAX)."""
+    return framework_module(backend).portable_variables()
 
 
 def _from_launcher(seed, threads, determinism):
@@ -97,7 +112,8 @@ def _integer_from_environment(name, value):
                            f"Received: {name}={value!r}.") from None
 
 
-def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds=None):
+def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds=None,
+                  portable=None):
     """Make this process's training repeat bit for bit, and say what could not be done.
 
     Seeds Python, NumPy, Keras (when imported) and the framework from seeds derived from
@@ -125,6 +141,13 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
             way; None means on, unless `twinrun check --no-determinism` launched this process.
         seeds: optional `{source: seed}` that replaces single derived seeds (each from 0 to
             2**31 - 1, see `twinrun.seeds`); the other sources derive from `seed`.
+        portable: True asks for CPU kernels that give the same bits on any x86-64 CPU with
+            AVX2 (docs/portable.md); the report's `portable CPU kernels` control says whether
+            that holds here, or why not (TensorFlow and JAX: not portable). Some of these
+            settings are read once, when a library first runs, so in a running process they
+            hold only if no convolution or matrix product ran before; `twinrun train/check
+            --portable` sets them before start-up. None means off, unless `--portable`
+            launched this process.
 
     Example:
     >>> import twinrun
@@ -134,12 +157,17 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
     'applied'
     """
     seed, threads, determinism = _from_launcher(seed, threads, determinism)
+    if portable is None:
+        portable = os.environ.get(PORTABLE_VARIABLE) == "1"
     backend = resolve_backend(backend)
     seeds = derive_seeds(seed, seeds)  # validates the seed and every given source seed
     framework = framework_module(backend)
     report = DeterminismReport(backend=backend, seed=seed, determinism=determinism,
-                               threads=None, seeds=dict(seeds))
+                               threads=None, seeds=dict(seeds), portable=bool(portable))
     report.controls.append(hash_seed_control(determinism))
+    if portable:
+        # Before the framework's own switches: torch's must be in place before its first kernel.
+        report.controls.append(framework.portability())
     if "keras" in sys.modules:
         report.controls.append(_seed_keras(seeds["backend"]))
     report.controls.extend(seed_python_and_numpy(seeds))
@@ -158,4 +186,5 @@ def _data_loading(framework, backend, seeds, determinism):
     return controls
 
 
-__all__ = ["deterministic", "environment_for", "DeterminismReport", "Control"]
+__all__ = ["deterministic", "environment_for", "portable_variables", "DeterminismReport",
+           "Control"]

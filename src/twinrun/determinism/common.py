@@ -11,6 +11,11 @@ Each framework module (`tensorflow.py`, `jax.py`, `torch.py`) has the same four 
 - `data_loading(seeds, determinism)`: what keeps the framework's input pipeline in order
   (torch's `DataLoader`, TensorFlow's `tf.data`; JAX has none), one `Control` each.
 
+And two for `--portable` (docs/portable.md): `portable_variables()`, what must be in the
+environment before start-up so the CPU kernels give the same bits on any x86-64 CPU with AVX2
+and at any thread count (empty where no setting was measured to do that), and
+`portability()`, the `Control` saying whether that holds in this process, or why not.
+
 The states of a control, the whole set:
 
 - `applied`: twinrun set it, here and now;
@@ -37,6 +42,9 @@ OFF = "off"
 STATES = (APPLIED, ALREADY_SET, NOT_NEEDED, OFF, IMPOSSIBLE)
 
 NOT_PINNED = "not pinned: bits may depend on the thread count"
+
+# The name of the control that says whether a framework's CPU kernels are portable here.
+PORTABLE = "portable CPU kernels"
 
 # Thread-pool variables read once by OpenMP, MKL and OpenBLAS when they load.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -69,6 +77,7 @@ class DeterminismReport:
     threads: dict | None
     seeds: dict = field(default_factory=dict)
     controls: list = field(default_factory=list)
+    portable: bool = False
 
     @property
     def impossible(self):
@@ -112,6 +121,40 @@ def pinned_detail(counts, origin):
     pools = f"{counts['intra_op']} intra-op" + ("" if inter is None else f", {inter} inter-op")
     return (f"{pools} ({origin}); bits depend on these counts, so runs with other counts may "
             "differ in the last bits")
+
+
+def portable_cpu_problem():
+    """Why this CPU cannot give twinrun's portable bits, in words, or None when it can.
+
+    The portable settings cap every kernel at AVX2 (with FMA), the widest level all x86-64
+    CPUs measured share; a CPU without it computes with other instructions and other bits.
+    """
+    import platform
+
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        return (f"this is a {platform.machine()} CPU; portable bits are measured on x86-64 "
+                "CPUs only")
+    flags = cpu_flags()
+    if flags is None:
+        return None  # no /proc/cpuinfo to read (not Linux): the self-test decides
+    missing = [name.upper() for name in ("avx2", "fma") if name not in flags]
+    if missing:
+        return f"this CPU lacks {' and '.join(missing)}, which the portable kernels use"
+    return None
+
+
+def cpu_flags():
+    """The CPU's feature flags (`/proc/cpuinfo`), or None where there is no such file."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                name, _, value = line.partition(":")
+                if name.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        return None
+    return set()
 
 
 def not_pinned(name, why):

@@ -18,8 +18,8 @@ TensorFlow-era spelling) is refused by XLA's flag parser.
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
-    schedulable_cpus, set_before_start, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, not_pinned,
+    pinned_detail, schedulable_cpus, set_before_start, thread_environment,
 )
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
@@ -42,6 +42,24 @@ def environment_variables(threads=None, determinism=True):
     if threads is not None:
         env[POOL_VARIABLE] = str(threads)
     return env
+
+
+def portable_variables():
+    """None claimed: XLA's CPU flags were measured on one CPU only (see `portability`)."""
+    return {}
+
+
+def portability():
+    """JAX makes no portable claim: always `impossible`, with what was measured.
+
+    XLA CPU has `--xla_cpu_max_isa`, but it was measured on one CPU model only (docs/portable.md),
+    and twinrun claims portability only where two CPU models agreed.
+    """
+    return Control(PORTABLE, IMPOSSIBLE,
+                   "XLA's CPU kernels: not portable as far as twinrun knows; "
+                   "--xla_cpu_max_isa=AVX2 was measured on one CPU model only, so twinrun "
+                   "claims nothing (docs/portable.md). Compare across machines with --rtol, or "
+                   "train on Keras' torch backend with --portable")
 
 
 def thread_counts():

@@ -3,8 +3,8 @@
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
-    schedulable_cpus, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, not_pinned,
+    pinned_detail, schedulable_cpus, thread_environment,
 )
 
 THREADS = "TensorFlow thread pools"
@@ -27,6 +27,25 @@ def environment_variables(threads=None, determinism=True):
     if threads is not None:
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
     return env
+
+
+def portable_variables():
+    """None found: no setting measured made TensorFlow's CPU bits travel (see `portability`)."""
+    return {}
+
+
+def portability():
+    """TensorFlow has no portable CPU kernels: always `impossible`, with the measurement.
+
+    Measured with TensorFlow 2.21 on an AVX2-only AMD EPYC (Zen 3) and an AVX-512 one (Zen 5):
+    a one-thread float32 matmul already differs, by default, with oneDNN off and with op
+    determinism, because Eigen sizes its blocks from the CPU's cache sizes.
+    """
+    return Control(PORTABLE, IMPOSSIBLE,
+                   "TensorFlow's CPU kernels depend on the cache sizes (Eigen picks its "
+                   "blocking from them): not portable; a 1-thread matmul differs between two "
+                   "AMD EPYC models under every setting measured. Compare across machines "
+                   "with --rtol, or train on Keras' torch backend with --portable")
 
 
 def thread_counts():

@@ -1,10 +1,11 @@
 """Determinism switches for PyTorch (plain, and Keras on the torch backend)."""
 
 import os
+import sys
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, Control, not_pinned, pinned_detail,
-    set_before_start, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, not_pinned,
+    pinned_detail, portable_cpu_problem, set_before_start, thread_environment,
 )
 
 # cuBLAS picks reduction strategies per stream unless its workspace is fixed; PyTorch refuses
@@ -30,6 +31,73 @@ def environment_variables(threads=None, determinism=True):
     env["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
     env.update(thread_environment(threads))
     return env
+
+
+# What makes torch's CPU kernels give the same bits on any x86-64 CPU with AVX2, at any thread
+# count (measured: docs/portable.md). Each caps one library, and none is enough alone: on an
+# AVX-512 AMD EPYC (Zen 5) the seed probe's 20 steps match an AVX2-only Zen 3 only with all
+# three. ATen's vectorised kernels (`ATEN_CPU_CAPABILITY`) and oneDNN's convolutions
+# (`ONEDNN_MAX_CPU_ISA`) otherwise pick AVX-512 where the CPU has it; MKL's compatible branch
+# (`MKL_CBWR`) makes its GEMMs take one code path on Intel and AMD, which oneMKL's conditional
+# numerical reproducibility guide says also needs dynamic threading off (`MKL_DYNAMIC`).
+# Every one is read once, when its library first runs, so they go in before start-up.
+PORTABLE_VARIABLES = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
+    "MKL_DYNAMIC": "FALSE",
+}
+
+
+def portable_variables():
+    """The environment that makes torch's CPU kernels portable (`PORTABLE_VARIABLES`)."""
+    return dict(PORTABLE_VARIABLES)
+
+
+def portability():
+    """Whether torch's CPU kernels give portable bits in this process, as a `Control`.
+
+    Before start-up (`twinrun train/check/record --portable`) the variables are simply there.
+    In a process that is already running they can still be set before torch first runs a
+    kernel: ATen reads its capability at its first vectorised kernel, oneDNN its ISA cap at
+    its first primitive and MKL its branch at its first call. ATen's can be read back; oneDNN's
+    and MKL's cannot, so the control says what it cannot promise.
+    """
+    problem = portable_cpu_problem()
+    if problem is not None:
+        return Control(PORTABLE, IMPOSSIBLE, f"{problem}: not portable; compare runs across "
+                                             "machines with --rtol instead")
+    shown = ", ".join(f"{k}={v}" for k, v in PORTABLE_VARIABLES.items())
+    missing = {k: v for k, v in PORTABLE_VARIABLES.items() if os.environ.get(k) != v}
+    if not missing:
+        if all(set_before_start(k) for k in PORTABLE_VARIABLES):
+            return Control(PORTABLE, ALREADY_SET, f"{shown} (set before start-up)")
+        return _checked_capability(Control(PORTABLE, ALREADY_SET,
+                                           f"{shown} (in the environment)"))
+    os.environ.update(missing)
+    if "torch" not in sys.modules:
+        return _checked_capability(Control(
+            PORTABLE, APPLIED, f"{shown}, set before torch was imported"))
+    return _checked_capability(Control(
+        PORTABLE, APPLIED,
+        f"{shown}, set in this running process: oneDNN and MKL read them once, at their first "
+        "convolution or matrix product, so the bits are portable only if none ran before "
+        "this call; to be sure, set them before start-up (`twinrun train --portable`, "
+        "`twinrun check --portable`)"))
+
+
+def _checked_capability(control):
+    """`control`, or `impossible` when ATen already picked a level above AVX2 here."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability in ("AVX2", "DEFAULT"):
+        return control
+    return Control(PORTABLE, IMPOSSIBLE,
+                   f"ATen already runs its {capability} kernels in this process (it picks them "
+                   "once, at its first vectorised kernel), so the bits are this CPU's, not "
+                   "portable; set ATEN_CPU_CAPABILITY=avx2 before start-up or use "
+                   "`twinrun train --portable` / `twinrun check --portable`")
 
 
 def thread_counts():

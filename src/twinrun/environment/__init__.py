@@ -38,6 +38,12 @@ NUMERICS_ENV_VARS = (
     # oneDNN kernels in TensorFlow and torch's SIMD level both change the order of sums.
     "TF_ENABLE_ONEDNN_OPTS",
     "ATEN_CPU_CAPABILITY",
+    # The rest of `--portable` (twinrun.determinism.torch.PORTABLE_VARIABLES): oneDNN's ISA
+    # cap and MKL's code branch and dynamic threading.
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_DYNAMIC",
+    "TWINRUN_PORTABLE",
     "CUDA_VISIBLE_DEVICES",
 )
 

@@ -54,23 +54,44 @@ def operating_system():
 
 
 def cpu():
-    """The CPU model, its feature flags, the logical cores and this process's affinity."""
-    model, flags = _cpuinfo()
+    """The CPU model (its name, and family/model numbers, since a name such as "AMD EPYC" can
+    cover several generations), its widest vector instruction set, its feature flags, the
+    logical cores and this process's affinity."""
+    model, flags, identity = _cpuinfo()
     try:
         affinity = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = None  # not Linux
     return {
         "model": model or platform.processor() or None,
+        "identity": identity,
+        "isa": widest_vector_isa(flags),
         "flags": flags,
         "logical_cores": os.cpu_count(),
         "affinity": affinity,
     }
 
 
+def widest_vector_isa(flags):
+    """The widest x86 vector instruction set among `flags` ("AVX-512", "AVX2", "AVX",
+    "SSE4.2"), or None for other CPUs: what kernels that pick their code by CPU use here.
+
+    Example:
+    >>> widest_vector_isa(["avx", "avx2", "fma", "avx512f"])
+    'AVX-512'
+    """
+    flags = set(flags or ())
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                       ("sse4_2", "SSE4.2")):
+        if flag in flags:
+            return name
+    return None
+
+
 def _cpuinfo():
-    """CPU model name and sorted feature flags from /proc/cpuinfo (x86 and ARM spellings)."""
-    model, flags = None, []
+    """CPU model name, sorted feature flags and "family F model M stepping S" from
+    /proc/cpuinfo (x86 and ARM spellings)."""
+    model, flags, numbers = None, [], {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as lines:
             for line in lines:
@@ -84,9 +105,16 @@ def _cpuinfo():
                     model = value
                 elif name in ("flags", "Features") and not flags:
                     flags = sorted(value.split())
+                elif name in ("cpu family", "model", "stepping") and name not in numbers:
+                    numbers[name] = value
     except OSError:
         pass
-    return model, flags
+    identity = None
+    if "cpu family" in numbers and "model" in numbers:
+        identity = f"family {numbers['cpu family']} model {numbers['model']}"
+        if "stepping" in numbers:
+            identity += f" stepping {numbers['stepping']}"
+    return model, flags, identity
 
 
 def package_versions():

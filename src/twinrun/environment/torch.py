@@ -23,4 +23,12 @@ def describe():
         "cuda": torch.version.cuda,
         "cudnn": None if cudnn is None else str(cudnn),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        # The vector level ATen's kernels use here (AVX512, AVX2, DEFAULT): with the CPU it
+        # decides the bits, and ATEN_CPU_CAPABILITY (`--portable`) caps it.
+        "cpu_capability": _cpu_capability(torch),
     }
+
+
+def _cpu_capability(torch):
+    getter = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return getter() if getter is not None else None

@@ -72,12 +72,16 @@ class Seeding:
         when_imported("keras", self._keras_imported)
 
     def _framework_imported(self, name, module):
-        from twinrun.determinism import framework_module
+        import os
+
+        from twinrun.determinism import PORTABLE_VARIABLE, framework_module
 
         if self.session.determinism:
             threads = self._threads()
             with self.internal():
                 framework = framework_module(name)
+                if os.environ.get(PORTABLE_VARIABLE) == "1":  # `check --portable`
+                    self._record([framework.portability()])
                 self._record(framework.apply(self.seeds, threads, True))
                 # DataLoader workers and order, tf.data: as deterministic() does.
                 self._record(list(framework.data_loading(self.seeds, True)))

@@ -54,7 +54,8 @@ def execute(config, quiet=False, on_start=None):
     from twinrun.determinism import deterministic
 
     report = deterministic(config.seed, backend=config.backend, threads=config.threads,
-                           determinism=config.determinism, seeds=config.seeds)
+                           determinism=config.determinism, seeds=config.seeds,
+                           portable=config.portable)
     if config.determinism and report.impossible:
         names = ", ".join(c.name for c in report.impossible)
         print(f"Warning: this run may not repeat: could not fix {names}.", file=sys.stderr)

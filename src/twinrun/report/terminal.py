@@ -299,6 +299,41 @@ def render_doctor(environment, audits, out=None):
         out.print(determinism_table(audit))
 
 
+def render_portable_selftest(result, out=None):
+    """`twinrun doctor --portable`: the CPU, each run's digests against the shipped ones, and
+    the one-sentence conclusion."""
+    out = out or console()
+    cpu = result.get("cpu") or {}
+    described = " ".join(str(v) for v in (cpu.get("model"), cpu.get("identity") and
+                                          f"({cpu['identity']})") if v)
+    out.print(Text.assemble(("cpu ", "bold"), data_text(described or "unknown"), ", widest "
+                            "vector instructions ", data_text(cpu.get("isa") or "unknown")))
+    if result.get("runs"):
+        expected = result.get("expected") or {}
+        table = Table(title="portable self-test (torch, 20 steps)", title_justify="left")
+        table.add_column("threads")
+        table.add_column("torch kernels")
+        for column in ("matmul", "trained"):  # digests are for copying: never cut
+            table.add_column(column, no_wrap=True, min_width=16)
+        table.add_column("first difference")
+        for run in result["runs"]:
+            where = run.get("first_difference")
+            place = ("none" if where is None else "matmul" if where["step"] == -1
+                     else "final weights" if where["step"] is None
+                     else f"step {where['step']}, {where['tensor']}")
+            table.add_row(data_text(run.get("threads")), data_text(run.get("cpu_capability")),
+                          _digest_cell(run.get("matmul"), expected.get("matmul")),
+                          _digest_cell(run.get("trained"), expected.get("trained")),
+                          data_text(place, "green" if where is None else "red"))
+        out.print(table)
+    style = {True: "green", False: "red"}.get(result.get("reproduces"), "yellow")
+    out.print(data_text(result.get("message"), style))
+
+
+def _digest_cell(value, expected):
+    return data_text(value, "green" if value == expected else "red")
+
+
 @contextlib.contextmanager
 def replica_progress(enabled=True, out=None):
     """A live status line of each replica's state and steps while a check runs.

@@ -62,7 +62,10 @@ def base_definition(config):
     """
     if hasattr(config, "config_for"):
         return config.definition()
-    return {name: getattr(config, name) for name in BASE_FIELDS}
+    definition = {name: getattr(config, name) for name in BASE_FIELDS}
+    if config.portable:  # only when asked: the ids of studies without it stay as they were
+        definition["portable"] = True
+    return definition
 
 
 def planned_config(planned, base, study_id):
@@ -143,8 +146,8 @@ def base_of(study, data_dir=None):
 
         return ScriptBase.from_definition(values)
     values["data_dir"] = data_dir if data_dir is not None else options.get("data_dir")
-    return RunConfig(**{k: v for k, v in values.items() if k in (*BASE_FIELDS, "data_dir")}
-                     ).validated()
+    return RunConfig(**{k: v for k, v in values.items()
+                        if k in (*BASE_FIELDS, "data_dir", "portable")}).validated()
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class ScriptBase:
             -- ...` does) and leaves `KERAS_BACKEND` as the caller has it.
         threads: thread-pool size passed to the script's `twinrun.deterministic()`.
         label: the script or module it runs (the store's `workload` column).
+        portable: the `--portable` settings in every run's environment (docs/portable.md).
     """
 
     command: tuple
@@ -63,10 +64,11 @@ class ScriptBase:
     threads: int | None = None
     label: str = ""
     digest: str | None = None
+    portable: bool = False
     data_dir = None  # no Fashion-MNIST to find (`run_study` keeps it with the study)
 
     @classmethod
-    def from_command(cls, command, backend=None, threads=None):
+    def from_command(cls, command, backend=None, threads=None, portable=False):
         """Check the command (script or module present) and return the study's base."""
         from twinrun.backends import resolve_backend
         from twinrun.checks import _resolve_command
@@ -78,10 +80,11 @@ class ScriptBase:
                                f"threads={threads!r}.")
         return cls(command=tuple(command), cwd=os.getcwd(),
                    backend=resolve_backend(backend) if backend else None, threads=threads,
-                   label=label, digest=script_digest(label, os.getcwd()))
+                   label=label, digest=script_digest(label, os.getcwd()),
+                   portable=bool(portable))
 
     @classmethod
-    def from_notebook(cls, path, parameters=(), backend=None, threads=None):
+    def from_notebook(cls, path, parameters=(), backend=None, threads=None, portable=False):
         """The study's base for a notebook: each run is the notebook top to bottom in a fresh
         kernel (`twinrun.programs.notebook`, without the check's hooks, as a script study's
         runs are not hooked), which inherits the run's environment and so its hand-over."""
@@ -92,7 +95,7 @@ class ScriptBase:
         base = cls.from_command(command, backend=backend, threads=threads)
         return cls(command=base.command, cwd=base.cwd, backend=base.backend,
                    threads=base.threads, label=str(path),
-                   digest=script_digest(str(path), base.cwd))
+                   digest=script_digest(str(path), base.cwd), portable=bool(portable))
 
     def definition(self):
         """The plan's `base`: part of the study id, so another command is another study.
@@ -103,8 +106,12 @@ class ScriptBase:
         command = list(self.command)
         if os.path.basename(command[0]).startswith("python"):
             command[0] = "python"
-        return {"command": command, "cwd": self.cwd, "backend": self.backend,
-                "threads": self.threads, "label": self.label, "script_sha256": self.digest}
+        definition = {"command": command, "cwd": self.cwd, "backend": self.backend,
+                      "threads": self.threads, "label": self.label,
+                      "script_sha256": self.digest}
+        if self.portable:  # only when asked: the ids of studies without it stay as they were
+            definition["portable"] = True
+        return definition
 
     @classmethod
     def from_definition(cls, base):
@@ -124,7 +131,8 @@ class ScriptBase:
                                f"runs would not be comparable; run the command again to start "
                                f"a new study of the script as it is now.")
         return cls(command=tuple(command), cwd=base["cwd"], backend=base.get("backend"),
-                   threads=base.get("threads"), label=label, digest=digest)
+                   threads=base.get("threads"), label=label, digest=digest,
+                   portable=bool(base.get("portable")))
 
     def config_for(self, planned, study_id):
         """The `ScriptConfig` of one `PlannedRun`."""
@@ -132,7 +140,8 @@ class ScriptBase:
                             threads=self.threads, label=self.label, seed=planned.seed,
                             seed_overrides=dict(planned.seed_overrides),
                             split_seed=planned.split_seed, determinism=planned.determinism,
-                            study_id=study_id, replica=planned.position)
+                            study_id=study_id, replica=planned.position,
+                            portable=self.portable)
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,7 @@ class ScriptConfig:
         split_seed: the split seed the run varies, or None (derived from `seed`).
         determinism: False for the `nondeterminism` and `all` sources.
         study_id, replica: the study and the run's position in it.
+        portable: the `--portable` settings in the run's environment.
     """
 
     command: list
@@ -159,6 +169,7 @@ class ScriptConfig:
     label: str = ""
     study_id: str | None = None
     replica: int | None = None
+    portable: bool = False
 
     kind = "script"
 
@@ -190,7 +201,7 @@ class ScriptConfig:
         hash_seed = self.seeds["hash"] if self.determinism else None
         for name in [self.backend] if self.backend else KERAS_BACKENDS:
             prepared = environment_for(name, threads=self.threads, determinism=self.determinism,
-                                       hash_seed=hash_seed)
+                                       hash_seed=hash_seed, portable=self.portable)
             preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
             env.update(prepared)
         env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
