@@ -213,16 +213,23 @@ def test_a_cell_that_raises_exits_2_naming_the_cell_with_its_whole_output_kept(t
 
 
 @pytest.mark.slow
-def test_a_notebook_is_recorded_and_checked_against_its_reference(tmp_path, store):
-    path = notebook(tmp_path / "ref.ipynb", DATA, "torch.manual_seed(0)\norder = np.arange(64)",
-                    TRAIN)
-    reference = tmp_path / "nb.twinrun"
-    completed = run_cli("record", "--json", "-o", reference, "--store", store, path)
+def test_a_notebook_is_recorded_and_checked_against_its_reference(tmp_path):
+    # The kernel starts in the notebook's folder, so relative paths (the store, the notebook)
+    # must still mean the folder the command ran in.
+    (tmp_path / "notebooks").mkdir()
+    notebook(tmp_path / "notebooks" / "ref.ipynb", DATA,
+             "torch.manual_seed(0)\norder = np.arange(64)", TRAIN)
+    completed = run_cli("record", "--json", "-o", "nb.twinrun", "--store", "runs",
+                        "notebooks/ref.ipynb", cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["reference"]["steps"] == 4
-    verdict = check("--against", reference, path, store=store)
+    completed = run_cli("check", "--json", "--against", "nb.twinrun", "--store", "runs",
+                        "notebooks/ref.ipynb", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    verdict = json.loads(completed.stdout)
     assert verdict["verdict"] == "identical"
     assert verdict["replicas"][0]["label"] == "reference"
+    assert not (tmp_path / "notebooks" / "runs").exists()
 
 
 @pytest.mark.slow

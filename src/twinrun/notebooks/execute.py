@@ -19,6 +19,9 @@ from twinrun.notebooks.inkernel import cell_file_name
 from twinrun.notebooks.reading import read_notebook, with_parameters, write_json
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# The launcher's variables that hold paths; the kernel starts in the notebook's folder, so a
+# relative one (a relative --store) is made absolute here, where it was meant.
+PATH_VARIABLES = ("TWINRUN_TRACE", "TWINRUN_METRICS", "TWINRUN_STORE", "TWINRUN_DATA_DIR")
 # A replica the launcher stopped in lockstep exits with this status (`twinrun.trace.lockstep`);
 # its kernel does, and so does the program that ran it.
 STOPPED_BY_LAUNCHER = 75
@@ -67,6 +70,11 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
     from twinrun.notebooks.kernel import kernel_manager, kernel_pid
 
     out = out or sys.stdout
+    for name in PATH_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = os.path.abspath(os.environ[name])
+    if trace:
+        trace = os.path.abspath(trace)
     source = Path(path)
     notebook, places = with_parameters(copy.deepcopy(read_notebook(source)), parameters,
                                        str(source))
@@ -84,16 +92,17 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
                    for name, place in zip(names, places)}})
     if side is not None:
         failure_file(side).unlink(missing_ok=True)
-    status = 0
+    status, index = 0, None
     with kernel_manager(cwd=cwd or source.resolve().parent) as (manager, start):
         client = NotebookClient(notebook, km=manager, allow_errors=False)
         _end_kernel_on_signals(manager, kernel_pid)
         with client.setup_kernel(cleanup_kc=True, **start):
-            if hooks:
-                _run_silently(client, "import twinrun.notebooks.inkernel as _twinrun_kernel\n"
-                                      f"_twinrun_kernel.prepare({str(cells_path)!r})\n"
-                                      "del _twinrun_kernel\n")
             try:
+                if hooks:
+                    _run_silently(client,
+                                  "import twinrun.notebooks.inkernel as _twinrun_kernel\n"
+                                  f"_twinrun_kernel.prepare({str(cells_path.resolve())!r})\n"
+                                  "del _twinrun_kernel\n")
                 for index, cell in enumerate(notebook.cells):
                     if cell.get("cell_type") != "code":
                         continue
@@ -102,6 +111,9 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
                         client.execute_cell(cell, index)
                     finally:
                         _print_outputs(cell, out)
+            except CellFailed as error:
+                status = 1
+                _fail(side, str(error), out)
             except CellExecutionError as error:
                 status = 1
                 _fail(side, f"{places[index].describe()} raised {error.ename}: "
@@ -111,7 +123,8 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
                 if code == STOPPED_BY_LAUNCHER:
                     return STOPPED_BY_LAUNCHER  # lockstep stopped it: nothing to report
                 status = 1
-                _fail(side, f"the kernel died while running {places[index].describe()}"
+                running = places[index].describe() if index is not None else "twinrun's setup"
+                _fail(side, f"the kernel died while running {running}"
                             + (f" (exit status {code})" if code is not None else ""), out)
             if hooks and status == 0:
                 _run_silently(client, "import twinrun.notebooks.inkernel as _twinrun_kernel\n"
