@@ -94,7 +94,9 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
         failure_file(side).unlink(missing_ok=True)
     status, index = 0, None
     with kernel_manager(cwd=cwd or source.resolve().parent) as (manager, start):
-        client = NotebookClient(notebook, km=manager, allow_errors=False)
+        # nbclient gives a kernel 60 s to answer; on a busy machine a fresh one can take
+        # longer, and a replica that truly hangs is the check's --timeout to end.
+        client = NotebookClient(notebook, km=manager, allow_errors=False, startup_timeout=600)
         _end_kernel_on_signals(manager, kernel_pid)
         with client.setup_kernel(cleanup_kc=True, **start):
             try:
