@@ -163,7 +163,8 @@ def write_synthetic(path, steps, tensors, diverge_at=None, seed=0):
 
 def packed_child(reference_path, other_path):
     """In a fresh process: the real reader and comparison, replica 1 growing an epoch at a time."""
-    from twinrun.compare import Comparison, first_divergence, loss_growth
+    from twinrun.checks.causes import loss_growth
+    from twinrun.checks.verdict import Comparison, first_divergence
     from twinrun.fingerprint import words_to_hex
     from twinrun.trace import TraceReader
 

@@ -192,7 +192,7 @@ def test_a_reference_naming_a_snapshot_outside_its_folder_is_refused(tmp_path):
 
 
 def test_a_reference_member_is_read_only_up_to_its_limit(tmp_path):
-    from twinrun.reference import MemberTooLarge, read_member
+    from twinrun.checks.reference import MemberTooLarge, read_member
 
     path = tmp_path / "bomb.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import assert_one_sentence_error, run_cli
-from twinrun.checks import python_target
+from twinrun.checks.commands import python_target
 
 
 @pytest.mark.parametrize("args, target", [

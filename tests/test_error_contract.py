@@ -37,10 +37,10 @@ def logged_path(completed):
 
 # A comparison that raises, in both places it is looked up from.
 BROKEN_COMPARISON = """
-import twinrun.checks, twinrun.compare
+import twinrun.checks.judging, twinrun.checks.verdict
 def first_divergence(traces):
     raise ValueError("planted failure in the comparison [/x] \\x1b[2J")
-twinrun.compare.first_divergence = twinrun.checks.first_divergence = first_divergence
+twinrun.checks.verdict.first_divergence = twinrun.checks.judging.first_divergence = first_divergence
 """
 
 # A failure before any replica starts, for the cheap cases.

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_cli
 from test_training_state import SCRIPTS
-from twinrun.compare import EXACT_DIGEST, first_divergence
+from twinrun.checks.verdict import EXACT_DIGEST, first_divergence
 from twinrun.trace import Trace, read_trace
 from twinrun.trace.digests import first_digest_difference, state_digest_record
 
@@ -124,7 +124,7 @@ def test_the_torch_tracer_digests_the_whole_state_at_each_epoch_and_at_its_end(t
 
 def test_a_reference_keeps_the_digests(tmp_path):
     torch = pytest.importorskip("torch")
-    from twinrun.reference import read_reference, write_reference
+    from twinrun.checks.reference import read_reference, write_reference
     from twinrun.torch import Tracer
 
     model = torch.nn.Linear(2, 1)

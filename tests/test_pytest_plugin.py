@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import pytest
 
-from twinrun.compare import Divergence, Verdict
+from twinrun.checks.verdict import Divergence, Verdict
 from twinrun.report.summary import verdict_summary
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import requires_data, run_cli
-from twinrun.compare import Divergence, gpu_used, likely_causes
+from twinrun.checks.causes import gpu_used, likely_causes
+from twinrun.checks.verdict import Divergence
 from twinrun.report.fit import fit_columns, short_ids
 from twinrun.report.headline import check_reading, study_reading
 

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import assert_one_sentence_error, run_cli
 from twinrun.errors import TwinrunError
-from twinrun.reference import FORMAT_VERSION, read_reference, write_reference
-from twinrun.tolerance import Tolerance, judge, percent
+from twinrun.checks.reference import FORMAT_VERSION, read_reference, write_reference
+from twinrun.checks.tolerance import Tolerance, judge, percent
 from twinrun.trace import Trace, TraceWriter, read_trace
 
 SCRIPTS = Path(__file__).parent / "scripts"

@@ -263,7 +263,7 @@ def test_references_name_the_first_step_whose_fingerprints_differ():
 # -- two reference files ---------------------------------------------------------------------------
 
 def _reference_file(path, losses, threads):
-    from twinrun.reference import write_reference
+    from twinrun.checks.reference import write_reference
     from twinrun.trace import TraceWriter, read_trace
 
     trace_path = path.with_suffix(".trace")

@@ -505,7 +505,7 @@ def test_twinrun_show_renders_every_section_of_a_run(tmp_path):
 
 
 def test_twinrun_show_prints_a_checked_scripts_determinism_record_as_json(tmp_path):
-    # `twinrun check -- script` records its replicas like this (checks.py): the script calls
+    # `twinrun check -- script` records its replicas like this (checks/entry.py): the script calls
     # deterministic() itself, so the parent knows only whether determinism was on.
     store = Store(tmp_path)
     run_id = start(store, workload="train.py", backend=None,

@@ -16,8 +16,8 @@ from twinrun.cli import main
 from twinrun.errors import TwinrunError
 from twinrun.seeds import derive_seeds, seed_for
 from twinrun.store import Store
-from twinrun.studies import handoff
-from twinrun.studies.handoff import read_records, script_seeds
+from twinrun import handoff
+from twinrun.handoff import read_records, script_seeds
 
 SCRIPTS = Path(__file__).parent / "scripts"
 # A script with no framework: reads only the `init` seed and reports a metric made from it.

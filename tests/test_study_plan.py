@@ -9,7 +9,7 @@ from twinrun.errors import TwinrunError
 from twinrun.seeds import derive_seeds
 from twinrun.studies.plan import (STUDY_SOURCES, parse_sources, plan_cv, plan_variance,
                                   run_settings, study_id, validate_runs, varied_seed)
-from twinrun.studies.settings import SETTINGS, parse_settings, validate_settings
+from twinrun.workloads.settings import SETTINGS, parse_settings, validate_settings
 
 BASE_SEED = 7
 

@@ -13,7 +13,8 @@ from twinrun.errors import TwinrunError
 from twinrun.studies.anova import crossed_variance
 from twinrun.studies.compare import (cohen_d, compare_runs, probability_a_beats_b,
                                      runs_for_power)
-from twinrun.studies.cv import cross_validate_results, cv_summary, validate_folds
+from twinrun.studies.cv import cross_validate_results, cv_summary
+from twinrun.workloads.variations import validate_folds
 from twinrun.studies.stats import summarize, t_interval
 from twinrun.studies.variance import (SourceRuns, class_accuracy_spread,
                                       independent_errors_floor, pairwise_disagreement,
@@ -424,7 +425,7 @@ def test_the_comparison_reports_the_issue_json_keys():
 
 def test_the_studies_package_imports_neither_scipy_nor_statsmodels_until_used():
     code = ("import sys\n"
-            "import twinrun.studies.plan, twinrun.studies.settings, twinrun.studies.stats\n"
+            "import twinrun.studies.plan, twinrun.workloads.settings, twinrun.studies.stats\n"
             "import twinrun.studies.variance, twinrun.studies.anova, twinrun.studies.cv\n"
             "import twinrun.studies.compare\n"
             "print(sorted(m for m in ('scipy', 'statsmodels', 'pandas') if m in sys.modules))")

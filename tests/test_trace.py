@@ -121,7 +121,7 @@ def test_the_tensorflow_fingerprint_inside_the_step_gives_each_steps_words(tmp_p
 
 
 def test_a_step_that_renames_the_tensors_holds_for_itself_and_later_steps(tmp_path):
-    from twinrun.compare import first_divergence
+    from twinrun.checks.verdict import first_divergence
 
     def write(path, nudged):
         writer = TraceWriter(path)
@@ -142,7 +142,7 @@ def test_a_step_that_renames_the_tensors_holds_for_itself_and_later_steps(tmp_pa
 
 
 def test_the_loss_compared_is_the_batch_loss_not_the_running_mean(tmp_path):
-    from twinrun.compare import compare_step
+    from twinrun.checks.verdict import compare_step
 
     row = {"step": 0, "epoch": 0, "batch": None, "loss": 0.25, "loss_running_mean": 0.5,
            "variables": [[1, 2, 3]]}

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from twinrun.compare import Comparison, compare_step, first_divergence, loss_growth
+from twinrun.checks.causes import loss_growth
+from twinrun.checks.verdict import Comparison, compare_step, first_divergence
 from twinrun.errors import TwinrunError
 from twinrun.trace import TraceReader, TraceWriter, read_trace
 

@@ -56,7 +56,7 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
 
     if seed is None and seeds is None:
         # Under a study of the user's script: the run's own seeds (the source it varies).
-        from twinrun.studies.handoff import launcher_seeds
+        from twinrun.handoff import launcher_seeds
 
         seeds = launcher_seeds()
     return _deterministic(seed, backend=backend, threads=threads, determinism=determinism,
@@ -76,7 +76,7 @@ def seeds():
     >>> seeds["init"] == twinrun.seeds()["init"], "order" in seeds
     (True, True)
     """
-    from twinrun.studies.handoff import seeds as _seeds
+    from twinrun.handoff import seeds as _seeds
 
     return _seeds()
 
@@ -94,7 +94,7 @@ def log_metrics(**metrics):
     >>> twinrun.log_metrics(test_accuracy=0.87)
     {'test_accuracy': 0.87}
     """
-    from twinrun.studies.handoff import log_metrics as _log_metrics
+    from twinrun.handoff import log_metrics as _log_metrics
 
     return _log_metrics(**metrics)
 

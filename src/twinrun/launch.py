@@ -30,7 +30,7 @@ from pathlib import Path
 
 from twinrun.determinism import environment_for
 from twinrun.errors import TwinrunError
-from twinrun.store.sqlite import LAUNCHER_ENV_VAR, this_process
+from twinrun.store.owners import LAUNCHER_ENV_VAR, this_process
 
 # Seconds a stopped child gets to end after SIGTERM before its group is killed.
 STOP_GRACE_S = 2.0

@@ -99,7 +99,7 @@ def twinrun_cell_magic(line, cell):
 
 def check_cell(line, cell, shell=None):
     """Check `cell` after this kernel's history; return the `Verdict` and how it is named."""
-    from twinrun.notebook_checks import check_notebook
+    from twinrun.checks.notebook import check_notebook
     from twinrun.notebooks.history import history_notebook
 
     options = parse_magic_line(line)

@@ -36,7 +36,7 @@ class RunConfig:
         perturb_seed: picks the weight that `perturb` moves by one ulp (or the half of the
             first layer's weights that get noise, with `settings["perturb"]`); None: no change.
         fold: `{"n_splits", "index", "random_state"}` for one cross-validation run, else None.
-        settings: a study's `--set` values (see `twinrun.studies.settings`).
+        settings: a study's `--set` values (see `twinrun.workloads.settings`).
         predictions: keep the test predictions (one byte per test image) in the result.
         portable: CPU kernels that give the same bits on any x86-64 CPU with AVX2 (torch;
             docs/portable.md), set before the run's process starts.
@@ -97,7 +97,7 @@ class RunConfig:
                                    f"Received: {name}={value!r}.")
         if self.fold is not None:
             _validate_fold(self.fold)
-        from twinrun.studies.settings import validate_settings
+        from twinrun.workloads.settings import validate_settings
 
         validate_settings(self.settings)
         from twinrun.workloads.options import refuse_unsupported

@@ -124,7 +124,7 @@ def warn_on_failure(side_job, *args, **kwargs):
         warn_on_failure(offer_report, check_id, report_path, store=store, as_json=as_json)
     """
     from twinrun.errors import log_traceback
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     try:
         return side_job(*args, **kwargs)
@@ -145,7 +145,7 @@ def _fail(sentence, error, ctx, expected, exit_code):
     """Print the one `Error:` sentence (and with --debug the traceback), then exit."""
     import traceback
 
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     debug = _debug(ctx)
     if not expected and not debug:

@@ -109,7 +109,7 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
     """
     from twinrun import checks
     from twinrun.errors import TwinrunError
-    from twinrun.tolerance import validate_tolerance
+    from twinrun.checks.tolerance import validate_tolerance
 
     if parallel is not None and parallel < 1:
         raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
@@ -119,7 +119,7 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
                            "a tolerance only identical passes anyway.")
     reference = None
     if against is not None:
-        from twinrun.reference import read_reference
+        from twinrun.checks.reference import read_reference
 
         reference = read_reference(against)
         if not command and _default(ctx, "workload"):
@@ -159,7 +159,7 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
 def notebook_target(command, parameters=()):
     """`(notebook, parameters)` when COMMAND names a notebook, else None; `-p` needs one."""
     from twinrun.errors import TwinrunError
-    from twinrun.notebook_checks import split_notebook_command
+    from twinrun.checks.notebook import split_notebook_command
 
     found = split_notebook_command(command) if command else None
     if found is None:
@@ -228,14 +228,14 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
                        parallel=parallel, lockstep=lockstep, timeout=timeout, threads=threads,
                        hash_seed=hash_seed, store=store, progress=progress, portable=portable)
         if notebook is not None:
-            from twinrun import notebook_checks
+            from twinrun.checks import notebook as notebook_check
 
             path, parameters = notebook
             if reference is not None:
-                return notebook_checks.check_notebook_against(
+                return notebook_check.check_notebook_against(
                     path, reference, parameters=parameters, n=_count(n, 1), tolerance=tolerance,
                     **options)
-            return notebook_checks.check_notebook(
+            return notebook_check.check_notebook(
                 path, parameters=parameters, n=_count(n, 2), localize=localize, **options,
                 judging=checks.Judging(tolerance=tolerance))
         findings = checks.script_findings(list(command))

@@ -80,7 +80,7 @@ def _reference_dict(path):
     environment, and one digest per step (its batch, loss and every tensor's words)."""
     import hashlib
 
-    from twinrun.reference import read_reference
+    from twinrun.checks.reference import read_reference
 
     reference = read_reference(path)
     header = {key: value for key, value in reference.header.items()
@@ -154,7 +154,7 @@ def render_diff(result, show_all=False, out=None):
 
 
 def _print_section(out, title, ids, rows, note):
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     cells = [[DIFFERS_MARK if row["differs"] else "", printable(row["key"]),
               _cell(row["a"]), _cell(row["b"])] for row in rows]
@@ -195,7 +195,7 @@ def _line(out, text):
 def _cell(value):
     """A value as the table shows it: floats to the last bit (equal-looking values that are
     marked different would be a riddle), lists and dicts as compact JSON, cut when long."""
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     if value is None:
         return "-"

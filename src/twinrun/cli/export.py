@@ -93,7 +93,7 @@ def export_after(record_id, tracking_uri, *, store=None, as_json=False):
 def echo_exported(results, tracking_uri, err=False):
     """Print one line per exported record and where they went (`export_records`' results)."""
     from twinrun.export.mlflow import EXPERIMENT_NAME, sqlite_path
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
     for result in results:

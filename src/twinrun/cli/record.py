@@ -50,7 +50,7 @@ def record(output, workload, preset, backend, seed, epochs, no_determinism, port
     notebook = notebook_target(command, parameters)
     with replica_progress(enabled=not as_json) as progress:
         if notebook is not None:
-            from twinrun.notebook_checks import record_notebook
+            from twinrun.checks.notebook import record_notebook
 
             verdict = record_notebook(
                 notebook[0], output, parameters=notebook[1], snapshots=snapshots, seed=seed,

@@ -158,7 +158,7 @@ def _filters_shown(workload, backend, study_id, check_id):
 
 
 def _printable(text):
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     return printable(text)
 

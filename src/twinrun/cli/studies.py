@@ -266,7 +266,7 @@ def _prepare(set_values, metric, workload, preset, backend, seed, threads, data_
     """Parse `--set` and `--metric` and build the base `RunConfig` (one sentence on error)."""
     from twinrun.runconfig import RunConfig
     from twinrun.studies.runner import validate_metric
-    from twinrun.studies.settings import parse_settings
+    from twinrun.workloads.settings import parse_settings
 
     texts = [part for value in set_values for part in value.split(",") if part.strip()]
     settings = parse_settings(texts)
@@ -282,7 +282,7 @@ def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, pa
     from twinrun.studies.plan import parse_sources
     from twinrun.studies.runner import validate_metric
     from twinrun.studies.scripts import ScriptBase, check_script_study
-    from twinrun.studies.settings import parse_settings
+    from twinrun.workloads.settings import parse_settings
 
     for name in ("workload", "preset", "data_dir"):
         if _given(ctx, name):
@@ -332,7 +332,7 @@ def _compare_variants(ctx, study_a, study_b, set_a, set_b, runs, metric, workloa
     from twinrun.studies.plan import plan_variance
     from twinrun.studies.results import compare_results
     from twinrun.studies.runner import base_definition
-    from twinrun.studies.settings import parse_settings
+    from twinrun.workloads.settings import parse_settings
 
     if study_a is not None:
         raise TwinrunError("Give either two study ids or two variants (--set-a, --set-b, "

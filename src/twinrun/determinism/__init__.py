@@ -18,7 +18,7 @@ from twinrun.errors import TwinrunError
 from twinrun.seeds import DEFAULT_SEED, derive_seeds
 
 
-def _seed_keras(seed):
+def seed_keras(seed):
     """Seed Keras' global generator (used by layers and `keras.random` calls without a seed).
 
     `keras.utils.set_random_seed` also seeds TensorFlow whenever it is installed, importing it
@@ -169,7 +169,7 @@ def deterministic(seed=None, backend=None, threads=None, determinism=None, seeds
         # Before the framework's own switches: torch's must be in place before its first kernel.
         report.controls.append(framework.portability())
     if "keras" in sys.modules:
-        report.controls.append(_seed_keras(seeds["backend"]))
+        report.controls.append(seed_keras(seeds["backend"]))
     report.controls.extend(seed_python_and_numpy(seeds))
     report.controls.extend(framework.apply(seeds, threads, determinism))
     report.threads = framework.thread_counts()

@@ -116,7 +116,7 @@ def _tell_a_study(shuffle_seed):
     # that the script never read the `order` seed.
     import os
 
-    from twinrun.studies import handoff
+    from twinrun import handoff
 
     if not os.environ.get(handoff.METRICS_VAR):
         return

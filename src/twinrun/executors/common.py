@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,32 +132,6 @@ def launch(config, folder, extra_env=None):
     if start is not None:
         return start(folder, extra_env=extra_env)
     return WorkerRun(config, folder, extra_env=extra_env)
-
-
-def config_from_dict(values):
-    """A task's config from its JSON form (what a Ray task receives)."""
-    if values.get("kind") == "script":
-        from twinrun.studies.scripts import ScriptConfig
-
-        return ScriptConfig.from_dict(values)
-    from twinrun.runconfig import RunConfig
-
-    return RunConfig.from_dict(values)
-
-
-def run_to_end(config, timeout=None, extra_env=None):
-    """Run one task's config in a fresh process, wait, and return its `Outcome` as a dict.
-
-    For executors whose tasks block (a Ray task): the files live in a temporary folder that
-    is removed afterwards.
-    """
-    with tempfile.TemporaryDirectory(prefix="twinrun-task-") as folder:
-        run = launch(config, folder, extra_env=extra_env)
-        try:
-            return run.wait(timeout=timeout).to_dict()
-        except BaseException:
-            run.stop("its task was cancelled")
-            raise
 
 
 def _signal_name(number):

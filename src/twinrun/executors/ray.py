@@ -18,10 +18,11 @@ import logging
 import math
 import os
 import socket
+import tempfile
 import time
 
 from twinrun.errors import TwinrunError
-from twinrun.executors.common import Outcome
+from twinrun.executors.common import Outcome, launch
 from twinrun.launch import available_cpus, stop_on_signals, stop_reason
 
 # Seconds to reach a cluster's address before saying it is unreachable.
@@ -37,8 +38,6 @@ DRIVER_VARIABLES = ("OMP_NUM_THREADS",)
 
 def _task(config_dict, timeout, driver_env):
     """The body of one Ray task, on a worker node: run the config in a fresh process."""
-    from twinrun.executors.common import config_from_dict, run_to_end
-
     for name, value in driver_env.items():
         if value is None:
             os.environ.pop(name, None)
@@ -255,3 +254,29 @@ def _check_reachable(address):
         raise TwinrunError(f"Could not reach a Ray cluster at {address} ({reason} after "
                            f"{waited:.0f} s); start one there with `ray start --head`, check "
                            f"the address, or use --jobs N.") from None
+
+
+def config_from_dict(values):
+    """A task's config from its JSON form (what a Ray task receives)."""
+    if values.get("kind") == "script":
+        from twinrun.executors.script import ScriptConfig
+
+        return ScriptConfig.from_dict(values)
+    from twinrun.runconfig import RunConfig
+
+    return RunConfig.from_dict(values)
+
+
+def run_to_end(config, timeout=None, extra_env=None):
+    """Run one task's config in a fresh process, wait, and return its `Outcome` as a dict.
+
+    For executors whose tasks block (a Ray task): the files live in a temporary folder that
+    is removed afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="twinrun-task-") as folder:
+        run = launch(config, folder, extra_env=extra_env)
+        try:
+            return run.wait(timeout=timeout).to_dict()
+        except BaseException:
+            run.stop("its task was cancelled")
+            raise

@@ -2,23 +2,112 @@
 
 The twin of `common.WorkerRun` for `twinrun variance ... -- python train.py`: the same
 `poll`/`wait`/`stop`/`outcome`, so the local pool and Ray run both alike. The script gets its
-seeds and a metrics file through the environment (`twinrun.studies.handoff`); its outcome is
+seeds and a metrics file through the environment (`twinrun.handoff`); its outcome is
 built here, on the node that ran it, from what it wrote: its metrics, the seeds it read, and
 its final weights fingerprint and environment from its trace, when it wrote one.
 """
 
+import json
+import os
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from twinrun.executors.common import LOG_TAIL_LINES, ChildRun, Outcome, _signal_name
+from twinrun.handoff import script_seeds
 from twinrun.launch import ChildProcess
+
+
+@dataclass(frozen=True)
+class ScriptConfig:
+    """One run of the user's script in a study: plain data that crosses to a Ray worker.
+
+    Arguments:
+        command, cwd, backend, threads, label: as `ScriptBase`.
+        seed: the study's base seed (`TWINRUN_SEED`, what `deterministic()` takes).
+        seed_overrides: the derived seeds this run changes (`RunConfig.seed_overrides`).
+        split_seed: the split seed the run varies, or None (derived from `seed`).
+        determinism: False for the `nondeterminism` and `all` sources.
+        study_id, replica: the study and the run's position in it.
+        portable: the `--portable` settings in the run's environment.
+    """
+
+    command: list
+    cwd: str
+    seed: int
+    seed_overrides: dict = field(default_factory=dict)
+    split_seed: int | None = None
+    determinism: bool = True
+    backend: str | None = None
+    threads: int | None = None
+    label: str = ""
+    study_id: str | None = None
+    replica: int | None = None
+    portable: bool = False
+
+    kind = "script"
+
+    @property
+    def workload(self):
+        return self.label
+
+    @property
+    def seeds(self):
+        from twinrun.seeds import derive_seeds
+
+        return derive_seeds(self.seed, self.seed_overrides)
+
+    def script_seeds(self):
+        """What `twinrun.seeds()` returns in this run."""
+        return script_seeds(self.seed, self.seed_overrides, self.split_seed)
+
+    def environment(self, metrics_path, trace_path, extra=None):
+        """The run's complete environment: prepared as for `twinrun check -- ...`, plus the
+        study's hand-over (`TWINRUN_SEED`, `TWINRUN_SEEDS`, `TWINRUN_METRICS`) and a trace
+        path, so a script with `twinrun.keras.Trace()` or a `twinrun.torch.Tracer` gets its
+        final weights fingerprinted."""
+        from twinrun.backends import KERAS_BACKENDS
+        from twinrun.determinism import environment_for
+        from twinrun.handoff import METRICS_VAR, SEEDS_VAR
+
+        env = dict(os.environ)
+        preset = set()
+        hash_seed = self.seeds["hash"] if self.determinism else None
+        for name in [self.backend] if self.backend else KERAS_BACKENDS:
+            prepared = environment_for(name, threads=self.threads, determinism=self.determinism,
+                                       hash_seed=hash_seed, portable=self.portable)
+            preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
+            env.update(prepared)
+        env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
+        if self.backend is None:
+            env.pop("KERAS_BACKEND", None)
+            if "KERAS_BACKEND" in os.environ:
+                env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
+        env.update({"TWINRUN_SEED": str(self.seed), SEEDS_VAR: json.dumps(self.script_seeds()),
+                    METRICS_VAR: str(metrics_path), "TWINRUN_TRACE": str(trace_path),
+                    "TWINRUN_REPLICA": str(self.replica or 0), "PYTHONUNBUFFERED": "1"})
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.update(extra or {})
+        return env
+
+    def launch(self, folder, extra_env=None):
+        """Start the run in a fresh process (see `ScriptProcess`)."""
+        return ScriptProcess(self, folder, extra_env=extra_env)
+
+    def to_dict(self):
+        return {**asdict(self), "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, values):
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class ScriptProcess(ChildRun):
     """The user's command running one `ScriptConfig`, not waited for.
 
     Arguments:
-        config: a `twinrun.studies.scripts.ScriptConfig`.
+        config: a `ScriptConfig`.
         folder: where its metrics file, trace and log go (created).
         extra_env: variables added to the run's prepared environment.
     """
@@ -36,7 +125,7 @@ class ScriptProcess(ChildRun):
 
     def outcome(self):
         """The ended run's `Outcome`: its result, or why it has none (one sentence)."""
-        from twinrun.studies.handoff import read_records
+        from twinrun.handoff import read_records
 
         code = self.child.process.poll()
         self.child.finish()

@@ -92,14 +92,14 @@ class Seeding:
         self._capture()
 
     def _keras_imported(self, module):
-        from twinrun.determinism import _seed_keras
+        from twinrun.determinism import seed_keras
         from twinrun.determinism.common import seed_python_and_numpy
 
         if self.session.determinism:
             with self.internal():
                 # As deterministic() does: Keras' seed may reseed Python and NumPy with its
                 # own; theirs come after it.
-                self._record([_seed_keras(self.seeds["backend"]),
+                self._record([seed_keras(self.seeds["backend"]),
                               *seed_python_and_numpy(self.seeds)])
         self.watch(module.utils, "set_random_seed", ["keras"])
         self._capture()

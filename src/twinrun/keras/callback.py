@@ -225,7 +225,7 @@ class Trace(keras.callbacks.Callback):
         return state_digest_record(at, self._names, arrays)
 
     def on_train_end(self, logs=None):
-        from twinrun.studies.handoff import report_fit
+        from twinrun.handoff import report_fit
 
         report_fit(self._fit_logs)  # a study of the script reads its metrics from fit
         if not self.enabled:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from twinrun.report.text import data_text
-from twinrun.tolerance import percent
+from twinrun.checks.tolerance import percent
 
 
 def render_findings_above(findings, out=None):

@@ -142,7 +142,7 @@ def _print_table(console, title, columns, rows, right_aligned=(), show_header=Tr
     pipe does. Past `_RICH_TABLE_MAX_ROWS` rows a terminal gets the aligned layout too, with
     colour: Rich measures every cell and needs about a second for a thousand runs.
     """
-    from twinrun.report.text import printable
+    from twinrun.errors import printable
 
     title = printable(title)
     cells = [[printable(_plain(cell)) for cell in row] for row in rows]

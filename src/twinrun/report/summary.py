@@ -5,7 +5,7 @@ def verdict_summary(verdict, label=None):
     """Say in one line whether the replicas were identical, and if not, where they diverged.
 
     Arguments:
-        verdict: a `twinrun.compare.Verdict` or its `to_dict()`.
+        verdict: a `twinrun.checks.verdict.Verdict` or its `to_dict()`.
         label: what was checked (a function's or a command's name), put in front; optional.
 
     Example:

@@ -9,30 +9,7 @@ string.
 
 from rich.text import Text
 
-# C0 controls, DEL and the C1 controls (some terminals read U+009B as the escape sequence
-# introducer CSI, just like ESC [).
-_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
-_ESCAPED = {code: f"\\x{code:02x}" for code in _CONTROLS}
-_KEEP_LINES = {code: text for code, text in _ESCAPED.items() if code not in (0x09, 0x0A)}
-
-
-def printable(value, lines=False):
-    """`str(value)` with every terminal control character written as `\\xNN`.
-
-    Arguments:
-        value: any object; None becomes "".
-        lines: keep newlines and tabs (for a message with an output tail); every other
-            control character, CR included, is still escaped.
-
-    Example:
-    >>> printable("\\x1b[2J[/x]")
-    '\\\\x1b[2J[/x]'
-    >>> printable("a\\nb", lines=True)
-    'a\\nb'
-    """
-    if value is None:
-        return ""
-    return str(value).translate(_KEEP_LINES if lines else _ESCAPED)
+from twinrun.errors import printable  # noqa: F401 (re-exported: the report's callers use both)
 
 
 def data_text(value, style=""):

@@ -62,3 +62,16 @@ def to_float(value):
         return None
     value = float(value)
     return value if not math.isnan(value) else None
+
+
+def test_accuracy(metrics):
+    """The test accuracy inside a metrics dict, under the names training code tends to use."""
+    if not isinstance(metrics, dict):
+        return None
+    for key in ("test_accuracy", "test_acc"):
+        if key in metrics:
+            return to_float(metrics[key])
+    test = metrics.get("test")
+    if isinstance(test, dict):
+        return to_float(test.get("accuracy", test.get("acc")))
+    return None

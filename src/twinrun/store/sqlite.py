@@ -38,24 +38,20 @@ import errno
 import os
 import random
 import re
-import secrets
-import socket
 import sqlite3
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from twinrun.errors import StoreError
-from twinrun.store.encoding import from_json, to_float, to_json, to_scalar
+from twinrun.store.encoding import from_json, test_accuracy, to_float, to_json, to_scalar
 from twinrun.store.location import STORE_ENV_VAR, default_store_path
+from twinrun.store.owners import LAUNCHER_ENV_VAR, new_run_id, owner_alive, this_process, utc_now
 from twinrun.store.studies import STUDY_SCHEMA, StudyRecords
 
 DB_NAME = "runs.sqlite"
 CHECKS_DIR = "checks"
-# Set by `twinrun.launch` in every child: the launcher's `this_process()`.
-LAUNCHER_ENV_VAR = "TWINRUN_LAUNCHER"
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 
@@ -143,71 +139,6 @@ CHECK_FIELDS = ("check_id", "created_at", "kind", "label", "verdict", "replicas"
 _FILTERABLE = ("status", "workload", "backend", "seed", "preset", "study_id", "replica",
                "fingerprint")
 _JSON_COLUMNS = ("config", "seeds", "determinism", "environment", "metrics", "extra")
-
-
-def _now():
-    return datetime.now(timezone.utc)
-
-
-def _new_run_id(now):
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def _test_accuracy(metrics):
-    """The test accuracy inside a metrics dict, under the names training code tends to use."""
-    if not isinstance(metrics, dict):
-        return None
-    for key in ("test_accuracy", "test_acc"):
-        if key in metrics:
-            return to_float(metrics[key])
-    test = metrics.get("test")
-    if isinstance(test, dict):
-        return to_float(test.get("accuracy", test.get("acc")))
-    return None
-
-
-def _process_start(pid):
-    """The start time of `pid` in clock ticks since boot (Linux), or "" where unknown.
-
-    Together with the pid it names one process: a pid reused later has another start time.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return ""
-    return fields[19].decode() if len(fields) > 19 else ""
-
-
-def this_process():
-    """The `owner` of rows this process writes: host, pid and the pid's start time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
-
-
-def _owner_alive(owner):
-    """False when `owner` is a process on this host that has ended; True when alive or unknown."""
-    try:
-        host, pid, started = owner.rsplit(":", 2)
-        pid = int(pid)
-    except (AttributeError, ValueError):
-        return True
-    if host != socket.gethostname():
-        return True  # a store shared between machines: only that host can tell
-    if os.path.isdir("/proc/self"):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            return False
-        zombie = fields[0] == b"Z"
-        return not zombie and (not started or fields[19].decode() == started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 # An absolute path into a store's checks folder: `<root>/checks/check-...`; group 1 is the root.
@@ -491,8 +422,8 @@ class Store(StudyRecords):
 
         def insert(conn):
             for _ in range(20):
-                now = _now()
-                run_id = _new_run_id(now)
+                now = utc_now()
+                run_id = new_run_id(now)
                 row = dict(values, run_id=run_id, created_at=now.isoformat())
                 try:
                     conn.execute(
@@ -530,7 +461,7 @@ class Store(StudyRecords):
                 "INSERT INTO epochs (run_id, epoch, recorded_at, metrics) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (run_id, epoch) DO UPDATE SET "
                 "recorded_at = excluded.recorded_at, metrics = excluded.metrics",
-                (run_id, epoch, _now().isoformat(), metrics_json),
+                (run_id, epoch, utc_now().isoformat(), metrics_json),
             )
             # Keeps `twinrun runs` showing progress while the run is still going.
             conn.execute(
@@ -558,10 +489,10 @@ class Store(StudyRecords):
         """
         row = {
             "status": "finished",
-            "finished_at": _now().isoformat(),
+            "finished_at": utc_now().isoformat(),
             "fingerprint": fingerprint,
             "metrics": to_json(metrics),
-            "test_accuracy": _test_accuracy(metrics),
+            "test_accuracy": test_accuracy(metrics),
             "epochs_trained": to_scalar(epochs_trained),
             "wall_time": to_float(wall_time),
             "extra": to_json(extra),
@@ -572,7 +503,7 @@ class Store(StudyRecords):
 
     def fail_run(self, run_id, message):
         """Mark `run_id` failed, keeping `message` (one sentence saying what went wrong)."""
-        self._update(run_id, {"status": "failed", "finished_at": _now().isoformat(),
+        self._update(run_id, {"status": "failed", "finished_at": utc_now().isoformat(),
                               "error": str(message)})
 
     def end_unfinished_run(self, run_id, status, reason, *, fingerprint=None, **learned):
@@ -589,7 +520,7 @@ class Store(StudyRecords):
         """
         if status not in ("stopped", "failed"):
             raise ValueError(f"Expected status 'stopped' or 'failed'. Received: {status!r}")
-        row = {"status": status, "finished_at": _now().isoformat(), "error": str(reason),
+        row = {"status": status, "finished_at": utc_now().isoformat(), "error": str(reason),
                **self._learned(learned)}
         if fingerprint is not None:
             row["fingerprint"] = fingerprint
@@ -620,7 +551,7 @@ class Store(StudyRecords):
         except StoreError:
             return
         orphans = [(row["run_id"], row["owner"]) for row in rows
-                   if row["owner"] and not _owner_alive(row["owner"])]
+                   if row["owner"] and not owner_alive(row["owner"])]
         if not orphans:
             return
         reason = ("its process ended without finishing the run (killed, or its launcher was); "
@@ -630,7 +561,7 @@ class Store(StudyRecords):
             for run_id, owner in orphans:
                 conn.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
                              "WHERE run_id = ? AND status = 'running' AND owner = ?",
-                             (reason, _now().isoformat(), run_id, owner))
+                             (reason, utc_now().isoformat(), run_id, owner))
 
         try:
             self._write(update)
@@ -831,7 +762,7 @@ class Store(StudyRecords):
                                label="fashion-cnn", verdict="identical", result="{...}",
                                replicas=2, steps_compared=150)
         """
-        row = {"check_id": check_id, "created_at": _now().isoformat(), "kind": kind,
+        row = {"check_id": check_id, "created_at": utc_now().isoformat(), "kind": kind,
                "label": str(label), "verdict": verdict, "replicas": to_scalar(replicas),
                "steps_compared": to_scalar(steps_compared),
                "folder": self._inside(folder), "result": result}

@@ -21,7 +21,8 @@ import base64
 import binascii
 
 from twinrun.errors import StoreError
-from twinrun.store.encoding import from_json, to_float, to_json, to_scalar
+from twinrun.store.encoding import from_json, test_accuracy, to_float, to_json, to_scalar
+from twinrun.store.owners import new_run_id, owner_alive, this_process, utc_now
 
 # Version 3: studies, study keys and predictions.
 STUDY_SCHEMA = """
@@ -101,7 +102,7 @@ def prediction_bytes(value):
 
 
 class StudyRecords:
-    """The study half of `Store` (mixed into it): needs its `_write`, `_read` and `_now`."""
+    """The study half of `Store` (mixed into it): needs its `_write` and `_read`."""
 
     # -- studies -------------------------------------------------------------------------------
 
@@ -124,14 +125,12 @@ class StudyRecords:
             store.record_study("cv-0a1b2c3d4e", kind="cv", definition=plan.definition,
                                planned=len(plan.runs), options={"metric": "test_accuracy"})
         """
-        from twinrun.store.sqlite import _now
-
         text = to_json(definition)
 
         def upsert(conn):
             row = conn.execute("SELECT definition, options FROM studies WHERE study_id = ?",
                                (study_id,)).fetchone()
-            now = _now().isoformat()
+            now = utc_now().isoformat()
             if row is None:
                 conn.execute(
                     "INSERT INTO studies (study_id, created_at, updated_at, kind, status, "
@@ -151,15 +150,13 @@ class StudyRecords:
 
     def set_study_status(self, study_id, status):
         """Mark a study `running` (owned by this process), `complete` or `incomplete`."""
-        from twinrun.store.sqlite import _now, this_process
-
         if status not in STUDY_STATUSES:
             raise ValueError(f"Expected a study status among {STUDY_STATUSES}. "
                              f"Received: {status!r}")
         owner = this_process() if status == "running" else None
         self._write(lambda conn: conn.execute(
             "UPDATE studies SET status = ?, owner = ?, updated_at = ? WHERE study_id = ?",
-            (status, owner, _now().isoformat(), study_id)))
+            (status, owner, utc_now().isoformat(), study_id)))
 
     def get_study(self, study_id):
         """One study's record (`definition` and `options` decoded), by id or unique prefix.
@@ -222,8 +219,6 @@ class StudyRecords:
                                            workload="fashion-cnn", backend="jax", seed=0,
                                            config=config.to_dict(), seeds=config.seeds)
         """
-        from twinrun.store.sqlite import _new_run_id, _now, _owner_alive, this_process
-
         preset = config.get("preset") if isinstance(config, dict) else None
         values = {"status": "running", "workload": workload, "backend": backend,
                   "seed": to_scalar(seed), "preset": None if preset is None else str(preset),
@@ -238,13 +233,13 @@ class StudyRecords:
                 if old["status"] == "finished":
                     raise StudyRunTaken(f"Run {study_key} of study {study_id} is already "
                                         f"finished ({old['run_id']}).")
-                if old["status"] == "running" and _owner_alive(old["owner"]):
+                if old["status"] == "running" and owner_alive(old["owner"]):
                     raise StudyRunTaken(f"Run {study_key} of study {study_id} is being run by "
                                         f"another process ({old['owner']}).")
                 conn.execute("DELETE FROM runs WHERE run_id = ?", (old["run_id"],))
             for _ in range(20):
-                now = _now()
-                row = dict(values, run_id=_new_run_id(now), created_at=now.isoformat())
+                now = utc_now()
+                row = dict(values, run_id=new_run_id(now), created_at=now.isoformat())
                 exists = conn.execute("SELECT 1 FROM runs WHERE run_id = ?",
                                       (row["run_id"],)).fetchone()
                 if exists is None:
@@ -272,12 +267,10 @@ class StudyRecords:
             backend: the backend the run used, when it differs from the one begun with.
             extra: anything else worth keeping.
         """
-        from twinrun.store.sqlite import _now, _test_accuracy
-
         classes = None if predictions is None else prediction_bytes(predictions)
-        row = {"status": "finished", "finished_at": _now().isoformat(),
+        row = {"status": "finished", "finished_at": utc_now().isoformat(),
                "fingerprint": fingerprint, "metrics": to_json(metrics),
-               "test_accuracy": _test_accuracy(metrics),
+               "test_accuracy": test_accuracy(metrics),
                "epochs_trained": to_scalar(epochs_trained), "wall_time": to_float(wall_time),
                "extra": to_json(extra), "error": None}
         for column, value in (("environment", environment), ("determinism", determinism)):
@@ -291,7 +284,7 @@ class StudyRecords:
 
         def finish(conn):
             self._require_run(conn, run_id)
-            now = _now().isoformat()
+            now = utc_now().isoformat()
             for epoch, text in epochs:
                 conn.execute(
                     "INSERT INTO epochs (run_id, epoch, recorded_at, metrics) VALUES (?, ?, ?, ?) "
@@ -346,14 +339,12 @@ class StudyRecords:
 
     def _end_orphaned_studies(self):
         """Mark `incomplete` the running studies whose driver on this host has ended."""
-        from twinrun.store.sqlite import _now, _owner_alive
-
         try:
             rows = self._read("SELECT study_id, owner FROM studies WHERE status = 'running'")
         except StoreError:
             return
         orphans = [(row["study_id"], row["owner"]) for row in rows
-                   if row["owner"] and not _owner_alive(row["owner"])]
+                   if row["owner"] and not owner_alive(row["owner"])]
         if not orphans:
             return
 
@@ -361,7 +352,7 @@ class StudyRecords:
             for study_id, owner in orphans:
                 conn.execute("UPDATE studies SET status = 'incomplete', owner = NULL, "
                              "updated_at = ? WHERE study_id = ? AND status = 'running' "
-                             "AND owner = ?", (_now().isoformat(), study_id, owner))
+                             "AND owner = ?", (utc_now().isoformat(), study_id, owner))
 
         try:
             self._write(update)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from twinrun.errors import TwinrunError
 from twinrun.seeds import derive_seeds, seed_for, validate_seed
-from twinrun.studies.settings import validate_settings
+from twinrun.workloads.settings import validate_settings
 
 STUDY_SOURCES = ("init", "order", "dropout", "split", "perturb", "nondeterminism", "all")
 DEFAULT_SOURCES = ("init", "order", "dropout", "split", "all")
@@ -219,7 +219,7 @@ def plan_variance(runs, sources=None, *, design="one-at-a-time", seed=0, setting
         design: `"one-at-a-time"` or `"crossed"` (exactly two sources, neither `all` nor
             `nondeterminism`, which have no levels to cross).
         seed: the study's base seed.
-        settings: the `--set` values as a dict (see `twinrun.studies.settings`).
+        settings: the `--set` values as a dict (see `twinrun.workloads.settings`).
         base: what else defines the runs and is the same for all of them (workload, preset,
             backend, the user's command, ...), as JSON-able data; part of the study id.
             Leave out what does not change results (store path, progress display).
@@ -259,7 +259,7 @@ def plan_cv(folds, *, repeats=1, seed=0, settings=None, base=None):
 
     Arguments:
         folds: `n_splits` of `StratifiedKFold` (at least 2; checked against the smallest
-            class by `twinrun.studies.cv.validate_folds` once the labels are known).
+            class by `twinrun.workloads.variations.validate_folds` once the labels are known).
         repeats: how many different fold assignments (at least 1).
         seed: the study's base seed. Repeat 0 splits with `random_state=seed`, as
             `StratifiedKFold(n_splits=K, shuffle=True, random_state=seed)` would; repeat `r`
@@ -270,7 +270,7 @@ def plan_cv(folds, *, repeats=1, seed=0, settings=None, base=None):
     >>> [run.key for run in plan_cv(2, repeats=2).runs]
     ['repeat=0,fold=0', 'repeat=0,fold=1', 'repeat=1,fold=0', 'repeat=1,fold=1']
     """
-    from twinrun.studies.cv import validate_folds
+    from twinrun.workloads.variations import validate_folds
 
     validate_folds(folds)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:

@@ -101,7 +101,7 @@ def check_folds(plan, base):
     """
     if plan.kind != "cv" or base.workload not in PREDICTING_WORKLOADS:
         return
-    from twinrun.studies.cv import validate_folds
+    from twinrun.workloads.variations import validate_folds
     from twinrun.workloads import fashion_mnist
     from twinrun.workloads.fashion_cnn import PRESETS
     from twinrun.workloads.variations import subset_indices

@@ -5,7 +5,7 @@ each run's config and what it gives back:
 
     PlannedRun -> ScriptConfig (command, seeds, determinism) -> a fresh process of the command
         (`twinrun.executors.script.ScriptProcess`, through the one launcher)
-        -> the metrics and seed reads it wrote (`twinrun.studies.handoff`) and, when it
+        -> the metrics and seed reads it wrote (`twinrun.handoff`) and, when it
            traces, its final weights fingerprint -> recorded by the driver like any study run
 
 A script gets its seeds by name (`twinrun.seeds()`), so a source it never reads cannot vary:
@@ -13,12 +13,12 @@ A script gets its seeds by name (`twinrun.seeds()`), so a source it never reads 
 a finding about the training.
 """
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from twinrun.errors import TwinrunError
-from twinrun.studies.handoff import STUDY_SEEDS, script_seeds
+from twinrun.executors.script import ScriptConfig
+from twinrun.handoff import STUDY_SEEDS
 
 # What each seed a script reads is for (in the "never read" sentence).
 SEED_PURPOSE = {"init": "weight initialisers", "order": "order of training batches",
@@ -49,7 +49,7 @@ class ScriptBase:
     """What every run of a script study shares: the command, where it runs, backend, threads.
 
     Arguments:
-        command: the checked argument list (see `twinrun.checks._resolve_command`).
+        command: the checked argument list (see `twinrun.checks.commands.resolve_command`).
         cwd: the folder the command runs in (a relative script path is read from there).
         backend: the Keras backend to prepare; None prepares every backend (as `twinrun check
             -- ...` does) and leaves `KERAS_BACKEND` as the caller has it.
@@ -71,9 +71,9 @@ class ScriptBase:
     def from_command(cls, command, backend=None, threads=None, portable=False):
         """Check the command (script or module present) and return the study's base."""
         from twinrun.backends import resolve_backend
-        from twinrun.checks import _resolve_command
+        from twinrun.checks.commands import resolve_command
 
-        command, label = _resolve_command(list(command))
+        command, label = resolve_command(list(command))
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or threads < 1):
             raise TwinrunError(f"Expected --threads to be a positive integer. Received: "
@@ -88,7 +88,7 @@ class ScriptBase:
         """The study's base for a notebook: each run is the notebook top to bottom in a fresh
         kernel (`twinrun.programs.notebook`, without the check's hooks, as a script study's
         runs are not hooked), which inherits the run's environment and so its hand-over."""
-        from twinrun.notebook_checks import notebook_command, validate_notebook
+        from twinrun.checks.notebook import notebook_command, validate_notebook
 
         validate_notebook(path, parameters)
         command = notebook_command(path, parameters) + ["--no-hooks"]
@@ -142,93 +142,6 @@ class ScriptBase:
                             split_seed=planned.split_seed, determinism=planned.determinism,
                             study_id=study_id, replica=planned.position,
                             portable=self.portable)
-
-
-@dataclass(frozen=True)
-class ScriptConfig:
-    """One run of the user's script in a study: plain data that crosses to a Ray worker.
-
-    Arguments:
-        command, cwd, backend, threads, label: as `ScriptBase`.
-        seed: the study's base seed (`TWINRUN_SEED`, what `deterministic()` takes).
-        seed_overrides: the derived seeds this run changes (`RunConfig.seed_overrides`).
-        split_seed: the split seed the run varies, or None (derived from `seed`).
-        determinism: False for the `nondeterminism` and `all` sources.
-        study_id, replica: the study and the run's position in it.
-        portable: the `--portable` settings in the run's environment.
-    """
-
-    command: list
-    cwd: str
-    seed: int
-    seed_overrides: dict = field(default_factory=dict)
-    split_seed: int | None = None
-    determinism: bool = True
-    backend: str | None = None
-    threads: int | None = None
-    label: str = ""
-    study_id: str | None = None
-    replica: int | None = None
-    portable: bool = False
-
-    kind = "script"
-
-    @property
-    def workload(self):
-        return self.label
-
-    @property
-    def seeds(self):
-        from twinrun.seeds import derive_seeds
-
-        return derive_seeds(self.seed, self.seed_overrides)
-
-    def script_seeds(self):
-        """What `twinrun.seeds()` returns in this run."""
-        return script_seeds(self.seed, self.seed_overrides, self.split_seed)
-
-    def environment(self, metrics_path, trace_path, extra=None):
-        """The run's complete environment: prepared as for `twinrun check -- ...`, plus the
-        study's hand-over (`TWINRUN_SEED`, `TWINRUN_SEEDS`, `TWINRUN_METRICS`) and a trace
-        path, so a script with `twinrun.keras.Trace()` or a `twinrun.torch.Tracer` gets its
-        final weights fingerprinted."""
-        from twinrun.backends import KERAS_BACKENDS
-        from twinrun.determinism import environment_for
-        from twinrun.studies.handoff import METRICS_VAR, SEEDS_VAR
-
-        env = dict(os.environ)
-        preset = set()
-        hash_seed = self.seeds["hash"] if self.determinism else None
-        for name in [self.backend] if self.backend else KERAS_BACKENDS:
-            prepared = environment_for(name, threads=self.threads, determinism=self.determinism,
-                                       hash_seed=hash_seed, portable=self.portable)
-            preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
-            env.update(prepared)
-        env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
-        if self.backend is None:
-            env.pop("KERAS_BACKEND", None)
-            if "KERAS_BACKEND" in os.environ:
-                env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
-        env.update({"TWINRUN_SEED": str(self.seed), SEEDS_VAR: json.dumps(self.script_seeds()),
-                    METRICS_VAR: str(metrics_path), "TWINRUN_TRACE": str(trace_path),
-                    "TWINRUN_REPLICA": str(self.replica or 0), "PYTHONUNBUFFERED": "1"})
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env.update(extra or {})
-        return env
-
-    def launch(self, folder, extra_env=None):
-        """Start the run in a fresh process (see `twinrun.executors.script.ScriptProcess`)."""
-        from twinrun.executors.script import ScriptProcess
-
-        return ScriptProcess(self, folder, extra_env=extra_env)
-
-    def to_dict(self):
-        return {**asdict(self), "kind": self.kind}
-
-    @classmethod
-    def from_dict(cls, values):
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def script_digest(label, cwd):

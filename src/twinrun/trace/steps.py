@@ -127,7 +127,7 @@ class StepTable(Sequence):
         """Free the fingerprint words of steps `0 .. before-1`.
 
         Only a comparison calls this, for steps it found equal in every replica
-        (`twinrun.compare.Comparison`); a later comparison of the same traces starts after
+        (`twinrun.checks.verdict.Comparison`); a later comparison of the same traces starts after
         them. The last step read keeps its words (the run's final fingerprint); released steps
         read back with `"variables": None`.
         """
@@ -258,7 +258,7 @@ class StepTable(Sequence):
         record.update(extras)
         return record
 
-    # -- columns, for reference files (twinrun.reference) --------------------------------
+    # -- columns, for reference files (twinrun.checks.reference) --------------------------------
 
     COLUMNS = ("step", "epoch", "loss", "running", "flags", "batch", "tensors", "width",
                "start", "words")

@@ -71,6 +71,40 @@ def subset_indices(labels, subset=None):
     return chosen
 
 
+def validate_folds(n_splits, labels=None):
+    """Return `n_splits` if `StratifiedKFold(n_splits)` can split `labels`, else refuse.
+
+    Arguments:
+        n_splits: the number of folds (`--folds`).
+        labels: the training labels; None checks only that `n_splits` is at least 2.
+
+    Every fold must hold at least one image of every class, so `n_splits` may not exceed
+    the smallest class's count.
+
+    Example:
+    >>> validate_folds(5, [0] * 10 + [1] * 10)
+    5
+    """
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 2:
+        raise TwinrunError(
+            f"Expected --folds to be at least 2, since cross-validation holds out one fold "
+            f"and trains on the others. Received: folds={n_splits!r}.")
+    if labels is not None:
+        import numpy as np
+
+        classes, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
+        if classes.size == 0:
+            raise TwinrunError("There are no training labels to split into folds; check the "
+                               "data set and the --set subset value.")
+        smallest = int(counts.min())
+        if n_splits > smallest:
+            raise TwinrunError(
+                f"Class {classes[counts.argmin()]}, the smallest class, has only {smallest} "
+                f"images, so --folds {n_splits} would leave a fold without it; use at most "
+                f"{smallest} folds or a larger --set subset.")
+    return n_splits
+
+
 def training_indices(labels, *, subset=None, val_fraction=VAL_FRACTION,
                      split_seed=SPLIT_RANDOM_STATE, fold=None):
     """Which training images a run trains on and which it validates (early-stops) on.
@@ -104,8 +138,6 @@ def training_indices(labels, *, subset=None, val_fraction=VAL_FRACTION,
     pool_labels = labels[pool]
     classes = np.unique(pool_labels).size
     if fold is not None:
-        from twinrun.studies.cv import validate_folds
-
         validate_folds(fold["n_splits"], pool_labels)
         folds = StratifiedKFold(n_splits=fold["n_splits"], shuffle=True,
                                 random_state=fold["random_state"])

@@ -7,7 +7,7 @@ framework version), the honest question is how far apart the runs end up. With `
 - every step's loss, at every step both have one: |loss - loss_0| <= A + R * |loss_0|
   (`numpy.isclose`'s rule), and
 - every per-epoch weight snapshot both have: ||w - w_0|| <= A + R * ||w_0||, with ||.|| the
-  Euclidean norm over all of the model's weights (the distance `twinrun.compare` reports).
+  Euclidean norm over all of the model's weights (the distance `twinrun.checks.causes` reports).
 
 The largest relative differences are reported whatever the verdict: the loss one in the form
 of the well-known answer's table ("max loss difference 0.0144 %").
@@ -98,7 +98,7 @@ def measure(traces, weight_rows):
 
     Arguments:
         traces: the traces (the first is the one compared against).
-        weight_rows: `twinrun.compare.weight_distance(traces)`.
+        weight_rows: `twinrun.checks.causes.weight_distance(traces)`.
 
     Returns `(max_loss_difference, compared_steps, lengths_differ, max_weight_distance)`.
     """
@@ -135,7 +135,7 @@ def judge(traces, weight_rows, tolerance):
     Arguments:
         traces: the whole runs' traces (not stopped at a divergence), the first compared
             against.
-        weight_rows: `twinrun.compare.weight_distance(traces)`: per-epoch relative distances.
+        weight_rows: `twinrun.checks.causes.weight_distance(traces)`: per-epoch relative distances.
         tolerance: a `Tolerance`.
 
     Returns a `ToleranceResult`.

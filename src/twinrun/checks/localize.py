@@ -7,7 +7,9 @@ agrees, the first gradient that differs, in backward order; if every gradient ag
 optimizer slot (or random generator state) that differs first at that step.
 """
 
-from twinrun.compare import compare_step, first_divergence, is_state_name
+from twinrun.checks.causes import gpu_used, likely_causes
+from twinrun.checks.replicas import run_replicas
+from twinrun.checks.verdict import compare_step, first_divergence, is_state_name
 from twinrun.errors import TwinrunError
 
 
@@ -102,3 +104,45 @@ def _first_backward(records):
             return {"name": row[0]["layer"], "variable": row[0]["variable"],
                     "class": row[0].get("class"), "index": i}
     return None
+
+
+def localize_divergence(verdict, make_specs, parallel, timeout):
+    divergence = verdict.first_divergence
+    if divergence.digest is not None:
+        verdict.localization = {
+            "step": divergence.step, "layer": None,
+            "note": (f"Every step's fingerprint words and losses agreed; only the exact digest "
+                     f"of the whole state at {_digest_point(divergence.digest)} differs, so no "
+                     f"step's layers can be compared.")}
+        return
+    if divergence.step < 0 or {"data", "batch"} & set(divergence.records):
+        verdict.localization = {"step": divergence.step, "layer": None,
+                                "note": "The data differed, so no layer is to blame."}
+        return
+    step = divergence.step
+
+    def reached(reader):
+        return any(r["step"] == step for r in reader.trace.layers) or reader.trace.finished
+
+    outcomes = run_replicas(make_specs({"TWINRUN_LOCALIZE_STEP": str(step)}),
+                            parallel=parallel, timeout=timeout, stop_when=reached,
+                            compare=False)
+    result = localize_step([o.reader.trace for o in outcomes], step)
+    verdict.localization = result
+    if result["layer"] is not None:
+        divergence.layer = result["layer"]
+    if verdict.reference is None:  # a reference's causes name what changed since it
+        environments = [(o.reader.trace.header or {}).get("environment") or {}
+                        for o in outcomes]
+        verdict.likely_causes = likely_causes(divergence, verdict.environment_diff, result,
+                                              gpu_used=gpu_used(environments))
+    if result["race"] and result["rerun_divergence"] is not None:
+        verdict.notes.append(result["note"])
+
+
+def _digest_point(digest):
+    """Where a digest was taken, in words: "the run's end (after step 4)", "the end of
+    epoch 2 (after step 99)" (epochs counted from 1 there: `epoch 2` is the second)."""
+    at = digest["at"]
+    return ("the run's end" if at == "end" else f"the end of {at}") + (
+        f" (after step {digest['after_step']})")

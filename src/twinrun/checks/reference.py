@@ -49,7 +49,7 @@ class Reference:
 
     `trace` is a `twinrun.trace.Trace` (header, data and epoch records, and the packed steps),
     usable wherever a replica's trace is; `identity` says what was run (see
-    `twinrun.checks.command_identity`, `workload_identity`), `environment` the recording's
+    `twinrun.checks.identity.command_identity`, `workload_identity`), `environment` the recording's
     environment as the verdict compares it, and `header` the whole `reference.json`.
     """
 
@@ -77,7 +77,7 @@ class Reference:
 
     def extract_snapshots(self, folder):
         """Write the weight snapshots into `folder` and point the trace there, so weight
-        distances are measured as for a replica's (`twinrun.compare.weight_distance`).
+        distances are measured as for a replica's (`twinrun.checks.causes.weight_distance`).
 
         Arguments:
             folder: an existing folder (a check's own folder).

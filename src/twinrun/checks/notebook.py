@@ -155,7 +155,8 @@ def record_notebook(path, output, *, parameters=(), snapshots=False, seed=0, bac
 def check_notebook_against(path, reference, *, parameters=(), n=1, tolerance=None, seed=0,
                            backend=None, **options):
     """Run the notebook (once by default) and compare it with a reference, step by step."""
-    from twinrun.checks import Judging, refuse_other_workload
+    from twinrun.checks import Judging
+    from twinrun.checks.identity import refuse_other_workload
 
     validate_notebook(path, parameters)
     identity = notebook_identity(path, parameters, seed=seed, backend=backend)

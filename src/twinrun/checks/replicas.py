@@ -2,7 +2,7 @@
 
 Each replica is a `twinrun.launch.ChildProcess` whose environment is prepared before it
 starts. Replicas run side by side up to `parallel` at a time, and the launcher compares their
-traces as they grow (`twinrun.compare.Comparison`), each replica against replica 0, freeing
+traces as they grow (`twinrun.checks.verdict.Comparison`), each replica against replica 0, freeing
 every step's words once it is compared: the launcher's memory stays small however long the
 training. In lockstep mode all of them run at once and the launcher compares every step before
 letting any replica take the next one, so a divergence stops them within one step.
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twinrun.compare import Comparison
+from twinrun.checks.verdict import Comparison
 from twinrun.errors import TwinrunError
 from twinrun.launch import ChildProcess, stop_on_signals, stop_reason
 from twinrun.trace import TraceReader
@@ -83,7 +83,7 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
         stop_when: optional `f(reader) -> bool`; a replica is stopped once it is true (used
             by localisation, which needs the traces only up to one step).
         compare: compare the traces as they grow and free the words of every step found
-            equal (`twinrun.compare.Comparison`); `first_divergence` of the outcomes' traces
+            equal (`twinrun.checks.verdict.Comparison`); `first_divergence` of the outcomes' traces
             then goes on from there. False keeps every record (localisation reruns).
         progress: optional `f({label: (state, steps)})`, called as replicas advance.
         on_start: optional `f(spec)`, called as each replica's process starts.

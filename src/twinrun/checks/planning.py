@@ -1,0 +1,132 @@
+"""How a check's replicas run: their options checked, then side by side in lockstep or a few
+at a time (`plan_replicas`), and what the verdict says about it.
+"""
+
+from dataclasses import dataclass
+
+from twinrun.errors import TwinrunError
+
+
+HASH_SEED_MODES = ("fixed", "random")
+
+
+def validate_replicas(n, threads, minimum=2):
+    if not isinstance(n, int) or n < minimum:
+        if minimum == 1:
+            raise TwinrunError(f"Expected -n to be at least 1. Received: n={n!r}.")
+        raise TwinrunError(f"Expected -n to be at least 2 (two replicas to compare). Received: n={n!r}.")
+    if threads is not None:
+        if len(threads) not in (1, n):
+            raise TwinrunError(
+                f"Expected --threads to give one value, or one per replica ({n}). "
+                f"Received: {len(threads)} values.")
+        if any(t < 1 for t in threads):
+            raise TwinrunError(f"Expected every --threads value to be at least 1. Received: {threads}.")
+        if len(threads) == 1:
+            threads = threads * n
+    return threads
+
+
+def per_replica(option, values, n):
+    if values is None:
+        return None
+    if len(values) not in (1, n):
+        raise TwinrunError(f"Expected {option} to give one value, or one per replica ({n}). "
+                           f"Received: {len(values)} values.")
+    return list(values) * n if len(values) == 1 else list(values)
+
+
+def validate_hash_seed(mode):
+    if mode not in HASH_SEED_MODES:
+        raise TwinrunError(f"Expected --hash-seed to be one of {', '.join(HASH_SEED_MODES)}. "
+                           f"Received: {mode!r}.")
+
+
+@dataclass
+class ReplicaPlan:
+    """How the replicas of a check run (`plan_replicas`)."""
+
+    parallel: int   # replicas running at a time
+    lockstep: bool  # compared step by step, all stopped at the first difference
+    threads: list   # each replica's thread count (all the CPUs where not pinned)
+    pinned: bool    # whether the thread counts were given (else the framework's default)
+    cpus: int       # CPUs this process may use
+
+    @property
+    def shared_cores(self):
+        """True when the replicas running at once have more threads than there are CPUs."""
+        return sum(sorted(self.threads)[-self.parallel:]) > self.cpus
+
+
+def plan_replicas(n, threads, parallel=None, lockstep=None):
+    """Decide how `n` replicas run: all side by side in lockstep, or `parallel` at a time.
+
+    The rule (`twinrun check --help` says it too):
+    - By default all `n` start at once and are compared in lockstep: no replica takes step s+1
+      before every replica's step s has been compared, so a divergence stops them all within
+      a step of where it happened, after start-up, not after `n` trainings.
+    - Thread counts are never lowered to make the replicas fit the CPUs: the count changes the
+      bits, so the verdict must be about the count a run really uses. When `n` x threads is
+      more than the CPUs, the replicas share the cores (about as long as running them one
+      after another; docs/performance.md measures it).
+    - `lockstep=False`, or a `parallel` below `n`: `parallel` at a time (default: as many as
+      fit, CPUs // threads), each training to its end, so the verdict shows how the
+      difference grew over the whole run. The traces are still compared as they grow.
+
+    Arguments:
+        n: number of replicas.
+        threads: one thread count per replica (None: not pinned, i.e. all the CPUs).
+        parallel: replicas at a time, or None for the rule above.
+        lockstep: True, False, or None for the rule above.
+
+    Returns a `ReplicaPlan`.
+
+    Example:
+    >>> plan = plan_replicas(2, [2, 2])
+    >>> plan.lockstep, plan.parallel
+    (True, 2)
+    >>> plan_replicas(3, [1, 1, 1], parallel=1).lockstep
+    False
+    """
+    from twinrun.launch import available_cpus
+
+    cpus = available_cpus()
+    pinned = all(t is not None for t in threads)
+    threads = [t or cpus for t in threads]
+    per_replica = max(threads)
+    if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int)
+                                 or parallel < 1):
+        raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel!r}.")
+    if lockstep is None:
+        lockstep = parallel is None or parallel >= n
+    if lockstep:
+        if parallel is not None and parallel < n:
+            raise TwinrunError(
+                f"Lockstep runs every replica at once, so --parallel {parallel} cannot hold "
+                f"for -n {n}; drop --parallel, or pass --no-lockstep to run {parallel} at a "
+                f"time.")
+        return ReplicaPlan(parallel=n, lockstep=True, threads=threads, pinned=pinned, cpus=cpus)
+    fits = max(1, min(n, cpus // per_replica))
+    return ReplicaPlan(parallel=min(n, parallel or fits), lockstep=False, threads=threads,
+                       pinned=pinned, cpus=cpus)
+
+
+def plan_note(plan, stopped):
+    """What the verdict says about how the replicas ran."""
+    n = len(plan.threads)
+    if not plan.lockstep:
+        return (f"The replicas ran {plan.parallel} at a time, each to its end, compared as "
+                f"they went.")
+    note = f"The {n} replicas ran side by side, compared in lockstep"
+    if plan.shared_cores and plan.pinned:
+        note += (f"; with {' + '.join(map(str, plan.threads))} threads on {plan.cpus} CPUs "
+                 f"they shared the cores (thread counts are kept as asked, since they change "
+                 f"the bits)")
+    elif plan.shared_cores:
+        note += (f"; each free to use all {plan.cpus} CPUs, they shared the cores (thread "
+                 f"counts are left at the framework's default, since they change the bits)")
+    note += "."
+    if stopped:
+        note += (" Lockstep stopped them at the divergence; pass --no-lockstep to train every "
+                 "replica to its end and see how the difference grows.")
+    return note
