@@ -8,6 +8,7 @@ backticks, brackets, `|` in tables) are backslash-escaped.
 
 import html
 
+from twinrun.report.formatting import interval, number
 from twinrun.report.runs import _environment_pairs
 
 # `<`, `>` and `&` are entities already; brackets are escaped, so parentheses never form a link.
@@ -48,7 +49,7 @@ def _number(value):
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return number(value)
     return value
 
 
@@ -211,18 +212,9 @@ def _findings(findings):
 
 # -- studies -----------------------------------------------------------------------------------
 
-def _interval(values):
-    if not values or values[0] is None or values[1] is None:
-        return ""
-    return f"[{values[0]:.6g}, {values[1]:.6g}]"
-
 
 def _at(values, i):
     return values[i] if isinstance(values, list) and i < len(values) else None
-
-
-def _g(value, digits=6):
-    return "" if value is None else f"{value:.{digits}g}"
 
 
 def _percent(value):
@@ -243,10 +235,12 @@ def _study(report):
         out += ["## Folds\n", _table(["fold", *names], rows),
                 _pairs([("mean", results.get("mean")), ("SD", results.get("sd")),
                         ("SD's standard error", results.get("sd_err")),
-                        ("95 % CI (Student t over folds)", _interval(results.get("ci95"))),
-                        ("95 % CI (bootstrap)", _interval(results.get("ci95_bootstrap"))),
+                        ("95 % CI (Student t over folds)",
+                         interval(results.get("ci95"), 6, form=number)),
+                        ("95 % CI (bootstrap)",
+                         interval(results.get("ci95_bootstrap"), 6, form=number)),
                         ("95 % CI corrected for shared training data",
-                         _interval(results.get("ci95_corrected")))])]
+                         interval(results.get("ci95_corrected"), 6, form=number))])]
         from twinrun.report.headline import cv_interval_notes
 
         out.append("\n".join(f"- {md(note)}" for note in cv_interval_notes(results)) + "\n")
@@ -259,8 +253,8 @@ def _study(report):
             return "*" if (line.get("n") or 0) < FEW_RUNS and line.get("ci95") else ""
 
         rows = [[source, line.get("n"), line.get("mean"), line.get("sd"), line.get("sd_err"),
-                 _interval(line.get("ci95")) + few(line),
-                 _interval(line.get("ci95_bootstrap")) + few(line),
+                 interval(line.get("ci95"), 6, form=number) + few(line),
+                 interval(line.get("ci95_bootstrap"), 6, form=number) + few(line),
                  _percent(line.get("share")) or "—", _percent(line.get("disagreement")) or "—",
                  "—" if line.get("floor_sd") is None else line.get("floor_sd"),
                  "yes" if line.get("effect") else "no effect here"]
@@ -311,13 +305,13 @@ def _compare(report):
          results.get("mean_b"), results.get("sd_b")]])]
     tests = results.get("tests") or {}
     out += ["## Tests\n", _table(["test", "result", "method"], [
-        ["difference B - A", f"{_g(results.get('difference'))}, 95 % CI "
-                             f"{_interval(results.get('ci95'))}", tests.get("ci95")],
-        ["Welch's t-test", f"p = {_g(results.get('p_welch'), 3)}", tests.get("p_welch")],
-        ["permutation test", f"p = {_g(results.get('p_permutation'), 3)}",
+        ["difference B - A", f"{number(results.get('difference'))}, 95 % CI "
+                             f"{interval(results.get('ci95'), 6, form=number)}", tests.get("ci95")],
+        ["Welch's t-test", f"p = {number(results.get('p_welch'), 3)}", tests.get("p_welch")],
+        ["permutation test", f"p = {number(results.get('p_permutation'), 3)}",
          tests.get("p_permutation")],
-        ["P(A beats B)", f"{_g(results.get('p_a_beats_b'), 3)}, 95 % CI "
-                         f"{_interval(results.get('p_a_beats_b_ci95'))}",
+        ["P(A beats B)", f"{number(results.get('p_a_beats_b'), 3)}, 95 % CI "
+                         f"{interval(results.get('p_a_beats_b_ci95'), 6, form=number)}",
          tests.get("p_a_beats_b")],
         ["runs for 80 % power", results.get("runs_for_power80"),
          tests.get("runs_for_power80")]])]

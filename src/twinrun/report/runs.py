@@ -7,16 +7,12 @@ tables are Rich tables; in a pipe or a file they are aligned plain text without 
 import json
 from datetime import datetime
 
+from twinrun.report.formatting import console, number
+
 _RICH_TABLE_MAX_ROWS = 100
 
 STATUS_STYLE = {"finished": "green", "failed": "red", "running": "yellow", "stopped": "yellow"}
 VERDICT_STYLE = {"identical": "green", "diverged": "red"}
-
-
-def console():
-    from rich.console import Console
-
-    return Console()
 
 
 def shown_ids(out, ids, among, wide=False):
@@ -54,7 +50,7 @@ def render_runs(summaries, title, out=None, among=None, wide=False):
             run["seed"],
             run["preset"],
             run["epochs_trained"],
-            _number(run["test_accuracy"]),
+            number(run["test_accuracy"]),
             short_fingerprint(run["fingerprint"]),
             _duration(run["wall_time"]),
         ]
@@ -311,7 +307,7 @@ def _plain(cell):
     if isinstance(cell, bool):
         return "yes" if cell else "no"
     if isinstance(cell, float):
-        return _number(cell)
+        return number(cell)
     if isinstance(cell, (list, dict)):
         return _compact(cell)
     return str(cell)
@@ -322,14 +318,6 @@ def _compact(value):
         return None
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def _number(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4e}"
     return str(value)
 
 

@@ -6,36 +6,15 @@ goes in as text, never as Rich markup.
 """
 
 import contextlib
-import math
 import sys
 
 from rich.console import Console
 from rich.text import Text
 
+from twinrun.report.formatting import console, decimals, interval
 from twinrun.report.headline import FEW_RUNS
 from twinrun.report.runs import _duration, _print_table, _styled
 from twinrun.report.text import data_text
-
-
-def console():
-    return Console()
-
-
-def _num(value, digits=4):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    magnitude = abs(value)
-    if magnitude and (magnitude < 1e-3 or magnitude >= 1e5):
-        return f"{value:.2e}"
-    return f"{value:.{digits}f}"
-
-
-def _interval(values, digits=4):
-    if not values:
-        return ""
-    return f"[{_num(values[0], digits)}, {_num(values[1], digits)}]"
 
 
 def _say(out, *parts, style=""):
@@ -89,16 +68,16 @@ def render_variance(results, out=None):
                "max", "share of all", "disagree", "floor SD", "effect"]
     rows = []
     for source, line in results["sources"].items():
-        sd = "" if line["sd"] is None else f"{_num(line['sd'])} ± {_num(line['sd_err'])}"
+        sd = "" if line["sd"] is None else f"{decimals(line['sd'])} ± {decimals(line['sd_err'])}"
         share = "" if line["share"] is None else f"{100 * line['share']:.0f} %"
         disagreement = "" if line["disagreement"] is None else \
             f"{100 * line['disagreement']:.2f} %"
         effect = "yes" if line["effect"] else _styled("no effect here", "yellow")
         few = "*" if (line["n"] or 0) < FEW_RUNS and line["ci95"] else ""
-        rows.append([source, line["n"], _num(line["mean"]), sd, _interval(line["ci95"]) + few,
-                     _interval(line["ci95_bootstrap"]) + few, _num(line["min"]),
-                     _num(line["max"]), share or "—", disagreement or "—",
-                     _num(line["floor_sd"]) or "—", effect])
+        rows.append([source, line["n"], decimals(line["mean"]), sd, interval(line["ci95"]) + few,
+                     interval(line["ci95_bootstrap"]) + few, decimals(line["min"]),
+                     decimals(line["max"]), share or "—", disagreement or "—",
+                     decimals(line["floor_sd"]) or "—", effect])
     _print_table(out, f"Study {results['study_id']}: {metric} by source of randomness",
                  columns, rows, right_aligned={"n", "mean", "min", "max", "share of all",
                                                "disagree", "floor SD"})
@@ -110,8 +89,8 @@ def render_variance(results, out=None):
         if line.get("note"):
             _say(out, (source, "bold"), ": ", line["note"])
         if line.get("floor_sd") is not None and line.get("sd") is not None:
-            _say(out, (source, "bold"), f": observed SD {_num(line['sd'])} against "
-                      f"{_num(line['floor_sd'])} from test-set sampling alone "
+            _say(out, (source, "bold"), f": observed SD {decimals(line['sd'])} against "
+                      f"{decimals(line['floor_sd'])} from test-set sampling alone "
                       f"(independent-errors floor).")
     if results.get("anova"):
         _render_anova(results["anova"], out)
@@ -123,7 +102,7 @@ def _render_anova(anova, out):
         _say(out, "Crossed ANOVA: ", (anova["error"], "yellow"))
         return
     columns = ["component", "variance", "SD", "share", "note"]
-    rows = [[name, _num(c["variance"], 6), _num(c["sd"], 5),
+    rows = [[name, decimals(c["variance"], 6), decimals(c["sd"], 5),
              "" if c["share"] is None else f"{100 * c['share']:.0f} %",
              "clipped to 0" if c["clipped"] else ""]
             for name, c in anova["components"].items()]
@@ -159,7 +138,7 @@ def render_cv(results, out=None):
     for i, key in enumerate(results["fold_keys"]):
         def cell(name, digits=4):
             values = folds.get(name)
-            return _num(values[i], digits) if values is not None else ""
+            return decimals(values[i], digits) if values is not None else ""
 
         stopped = folds.get("stopped_epoch")
         rows.append([key, cell("test_accuracy"), cell("test_loss", 5), cell("val_loss", 5),
@@ -169,10 +148,10 @@ def render_cv(results, out=None):
                       f"cross-validation", columns, rows,
                  right_aligned={"test acc", "test loss", "val loss", "stopped", "fit time"})
     metric = results["metric"]
-    _say(out, (metric, "bold"), f": mean {_num(results['mean'])}, SD "
-              f"{_num(results['sd'])} ± {_num(results['sd_err'])}, 95 % CI "
-              f"{_interval(results['ci95'])} over folds, "
-              f"{_interval(results.get('ci95_corrected'))} corrected for the folds' shared "
+    _say(out, (metric, "bold"), f": mean {decimals(results['mean'])}, SD "
+              f"{decimals(results['sd'])} ± {decimals(results['sd_err'])}, 95 % CI "
+              f"{interval(results['ci95'])} over folds, "
+              f"{interval(results.get('ci95_corrected'))} corrected for the folds' shared "
               f"training data.")
     from twinrun.report.headline import cv_interval_notes
 
@@ -189,19 +168,19 @@ def render_compare(results, out=None):
     metric = results["metric"]
     columns = ["arm", "study", "runs", "n", f"mean {metric}", "SD"]
     rows = [["A", results["study_a"], results["source_a"], results["n_a"],
-             _num(results["mean_a"]), _num(results["sd_a"])],
+             decimals(results["mean_a"]), decimals(results["sd_a"])],
             ["B", results["study_b"], results["source_b"], results["n_b"],
-             _num(results["mean_b"]), _num(results["sd_b"])]]
+             decimals(results["mean_b"]), decimals(results["sd_b"])]]
     _print_table(out, f"A against B on {metric}", columns, rows,
                  right_aligned={"n", f"mean {metric}", "SD"})
     lines = [
-        ("difference B - A", f"{_num(results['difference'], 5)}, 95 % CI "
-                             f"{_interval(results['ci95'], 5)} (bootstrap)"),
+        ("difference B - A", f"{decimals(results['difference'], 5)}, 95 % CI "
+                             f"{interval(results['ci95'], 5)} (bootstrap)"),
         ("Welch's t-test", f"p = {_p(results['p_welch'])}"),
         ("permutation test", f"p = {_p(results['p_permutation'])}"
                              + (" (exact)" if results.get("permutation_exact") else "")),
-        ("P(A beats B)", f"{_num(results['p_a_beats_b'], 3)}, 95 % CI "
-                         f"{_interval(results.get('p_a_beats_b_ci95'), 3)}"),
+        ("P(A beats B)", f"{decimals(results['p_a_beats_b'], 3)}, 95 % CI "
+                         f"{interval(results.get('p_a_beats_b_ci95'), 3)}"),
         ("runs for 80 % power", "" if results["runs_for_power80"] is None else
          f"{results['runs_for_power80']} per arm"),
     ]

@@ -1,5 +1,7 @@
 """A verdict in one line, for a failing test's message or a log: identical, or where it parted."""
 
+from twinrun.report.formatting import where
+
 
 def verdict_summary(verdict, label=None):
     """Say in one line whether the replicas were identical, and if not, where they diverged.
@@ -27,7 +29,7 @@ def verdict_summary(verdict, label=None):
     divergence = verdict.get("first_divergence") or {}
     if not divergence:
         return f"{prefix}{verdict['verdict']} ({replicas} replicas)"
-    parts = [f"{prefix}{verdict['verdict']} {_where(divergence)}: "
+    parts = [f"{prefix}{verdict['verdict']} {where(divergence)}: "
              f"{', '.join(divergence.get('records') or ['the traces'])} differ"]
     variables = divergence.get("variables") or []
     if variables:
@@ -39,11 +41,3 @@ def verdict_summary(verdict, label=None):
         parts.append(f"localised to layer {layer['name']}")
     return "; ".join(parts)
 
-
-def _where(divergence):
-    # Counted from 0, as `twinrun check` prints it and its JSON holds it.
-    if divergence["step"] < 0:
-        return "in the training data, before step 0"
-    if divergence.get("epoch") is None:
-        return f"at step {divergence['step']} (counted from 0)"
-    return f"at step {divergence['step']} in epoch {divergence['epoch']} (both counted from 0)"

@@ -8,11 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from twinrun.report.formatting import console, fixed, where
 from twinrun.report.text import data_text, printable
-
-
-def console():
-    return Console()
 
 
 def render_run_result(result, out=None):
@@ -92,9 +89,9 @@ def render_verdict(verdict, label, out=None, headline=True):
         if answer_table:
             cells += [f"{m[k]:.8f}" for k in ANSWER_COLUMNS]
         else:
-            cells.append(_num(r.get("final_loss"), 8))
+            cells.append(fixed(r.get("final_loss"), 8))
             if with_accuracy:
-                cells.append(_num(m.get("test_accuracy"), 4))
+                cells.append(fixed(m.get("test_accuracy"), 4))
         cells.append(r.get("fingerprint") or "")
         table.add_row(*map(data_text, cells))
     if answer_table and len(replicas) > 1:
@@ -115,13 +112,13 @@ def render_verdict(verdict, label, out=None, headline=True):
         digest = divergence["digest"]
         point = ("the run's end" if digest["at"] == "end"
                  else f"the end of {digest['at']} (counted from 1)")
-        out.print(Text.assemble(("DIVERGED", "bold red"), " ", _where(divergence),
+        out.print(Text.assemble(("DIVERGED", "bold red"), " ", where(divergence),
                                 ": the exact digest of the whole state at ", data_text(point),
                                 " differs, although every step's words and losses up to it agreed."))
         out.print(Text.assemble("  exact digests: ",
                                 data_text(" vs ".join(str(d) for d in digest["digests"]))))
     else:
-        out.print(Text.assemble(("DIVERGED", "bold red"), " ", _where(divergence), ": ",
+        out.print(Text.assemble(("DIVERGED", "bold red"), " ", where(divergence), ": ",
                                 data_text(", ".join(divergence["records"])), " differ."))
     if verdict["verdict"] != "identical":
         if divergence.get("variables"):
@@ -194,15 +191,6 @@ def render_check_headline(verdict, out=None):
     out.print()
 
 
-def _where(divergence):
-    # The same numbers as the JSON verdict, said to be 0-based so "epoch 0" reads right.
-    if divergence["step"] < 0:
-        return "in the training data, before step 0"
-    if divergence.get("epoch") is None:
-        return f"at step {divergence['step']} (counted from 0)"
-    return f"at step {divergence['step']} in epoch {divergence['epoch']} (both counted from 0)"
-
-
 def _names(names):
     parts = []
     for i, name in enumerate(names):
@@ -217,10 +205,6 @@ def _growth_points(growth):
         return growth
     step = max(1, len(growth) // 7)
     return growth[::step][:7] + [growth[-1]]
-
-
-def _num(value, digits):
-    return "" if value is None else f"{value:.{digits}f}"
 
 
 def _short(value, width=40):

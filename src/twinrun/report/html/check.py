@@ -6,9 +6,10 @@ Steps and epochs read as the JSON verdict holds them: `first_divergence.step` an
 count from 0, and `weight_distance[].epoch` is the number of epochs finished.
 """
 
+from twinrun.report.formatting import number, where
 from twinrun.report.html import svg
 from twinrun.report.headline import check_reading
-from twinrun.report.html.page import (Html, figure, join, number, page, pairs, paragraph, prose,
+from twinrun.report.html.page import (Html, figure, join, page, pairs, paragraph, prose,
                                       section, table, tag)
 from twinrun.report.html.shared import flat_pairs, status_badge, when
 
@@ -96,21 +97,12 @@ def _outcome(verdict):
                 f"({verdict.get('steps_compared')} steps compared).")
         return section("Verdict", paragraph(text))
     records = ", ".join(str(r) for r in divergence.get("records") or [])
-    parts = [paragraph(f"Diverged {_where(divergence)}: {records} differ.")]
+    parts = [paragraph(f"Diverged {where(divergence)}: {records} differ.")]
     causes = verdict.get("likely_causes") or []
     if causes:
         parts.append(paragraph("Likely cause" + ("s:" if len(causes) > 1 else ":")))
         parts.append(tag("ul", [tag("li", prose(cause)) for cause in causes]))
     return section("Verdict", *parts)
-
-
-def _where(divergence):
-    step, epoch = divergence.get("step"), divergence.get("epoch")
-    if isinstance(step, int) and step < 0:
-        return "in the training data, before step 0"
-    if epoch is None:
-        return f"at step {step} (counted from 0)"
-    return f"at step {step} in epoch {epoch} (both counted from 0)"
 
 
 def _replicas(verdict):

@@ -11,7 +11,8 @@ style sheet (no scripts, no images, fonts or frames from anywhere), and the plot
 
 import html
 import json
-import math
+
+from twinrun.report.formatting import number
 
 # No scripts, no connections, nothing from outside the file: only the page's own <style>.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -170,16 +171,6 @@ def cell_text(value):
         return number(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def number(value, digits=6):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.{digits}g}" if abs(value) < 1e6 else f"{value:.4e}"
     return str(value)
 
 

@@ -12,8 +12,9 @@ Each page ends with the runs, failures and the study's definition. Numbers come 
 """
 
 from twinrun.report.headline import FEW_RUNS
+from twinrun.report.formatting import interval, number
 from twinrun.report.html import svg
-from twinrun.report.html.page import (Html, figure, join, number, page, pairs, paragraph,
+from twinrun.report.html.page import (Html, figure, join, page, pairs, paragraph,
                                       section, table, tag)
 from twinrun.report.html.shared import flat_pairs, status_badge, when
 from twinrun.report.html.strip import strip_chart
@@ -86,12 +87,6 @@ def _kind_words(study):
     sources = ", ".join(str(s) for s in definition.get("sources") or [])
     design = " (crossed)" if definition.get("design") == "crossed" else ""
     return f"variance study{design} over {sources}"
-
-
-def _interval(values, digits=4):
-    if not values or values[0] is None or values[1] is None:
-        return ""
-    return f"[{number(values[0], digits)}, {number(values[1], digits)}]"
 
 
 def _percent(value, digits=2):
@@ -229,8 +224,8 @@ def _variance_table(results):
             f"{number(line['sd'], 4)} ± {number(line.get('sd_err'), 2)}"
         few = "*" if (line.get("n") or 0) < FEW_RUNS and line.get("ci95") else ""
         rows.append([source, line.get("n"), number(line.get("mean"), 5), sd,
-                     _interval(line.get("ci95")) + few,
-                     _interval(line.get("ci95_bootstrap")) + few,
+                     interval(line.get("ci95"), form=number) + few,
+                     interval(line.get("ci95_bootstrap"), form=number) + few,
                      number(line.get("min"), 5), number(line.get("max"), 5),
                      _percent(line.get("share"), 0) or "—",
                      _percent(line.get("disagreement")) or "—",
@@ -304,10 +299,10 @@ def _cv_table(results):
                                   f"{number(results.get('sd_err'), 2)}"
                 if results.get("sd") is not None else None),
                (f"95 % CI ({(results.get('tests') or {}).get('ci95') or 'Student t'} over "
-                f"folds)", _interval(results.get("ci95"))),
-               ("95 % CI (bootstrap)", _interval(results.get("ci95_bootstrap"))),
+                f"folds)", interval(results.get("ci95"), form=number)),
+               ("95 % CI (bootstrap)", interval(results.get("ci95_bootstrap"), form=number)),
                ("95 % CI corrected for shared training data",
-                _interval(results.get("ci95_corrected")))]
+                interval(results.get("ci95_corrected"), form=number))]
     from twinrun.report.headline import cv_interval_notes
 
     return section("Fold table", table(columns, rows, numeric=set(columns)), pairs(summary),
@@ -349,13 +344,13 @@ def _compare_tests(results):
     tests = results.get("tests") or {}
     rows = [
         ["difference B − A", f"{number(results.get('difference'), 5)}, 95 % CI "
-                             f"{_interval(results.get('ci95'), 5)}", tests.get("ci95")],
+                             f"{interval(results.get('ci95'), 5, form=number)}", tests.get("ci95")],
         ["Welch's t-test", f"p = {_p(results.get('p_welch'))}", tests.get("p_welch")],
         ["permutation test", f"p = {_p(results.get('p_permutation'))}"
                              + (" (exact)" if results.get("permutation_exact") else ""),
          tests.get("p_permutation")],
         ["P(A beats B)", f"{number(results.get('p_a_beats_b'), 3)}, 95 % CI "
-                         f"{_interval(results.get('p_a_beats_b_ci95'), 3)}",
+                         f"{interval(results.get('p_a_beats_b_ci95'), 3, form=number)}",
          tests.get("p_a_beats_b")],
         ["Cohen's d", number(results.get("cohen_d"), 3), None],
         ["runs for 80 % power", "" if results.get("runs_for_power80") is None else
