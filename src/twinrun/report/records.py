@@ -213,3 +213,79 @@ def _name_unread_seeds(store, plan, results):
     from twinrun.studies.scripts import name_unread_seeds
 
     name_unread_seeds(store, plan, results)
+
+
+def load_diff(store_path, id_a, id_b):
+    """Two stored runs, two stored checks or two reference files, compared
+    (`twinrun.report.diff`): the dict `twinrun diff` prints.
+
+    Arguments:
+        store_path: the store folder of the runs and checks.
+        id_a, id_b: run ids, check ids (`check-...`) or `.twinrun` paths; ids may be prefixes
+            that match only one.
+    """
+    from twinrun.report import diff as record_diff
+    from twinrun.store import Store
+
+    kinds = {_kind(id_a), _kind(id_b)}
+    if kinds == {"reference"}:
+        return record_diff.diff_references(_reference_dict(id_a), _reference_dict(id_b),
+                                           id_a, id_b)
+    if "reference" in kinds:
+        raise TwinrunError(f"Cannot compare a reference file with a stored record ({id_a}, "
+                           f"{id_b}); give two `.twinrun` files, two run ids or two check ids.")
+    with Store(store_path, create=False) as store:
+        if len(kinds) > 1:
+            # An unknown id is named first: a typo is likelier than a run meant as a check.
+            for record_id in (id_a, id_b):
+                _full_id(store, record_id)
+            raise TwinrunError(f"Cannot compare a run with a check ({id_a}, {id_b}); give two "
+                               "run ids or two check ids (`check-...`).")
+        if kinds == {"check"}:
+            check_a, check_b = store.get_check(id_a), store.get_check(id_b)
+            return record_diff.diff_checks(
+                check_a, check_b, _check_environment(store, check_a["check_id"]),
+                _check_environment(store, check_b["check_id"]))
+        return record_diff.diff_runs(store.get_run(id_a), store.get_run(id_b))
+
+
+def _reference_dict(path):
+    """A `.twinrun` file as `diff_references` reads it: what was recorded and how, the
+    environment, and one digest per step (its batch, loss and every tensor's words)."""
+    import hashlib
+
+    from twinrun.checks.reference import read_reference
+
+    reference = read_reference(path)
+    header = {key: value for key, value in reference.header.items()
+              if key not in ("environment", "epochs", "extras", "renamed", "data")}
+    # Each step record as written (batch, loss, every tensor's words), digested.
+    fingerprints = [hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+                    .hexdigest()[:16] for record in reference.trace.steps]
+    return {"header": header, "environment": reference.environment,
+            "fingerprints": fingerprints}
+
+
+def _full_id(store, record_id):
+    """The stored id `record_id` names; the store's one-sentence error when there is none."""
+    if _kind(record_id) == "check":
+        return store.get_check(record_id)["check_id"]
+    return store.resolve_run_id(record_id)
+
+
+def _kind(record_id):
+    key = str(record_id).strip()
+    if key.endswith(".twinrun"):
+        return "reference"
+    return "check" if key.startswith("check-") else "run"
+
+
+def _check_environment(store, check_id):
+    """The environment of a check's first replica that recorded one (its replicas are runs
+    whose study id is the check's id), or None."""
+    for summary in sorted(store.list_runs(study_id=check_id),
+                          key=lambda run: (run["replica"] is None, run["replica"] or 0)):
+        environment = store.get_run(summary["run_id"]).get("environment")
+        if environment:
+            return environment
+    return None
