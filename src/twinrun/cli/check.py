@@ -2,11 +2,11 @@
 
 import click
 
-from twinrun.cli import main, silence_closed_stdout, warn_on_failure
+from twinrun.cli.app import main, silence_closed_stdout, warn_on_failure
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import report_option
-from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
-                                 timeout_option, workload_run_options)
+from twinrun.cli.options import (data_dir_option, json_option, notebook_target, parameter_option,
+                                 store_option, timeout_option, workload_run_options)
 
 
 def _thread_list(ctx, param, value):
@@ -154,20 +154,6 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
                         as_json=as_json)
     passed = verdict.identical or (verdict.verdict == "within_tolerance" and not strict)
     raise SystemExit(0 if passed else 1)
-
-
-def notebook_target(command, parameters=()):
-    """`(notebook, parameters)` when COMMAND names a notebook, else None; `-p` needs one."""
-    from twinrun.errors import TwinrunError
-    from twinrun.checks.notebook import split_notebook_command
-
-    found = split_notebook_command(command) if command else None
-    if found is None:
-        if parameters:
-            raise TwinrunError("-p sets a variable of a notebook; name the notebook, for "
-                               "example `twinrun check nb.ipynb -p lr 0.01`.")
-        return None
-    return found[0], [*map(tuple, parameters), *found[1]]
 
 
 def _show(checks, verdict, label, as_json):

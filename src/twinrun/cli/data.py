@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 from twinrun.errors import DataError
 
 # The library module is imported inside each command: it imports NumPy, which

@@ -8,7 +8,7 @@ import json
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 from twinrun.cli.runs import _json_option, _path, _store_option
 from twinrun.report.diff_table import FOLD_AFTER_ROWS
 

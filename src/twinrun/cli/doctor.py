@@ -4,7 +4,7 @@ import json
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 from twinrun.cli.options import json_option
 
 

@@ -1,10 +1,10 @@
 """`twinrun export mlflow ID...`, and the `--mlflow [TRACKING_URI]` option other commands take.
 
 Other commands export what they recorded with two lines (a failed export, after the result, is
-a warning: `twinrun.cli.warn_on_failure`):
+a warning: `twinrun.cli.app.warn_on_failure`):
 
     from twinrun.cli.export import export_after, mlflow_option
-    from twinrun.cli import warn_on_failure
+    from twinrun.cli.app import warn_on_failure
 
     @mlflow_option                        # adds `mlflow_uri` (None unless --mlflow is given);
                                           # an unusable one is refused before the command runs
@@ -15,7 +15,7 @@ a warning: `twinrun.cli.warn_on_failure`):
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 from twinrun.cli.runs import _path, _store_option
 
 # Kept here as well as in twinrun.export.mlflow, so `twinrun --help` need not import that.

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 
 # The linter and Rich are imported inside the command, like the other command modules, so that
 # `twinrun --help` stays instant.

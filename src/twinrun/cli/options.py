@@ -1,4 +1,7 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and the argument helpers they share."""
+
+import json
+import math
 
 import click
 
@@ -73,3 +76,31 @@ def parameter_option(function):
                         metavar="NAME VALUE",
                         help="With a notebook: set NAME to VALUE (a Python literal, else text) "
                              "after the cell tagged `parameters`.")(function)
+
+
+def notebook_target(command, parameters=()):
+    """`(notebook, parameters)` when COMMAND names a notebook, else None; `-p` needs one."""
+    from twinrun.errors import TwinrunError
+    from twinrun.checks.notebook import split_notebook_command
+
+    found = split_notebook_command(command) if command else None
+    if found is None:
+        if parameters:
+            raise TwinrunError("-p sets a variable of a notebook; name the notebook, for "
+                               "example `twinrun check nb.ipynb -p lr 0.01`.")
+        return None
+    return found[0], [*map(tuple, parameters), *found[1]]
+
+
+def json_text(value):
+    """One JSON object; a non-finite number (an infinite effect size) becomes null."""
+    def clean(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)

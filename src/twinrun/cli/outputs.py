@@ -28,7 +28,7 @@ stored, hands its id over:
 
 Errors are one `TwinrunError` sentence: an unknown id, a missing store, a file that cannot be
 written (after a recorded run, the sentence says the record is kept and how to write it again).
-The commands that record call `offer_report` through `twinrun.cli.warn_on_failure`, so that a
+The commands that record call `offer_report` through `twinrun.cli.app.warn_on_failure`, so that a
 report that fails after the result is a `Warning:` and the command keeps its exit status.
 """
 

@@ -2,11 +2,11 @@
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 from twinrun.cli.check import _thread_list
 from twinrun.cli.outputs import writable_file_path
-from twinrun.cli.options import (data_dir_option, json_option, parameter_option, store_option,
-                                 timeout_option, workload_run_options)
+from twinrun.cli.options import (data_dir_option, json_option, notebook_target, parameter_option,
+                                 store_option, timeout_option, workload_run_options)
 
 
 @main.command()
@@ -45,7 +45,6 @@ def record(output, workload, preset, backend, seed, epochs, no_determinism, port
     if threads is not None and len(threads) != 1:
         raise TwinrunError(f"Expected one --threads value for the one run. Received: "
                            f"{len(threads)} values.")
-    from twinrun.cli.check import notebook_target
 
     notebook = notebook_target(command, parameters)
     with replica_progress(enabled=not as_json) as progress:

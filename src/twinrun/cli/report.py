@@ -6,7 +6,7 @@ The writing itself is `twinrun.cli.outputs.write_report`, which `--report PATH` 
 
 import click
 
-from twinrun.cli import main
+from twinrun.cli.app import main
 from twinrun.report.write import FORMATS, write_report
 from twinrun.cli.runs import _store_option
 

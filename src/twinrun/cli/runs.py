@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from twinrun.cli import main
-from twinrun.cli.options import STORE_HELP, wide_option
+from twinrun.cli.app import main
+from twinrun.cli.options import STORE_HELP, json_text, wide_option
 
 # Rich and the store are imported inside the commands, like the other command modules, so that
 # `twinrun --help` stays instant.
@@ -255,9 +255,7 @@ def _show_study(store, study, as_json):
 
     report = study_report(store, study["study_id"])
     if as_json:
-        from twinrun.cli.studies import _json
-
-        click.echo(_json(report["results"]))
+        click.echo(json_text(report["results"]))
         return
     from twinrun.report import studies as render
 

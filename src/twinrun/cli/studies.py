@@ -6,14 +6,13 @@ them as one JSON object. Every bad input is refused before any run starts.
 """
 
 import json
-import math
 
 import click
 
-from twinrun.cli import main, warn_on_failure
+from twinrun.cli.app import main, warn_on_failure
 from twinrun.errors import TwinrunError
-from twinrun.cli.options import (backend_option, data_dir_option, json_option,
-                                 parameter_option, portable_option, store_option,
+from twinrun.cli.options import (backend_option, data_dir_option, json_option, json_text,
+                                 notebook_target, parameter_option, portable_option, store_option,
                                  wide_option)
 from twinrun.cli.export import export_after, mlflow_option
 from twinrun.cli.outputs import offer_report, report_option
@@ -192,7 +191,7 @@ def compare(ctx, study_a, study_b, set_a, set_b, runs, metric, workload, preset,
         with _open_store(store, create=False) as opened:
             results = compare_results(opened, study_a, study_b, metric=metric)
     if as_json:
-        click.echo(_json(results if sessions is None else {**results, "sessions": sessions}))
+        click.echo(json_text(results if sessions is None else {**results, "sessions": sessions}))
     else:
         from twinrun.report.studies import render_compare, render_study_run
 
@@ -293,7 +292,6 @@ def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, pa
                                if part.strip()])
     check_script_study(parse_sources(vary), settings)
     metric = validate_metric(metric or "test_accuracy")
-    from twinrun.cli.check import notebook_target
 
     notebook = notebook_target(command, parameters)
     if notebook is not None:
@@ -401,7 +399,7 @@ def _run_and_report(plan, base, metric, store_path, as_json, executor, report_pa
     if as_json:
         from twinrun.report.headline import study_reading
 
-        click.echo(_json({"reading": study_reading(results), **results,
+        click.echo(json_text({"reading": study_reading(results), **results,
                           "session": summary.to_dict()}))
     else:
         render_study_run(summary.to_dict())
@@ -427,15 +425,3 @@ def _results(store, plan, metric, base):
     return results
 
 
-def _json(value):
-    """One JSON object; a non-finite number (an infinite effect size) becomes null."""
-    def clean(item):
-        if isinstance(item, float) and not math.isfinite(item):
-            return None
-        if isinstance(item, dict):
-            return {key: clean(v) for key, v in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [clean(v) for v in item]
-        return item
-
-    return json.dumps(clean(value), indent=2, allow_nan=False)

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from twinrun.cli import main, warn_on_failure
+from twinrun.cli.app import main, warn_on_failure
 from twinrun.cli.options import (backend_option, data_dir_option, json_option, portable_option,
                                  preset_option, seed_option, store_option, threads_option)
 from twinrun.cli.export import export_after, mlflow_option
