@@ -100,6 +100,7 @@ def likely_causes(divergence, environment_diff, localization=None, gpu_used=Fals
         gpu_used: whether the replicas' framework had a GPU (`gpu_used`).
 
     Example:
+    >>> from twinrun.checks.verdict import Divergence
     >>> first = Divergence(step=12, epoch=0, records=["loss", "variables"])
     >>> rerun = {"step": 12, "rerun_divergence": 12, "race": False,
     ...          "layer": {"name": "planted_noise", "class": "Noise"}}
