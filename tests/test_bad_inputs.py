@@ -175,7 +175,9 @@ def test_lint_reads_a_latin1_file_that_declares_its_encoding(tmp_path):
 
 def test_a_reference_naming_a_snapshot_outside_its_folder_is_refused(tmp_path):
     reference = tmp_path / "evil.twinrun"
-    header = {"format": "twinrun-reference", "format_version": 1,
+    from twinrun.checks.reference import FORMAT_NAME, FORMAT_VERSION
+
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
               "epochs": [{"epoch": 0, "snapshot": "../../outside.npz"}]}
     with zipfile.ZipFile(reference, "w") as archive:
         archive.writestr("reference.json", json.dumps(header))
