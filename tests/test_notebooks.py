@@ -196,6 +196,25 @@ def test_an_unseeded_shuffle_in_cell_3_diverges_at_step_0_at_the_batch_naming_ce
 
 
 @pytest.mark.slow
+def test_a_noisy_layer_defined_in_one_cell_and_trained_in_another_is_localised(tmp_path, store):
+    noise = ("import os\n"
+             "class Noise(torch.nn.Module):\n"
+             "    def __init__(self):\n"
+             "        super().__init__()\n"
+             "        seed = int.from_bytes(os.urandom(4), 'little')\n"
+             "        self.generator = torch.Generator().manual_seed(seed)\n"
+             "    def forward(self, inputs):\n"
+             "        return inputs + 1e-3 * torch.randn(inputs.shape, generator=self.generator)")
+    train = TRAIN.replace("torch.nn.ReLU(),", "Noise(), torch.nn.ReLU(),")
+    path = notebook(tmp_path / "noise.ipynb", DATA, noise, "order = np.arange(64)\n" + train)
+    verdict = check(path, store=store)
+    assert verdict["verdict"] == "diverged"
+    assert "batch" not in verdict["first_divergence"]["records"]
+    assert verdict["first_divergence"]["layer"]["class"] == "Noise"
+    assert verdict["notebook"]["phases"][0]["cell"] == 3
+
+
+@pytest.mark.slow
 def test_a_cell_that_raises_exits_2_naming_the_cell_with_its_whole_output_kept(tmp_path,
                                                                                store):
     parameters = v4.new_code_cell("name = 'default'", metadata={"tags": ["parameters"]})
