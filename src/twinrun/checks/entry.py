@@ -28,7 +28,8 @@ from twinrun.checks.commands import HOOKED, hooked_command, resolve_command
 from twinrun.checks.findings import hook_phase_notes
 from twinrun.checks.judging import (_final_fingerprint, judge_outcomes, judged_lockstep,
                                     minimum_replicas, compared_while_running)
-from twinrun.checks.localize import localize_divergence
+from twinrun.checks.localize import (localize_divergence, place_sampled_divergence,
+                                     trace_every_environment)
 from twinrun.checks.planning import (per_replica, plan_replicas, validate_hash_seed,
                                      validate_replicas)
 from twinrun.checks.replicas import ReplicaSpec, python_command, run_replicas
@@ -42,7 +43,7 @@ def new_check_id():
 
 def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, threads=None,
                    hash_seed="fixed", localize="auto", determinism=None, progress=None,
-                   judging=None):
+                   judging=None, trace_every=1):
     """Run a built-in workload `n` times in fresh processes and compare the replicas.
 
     Arguments:
@@ -58,6 +59,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
             default one.
         hash_seed: `"fixed"` (the launcher sets PYTHONHASHSEED) or `"random"`.
         localize: `"auto"`/True to name the first divergent layer, False to skip.
+        trace_every: fingerprint the whole state every k-th step only; a divergence is then
+            placed by a rerun that traces every step (`place_sampled_divergence`).
 
     Returns a `Verdict`; the replicas are recorded as runs and the verdict as a check in the
     store (`config.store`).
@@ -98,7 +101,9 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
             config_path.write_text(json.dumps(c.to_dict()))
             result_path.unlink(missing_ok=True)
             Path(c.trace).unlink(missing_ok=True)
-            env = child_environment(c, {"TWINRUN_REPLICA": str(i), **(extra_env or {})})
+            env = child_environment(c, {"TWINRUN_REPLICA": str(i),
+                                        **trace_every_environment(trace_every),
+                                        **(extra_env or {})})
             if hash_seed == "random":
                 env.pop("PYTHONHASHSEED", None)
             result.append(ReplicaSpec(
@@ -122,6 +127,9 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
                                 compare=compared_while_running(judging))
         results = [_read_result(o.spec.result) for o in outcomes]
         verdict = judge_outcomes(judging, outcomes, results, plan)
+        if verdict.verdict == DIVERGED and trace_every > 1:
+            place_sampled_divergence(verdict, lambda extra: specs(extra, tag=".dense"),
+                                     plan.parallel, timeout, trace_every)
         if verdict.verdict == DIVERGED and localize:
             localize_divergence(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
                       timeout)
@@ -137,7 +145,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
 def check_command(command, *, n=2, backend=None, seed=0, determinism=True, parallel=None,
                   lockstep=None, timeout=None, threads=None, hash_seed="fixed", localize="auto",
                   store=None, progress=None, environment=None, label=None, judging=None,
-                  program=None, portable=False):
+                  program=None, portable=False, trace_every=1):
     """Run the user's command `n` times in fresh processes and compare their traces.
 
     A `python` command runs under twinrun's hooks (`hooked_command`, `twinrun.hooks`): seeded
@@ -159,6 +167,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             `locate(verdict, outcomes)` (a notebook: `twinrun.checks.notebook.NotebookProgram`).
         portable: put the `--portable` settings in every replica's environment (torch's CPU
             kernels then give the same bits on any x86-64 CPU with AVX2; docs/portable.md).
+        trace_every: fingerprint the whole state every k-th step only; a divergence is then
+            placed by a rerun that traces every step (`place_sampled_divergence`).
 
     Example (it runs train.py twice, so it is not run as a doctest):
 
@@ -211,7 +221,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             trace = directory / f"replica-{i}{tag}.trace"
             trace.unlink(missing_ok=True)
             env.update(TWINRUN_TRACE=str(trace), TWINRUN_REPLICA=str(i), TWINRUN_SEED=str(seed),
-                       PYTHONUNBUFFERED="1", **(environment or {}), **(extra_env or {}))
+                       PYTHONUNBUFFERED="1", **trace_every_environment(trace_every),
+                       **(environment or {}), **(extra_env or {}))
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             result.append(ReplicaSpec(label=f"replica {i}", command=list(command), env=env,
                                       trace=trace, log=directory / f"replica-{i}{tag}.log"))
@@ -245,6 +256,9 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         for entry in verdict.replicas:
             entry["run_id"] = run_ids.get(entry["label"])
         verdict.notes.extend(hook_phase_notes(verdict, outcomes))
+        if verdict.verdict == DIVERGED and trace_every > 1:
+            place_sampled_divergence(verdict, lambda extra: specs(extra, tag=".dense"),
+                                     plan.parallel, timeout, trace_every)
         if verdict.verdict == DIVERGED and localize:
             localize_divergence(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
                       timeout)

@@ -5,11 +5,15 @@ output, and every gradient, fingerprinted at that step (`TWINRUN_LOCALIZE_STEP`)
 layer whose output differs although its input was the same is named; if the forward pass
 agrees, the first gradient that differs, in backward order; if every gradient agrees too, the
 optimizer slot (or random generator state) that differs first at that step.
+
+A sampled trace (`--trace-every K`) is first placed at its exact step and tensors by a rerun
+that traces the whole state at every step since the last sampled step that agreed
+(`place_sampled_divergence`).
 """
 
 from twinrun.checks.causes import gpu_used, likely_causes
 from twinrun.checks.replicas import run_replicas
-from twinrun.checks.verdict import compare_step, first_divergence, is_state_name
+from twinrun.checks.verdict import Comparison, compare_step, first_divergence, is_state_name
 from twinrun.errors import TwinrunError
 
 
@@ -124,7 +128,9 @@ def localize_divergence(verdict, make_specs, parallel, timeout):
     def reached(reader):
         return any(r["step"] == step for r in reader.trace.layers) or reader.trace.finished
 
-    outcomes = run_replicas(make_specs({"TWINRUN_LOCALIZE_STEP": str(step)}),
+    # A sampled trace records the whole state of this step too (`StateSchedule`).
+    outcomes = run_replicas(make_specs({"TWINRUN_LOCALIZE_STEP": str(step),
+                                        "TWINRUN_TRACE_DENSE": f"{step}:{step}"}),
                             parallel=parallel, timeout=timeout, stop_when=reached,
                             compare=False)
     result = localize_step([o.reader.trace for o in outcomes], step)
@@ -138,6 +144,66 @@ def localize_divergence(verdict, make_specs, parallel, timeout):
                                               gpu_used=gpu_used(environments))
     if result["race"] and result["rerun_divergence"] is not None:
         verdict.notes.append(result["note"])
+
+
+def trace_every_environment(every):
+    """The variables that ask a replica's tracer to fingerprint the whole state every
+    `every`-th step (nothing for every step)."""
+    from twinrun.trace.recording import StateSchedule
+
+    StateSchedule(every)  # refuses anything but a positive integer
+    return {"TWINRUN_TRACE_EVERY": str(every)} if every > 1 else {}
+
+
+def last_whole_state_step(step, every):
+    """The last step before `step` whose whole state a trace sampled every `every` steps
+    recorded (-1: none)."""
+    return (step // every) * every - 1
+
+
+def place_sampled_divergence(verdict, make_specs, parallel, timeout, every):
+    """Place a sampled trace's divergence at its exact step and tensors.
+
+    A sampled trace (the whole state every `every`-th step; batch and loss every step) sees a
+    divergence at step d by its batch, its loss or its sampled words, and knows only that the
+    whole state still agreed at the last sampled step s before d. The replicas run again,
+    tracing the whole state at every step from s + 1 to d and stopping there; the rerun's
+    first difference in that window is the exact first divergence (step and tensors), as an
+    every-step trace would have named it. If the rerun differs elsewhere (nondeterminism that
+    does not repeat), the sampled result stands and a note says so.
+    """
+    divergence = verdict.first_divergence
+    if verdict.reference is not None or divergence.step < 0 or divergence.digest is not None:
+        # A reference cannot run again; the data before step 0 or an exact digest is as
+        # exact as a rerun would make it.
+        return
+    seen = divergence.step
+    first = last_whole_state_step(seen, every) + 1
+    if first == seen and "variables" in divergence.records:
+        return  # the step's own words differ and the one before agreed: already exact
+
+    def reached(reader):
+        return len(reader.trace.steps) > seen or reader.trace.finished
+
+    outcomes = run_replicas(make_specs({"TWINRUN_TRACE_DENSE": f"{first}:{seen}"}),
+                            parallel=parallel, timeout=timeout, stop_when=reached,
+                            compare=False)
+    exact = Comparison([o.reader.trace for o in outcomes]).advance(final=True)
+    window = f"steps {first} to {seen}" if first < seen else f"step {seen}"
+    if exact is None or not first <= exact.step <= seen:
+        where = "agreed there" if exact is None else f"differed at step {exact.step} instead"
+        verdict.notes.append(
+            f"The trace sampled the whole state every {every} steps, so the divergence seen at "
+            f"step {seen} may have begun in the state from step {first}; a rerun tracing every "
+            f"step of {window} {where} (nondeterminism that does not repeat), so step {seen} "
+            f"stands.")
+        return
+    verdict.first_divergence = exact
+    verdict.notes.append(
+        f"The trace sampled the whole state every {every} steps and saw the divergence at step "
+        f"{seen}; a rerun tracing every step of {window} placed it exactly: step {exact.step}, "
+        f"in {', '.join(exact.variables or exact.records)}.")
+    verdict.likely_causes = likely_causes(exact, verdict.environment_diff)
 
 
 def _digest_point(digest):

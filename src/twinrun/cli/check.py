@@ -48,6 +48,12 @@ def _switch_list(ctx, param, value):
 @timeout_option("Seconds before a replica counts as hung.")
 @click.option("--localize/--no-localize", default=True, show_default=True,
               help="On divergence, rerun to name the first layer that differs.")
+@click.option("--trace-every", "trace_every", default="1", show_default=True,
+              metavar="K|sampled",
+              help="Fingerprint the whole training state every K-th step only (the batch and "
+                   "the loss still every step; `sampled` is K=16); a divergence is then placed "
+                   "at its exact step and tensor by a rerun that traces every step since the "
+                   "last sampled one.")
 @click.option("--against", "against", default=None, metavar="REF.twinrun",
               help="Run once and compare step by step with a reference written by `twinrun "
                    "record` (exit 1 when the bits moved: a regression gate for CI).")
@@ -69,8 +75,8 @@ def _switch_list(ctx, param, value):
 @click.pass_context
 def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, portable,
           determinism_list, threads, hash_seed,
-          parallel, lockstep, timeout, localize, against, rtol, atol, strict, report_path,
-          mlflow_uri, parameters, store, data_dir, as_json, command):
+          parallel, lockstep, timeout, localize, trace_every, against, rtol, atol, strict,
+          report_path, mlflow_uri, parameters, store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
     Without COMMAND it checks a built-in workload; with `-- python train.py ARGS` it checks
@@ -114,6 +120,11 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
     if parallel is not None and parallel < 1:
         raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
     tolerance = validate_tolerance(rtol, atol)
+    trace_every = validate_trace_every(trace_every)
+    if trace_every > 1 and (against is not None or notebook_target(command, parameters)):
+        raise TwinrunError("--trace-every samples the replicas' traces of a script or a "
+                           "workload compared with each other; drop it with --against or a "
+                           "notebook.")
     if strict and tolerance is None:
         raise TwinrunError("--strict makes within_tolerance fail, so it needs --rtol; without "
                            "a tolerance only identical passes anyway.")
@@ -131,7 +142,7 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
         verdict = _run(checks, command, n, workload, preset, backend, seed, epochs,
                        no_determinism, determinism_list, threads, hash_seed, parallel, lockstep,
                        timeout, localize, store, data_dir, progress, reference, tolerance,
-                       parameters, portable)
+                       parameters, portable, trace_every)
     label = " ".join(command) if command else workload
     try:
         _show(checks, verdict, label, as_json)
@@ -199,6 +210,23 @@ def _recorded_workload(ctx, reference, against, preset, backend, seed, epochs):
             identity.get("epochs") if _default(ctx, "epochs") else epochs)
 
 
+def validate_trace_every(value):
+    """`--trace-every`'s value as k: a positive integer, or `sampled`."""
+    from twinrun.errors import TwinrunError
+    from twinrun.trace.recording import SAMPLED_EVERY
+
+    if str(value).strip().lower() == "sampled":
+        return SAMPLED_EVERY
+    try:
+        every = int(value)
+    except ValueError:
+        every = 0
+    if every < 1:
+        raise TwinrunError(f"Expected --trace-every to be a positive number of steps or "
+                           f"`sampled`. Received: {value}.")
+    return every
+
+
 def _count(n, default):
     # Not `n or default`: -n 0 is refused by the check, not replaced by the default.
     return default if n is None else n
@@ -206,7 +234,8 @@ def _count(n, default):
 
 def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determinism,
          determinism_list, threads, hash_seed, parallel, lockstep, timeout, localize, store,
-         data_dir, progress, reference=None, tolerance=None, parameters=(), portable=False):
+         data_dir, progress, reference=None, tolerance=None, parameters=(), portable=False,
+         trace_every=1):
     notebook = notebook_target(command, parameters)
     if command:
         options = dict(backend=backend, seed=seed,
@@ -230,8 +259,8 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
                                                 tolerance=tolerance, findings=findings,
                                                 **options)
         return checks.check_command(
-            list(command), n=_count(n, 2), localize=localize, **options,
-            judging=checks.Judging(tolerance=tolerance, findings=findings))
+            list(command), n=_count(n, 2), localize=localize, trace_every=trace_every,
+            **options, judging=checks.Judging(tolerance=tolerance, findings=findings))
     from twinrun.runconfig import RunConfig
 
     config = RunConfig(workload=workload, backend=backend, seed=seed, preset=preset,
@@ -242,5 +271,6 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
     if reference is not None:
         return checks.check_workload_against(config, reference, n=_count(n, 1), tolerance=tolerance,
                                              **options)
-    return checks.check_workload(config, n=_count(n, 2), localize=localize, **options,
+    return checks.check_workload(config, n=_count(n, 2), localize=localize,
+                                 trace_every=trace_every, **options,
                                  judging=checks.Judging(tolerance=tolerance))

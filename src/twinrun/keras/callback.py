@@ -27,7 +27,7 @@ from twinrun.trace import TraceWriter
 from twinrun.trace.digests import state_digest_record
 from twinrun.trace.lockstep import Lockstep
 from twinrun.trace.probe import LayerProbe
-from twinrun.trace.recording import process_facts, snapshot_due
+from twinrun.trace.recording import StateSchedule, process_facts, snapshot_due
 
 class Trace(keras.callbacks.Callback):
     """Record a bit-exact per-step trace of a Keras training.
@@ -47,6 +47,8 @@ class Trace(keras.callbacks.Callback):
         in_step: on TensorFlow, compute the fingerprint inside the compiled training step
             (the same words, about half the cost); False computes it after the step, as on
             the other backends.
+        trace_every: fingerprint the whole state every k-th step only (the batch and the
+            loss are still recorded every step); default `$TWINRUN_TRACE_EVERY`, else 1.
 
     Example:
     >>> import keras, numpy as np, twinrun
@@ -60,7 +62,8 @@ class Trace(keras.callbacks.Callback):
     4
     """
 
-    def __init__(self, path=None, data=None, batches=None, snapshots=True, in_step=True):
+    def __init__(self, path=None, data=None, batches=None, snapshots=True, in_step=True,
+                 trace_every=None):
         super().__init__()
         path = path or os.environ.get("TWINRUN_TRACE")
         self.enabled = bool(path)
@@ -81,6 +84,8 @@ class Trace(keras.callbacks.Callback):
         if self.probe is not None:
             self.probe.armed = False
         self.in_step = in_step
+        self.schedule = StateSchedule.from_environment(trace_every) if self.enabled else None
+        self._in_step_on = True  # the in-step switch as last set
         self._in_step = None
         self._batch_loss = None
         self._loss_reported = False
@@ -117,7 +122,7 @@ class Trace(keras.callbacks.Callback):
             self._names, [list(v.shape) for v in self._variables],
             backend=backend, framework="keras", replica=os.environ.get("TWINRUN_REPLICA"),
             environment=fingerprint_environment(backend=backend),
-            **process_facts(), started=time.time())
+            **process_facts(), **self.schedule.header(), started=time.time())
         if self.data is not None:
             arrays = [np.asarray(a) for a in (self.data if isinstance(self.data, (list, tuple))
                                               else [self.data])]
@@ -153,6 +158,11 @@ class Trace(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self.probe is not None:
             self.probe.armed = True
+        if self.enabled and self._in_step_used and self.schedule.sampled:
+            due = self.schedule.due(self.step)
+            if due != self._in_step_on:  # one assign per switch, not per step
+                self._in_step.active.assign(due)
+                self._in_step_on = due
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.enabled:
@@ -176,12 +186,12 @@ class Trace(keras.callbacks.Callback):
         batch_fp = None
         if self.batches is not None and self.batches.batch_fingerprints:
             batch_fp = self.batches.batch_fingerprints.popleft()
-        if self._in_step_used:
-            words = self._in_step.words()
-        else:
-            words = self._words(self._current_values())
+        words = []  # a sampled trace's step between two whole-state steps
+        if self.schedule.due(self.step):
+            words = (self._in_step.words() if self._in_step_used
+                     else self._words(self._current_values())).tolist()
         self.writer.step(self.step, self.epoch, batch_fp, self._batch_loss_value(),
-                         words.tolist(), **extra)
+                         words, **extra)
         if self.probe is not None:
             self.probe.flush(self.writer, self.step)
         self.step += 1

@@ -22,7 +22,7 @@ from twinrun.trace import TraceWriter
 from twinrun.trace.digests import state_digest_record
 from twinrun.trace.lockstep import Lockstep
 from twinrun.trace.probe import LayerProbe, host_digest
-from twinrun.trace.recording import process_facts, snapshot_due
+from twinrun.trace.recording import StateSchedule, process_facts, snapshot_due
 
 
 class Tracer:
@@ -42,6 +42,8 @@ class Tracer:
         path: the trace file; default `$TWINRUN_TRACE` (set by `twinrun check`).
         data: optional training tensors/arrays, fingerprinted once at the start.
         snapshots: save a weights snapshot (`.npz`) at the end of epochs (see `epoch_end`).
+        trace_every: fingerprint the whole state every k-th step only (the batch and the
+            loss are still recorded every step); default `$TWINRUN_TRACE_EVERY`, else 1.
 
     Example:
     >>> import torch, twinrun
@@ -60,7 +62,8 @@ class Tracer:
     3
     """
 
-    def __init__(self, model, optimizer=None, path=None, data=None, snapshots=True):
+    def __init__(self, model, optimizer=None, path=None, data=None, snapshots=True,
+                 trace_every=None):
         path = path or os.environ.get("TWINRUN_TRACE")
         self.enabled = bool(path)
         self.model = model
@@ -76,6 +79,7 @@ class Tracer:
                   "record one).", file=sys.stderr)
             return
         self._words = tensor_words_for("torch")
+        self.schedule = StateSchedule.from_environment(trace_every)
         self._named = list(model.named_parameters()) + list(model.named_buffers())
         self._tensors = [t for _, t in self._named]
         self._parameter_names = {p: name for name, p in model.named_parameters()}
@@ -88,7 +92,7 @@ class Tracer:
                            backend="torch", framework="torch",
                            replica=os.environ.get("TWINRUN_REPLICA"),
                            environment=fingerprint_environment(backend="torch"),
-                           **process_facts(), started=time.time())
+                           **process_facts(), **self.schedule.header(), started=time.time())
         if data is not None:
             arrays = [_to_numpy(a) for a in (data if isinstance(data, (list, tuple)) else [data])]
             self.writer.write({"kind": "data", "fingerprint": digest_arrays(arrays)})
@@ -104,15 +108,17 @@ class Tracer:
         batch_fp = self._batch_fingerprint(batch)
         loss_value = None if loss is None else float(loss.detach() if hasattr(loss, "detach")
                                                       else loss)
-        names, tensors = self._state()
         extra = {}
-        if names != self._names:
-            # Optimizers create their state at their first step (or a parameter's first
-            # gradient): the step record says which tensors it holds from now on.
-            self._names = names
-            extra = {"names": names, "shapes": [list(t.shape) for t in tensors]}
-        words = self._words(tensors)
-        self.writer.step(self.count, self.epoch, batch_fp, loss_value, words.tolist(), **extra)
+        words = []  # a sampled trace's step between two whole-state steps
+        if self.schedule.due(self.count):
+            names, tensors = self._state()
+            if names != self._names:
+                # Optimizers create their state at their first step (or a parameter's first
+                # gradient): the step record says which tensors it holds from now on.
+                self._names = names
+                extra = {"names": names, "shapes": [list(t.shape) for t in tensors]}
+            words = self._words(tensors).tolist()
+        self.writer.step(self.count, self.epoch, batch_fp, loss_value, words, **extra)
         if self.probe is not None:
             self.probe.flush(self.writer, self.count)
         self.count += 1
