@@ -158,6 +158,23 @@ def tensor_words(tensors):
 
 
 def _one_device_words(tensors):
+    threads = torch.get_num_threads()
+    if tensors[0].device.type != "cpu" or threads == 1:
+        return _words_now(tensors)
+    # On a CPU the words run on one thread: with the step's intra-op threads every one of the
+    # ~100 short reductions wakes and joins the OpenMP pool, whose waiting threads spin. On
+    # the 2-core box that made a traced native-torch step +29 % in wall time and +37 % in CPU
+    # time, against +0 % (within noise) on one thread (docs/performance.md). The words are
+    # integer sums, equal on any thread count, and the step's own count is back before the
+    # next step runs.
+    torch.set_num_threads(1)
+    try:
+        return _words_now(tensors)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _words_now(tensors):
     with torch.no_grad():
         plan = _plan_for(tensors)
         words = np.zeros((len(tensors), WORDS_PER_TENSOR), np.uint32)
