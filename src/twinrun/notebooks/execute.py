@@ -67,7 +67,7 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-    from twinrun.notebooks.kernel import kernel_manager, kernel_pid
+    from twinrun.notebooks.kernel import kernel_manager, kernel_pid, remove_private_folders
 
     out = out or sys.stdout
     for name in PATH_VARIABLES:
@@ -97,7 +97,7 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
         # nbclient gives a kernel 60 s to answer; on a busy machine a fresh one can take
         # longer, and a replica that truly hangs is the check's --timeout to end.
         client = NotebookClient(notebook, km=manager, allow_errors=False, startup_timeout=600)
-        _end_kernel_on_signals(manager, kernel_pid)
+        _end_kernel_on_signals(manager, kernel_pid, remove_private_folders)
         with client.setup_kernel(cleanup_kc=True, **start):
             try:
                 if hooks:
@@ -131,6 +131,8 @@ def run_notebook(path, *, parameters=(), trace=None, output=None, hooks=True, ou
             if hooks and status == 0:
                 _run_silently(client, "import twinrun.notebooks.inkernel as _twinrun_kernel\n"
                                       "_twinrun_kernel.finish()\n")
+    if side is None:
+        cells_path.unlink(missing_ok=True)
     if output is not None:
         nbformat.write(notebook, str(output))
         print(f"The executed notebook is {output}.", file=out, flush=True)
@@ -174,7 +176,7 @@ def _first_line(text):
     return lines[0].strip() if lines else ""
 
 
-def _end_kernel_on_signals(manager, pid_of):
+def _end_kernel_on_signals(manager, pid_of, clean_up):
     """The launcher stops a replica with SIGTERM to its process group; the kernel runs in a
     session of its own (jupyter_client starts it so), so it is ended here, then this process.
     """
@@ -185,6 +187,7 @@ def _end_kernel_on_signals(manager, pid_of):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        clean_up()
         os._exit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):

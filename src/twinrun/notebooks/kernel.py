@@ -67,6 +67,7 @@ def kernel_manager(cwd=None):
     from jupyter_client.manager import AsyncKernelManager
 
     folder = tempfile.mkdtemp(prefix="twinrun-kernel-")
+    _folders.append(folder)
     try:
         private = private_jupyter_environment(folder)
         specs = KernelSpecManager(kernel_dirs=[str(write_kernel_spec(folder))],
@@ -87,7 +88,17 @@ def kernel_manager(cwd=None):
             start["pass_fds"] = (int(lockstep),)
         yield manager, start
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_private_folders()
+
+
+_folders = []  # this process's kernel folders not yet removed
+
+
+def remove_private_folders():
+    """Remove the kernel folders this process made (also from a signal handler that ends the
+    process at once, where no `finally` runs)."""
+    while _folders:
+        shutil.rmtree(_folders.pop(), ignore_errors=True)
 
 
 def kernel_pid(manager):
