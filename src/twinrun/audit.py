@@ -107,13 +107,15 @@ def _parse_report(backend, returncode, stdout, stderr):
     return report
 
 
-def audit_installed(seed=0, threads=None, timeout=None):
+def audit_installed(seed=0, threads=None, timeout=None, on_done=None):
     """Audits of every installed Keras backend, and `not installed` for the others.
 
     Arguments:
         seed: the run seed each audit calls `deterministic()` with.
         threads: thread-pool size, as `twinrun train --threads`.
         timeout: seconds each audit may take (default: `audit_timeout()`).
+        on_done: called with each backend's audit as it ends (for progress), from the
+            thread that ran it.
     """
     timeout = audit_timeout() if timeout is None else timeout
     from concurrent.futures import ThreadPoolExecutor
@@ -121,7 +123,10 @@ def audit_installed(seed=0, threads=None, timeout=None):
     def one(backend):
         if not is_installed(backend):
             return {"backend": backend, "error": "not installed"}
-        return audit_backend(backend, seed=seed, threads=threads, timeout=timeout)
+        audit = audit_backend(backend, seed=seed, threads=threads, timeout=timeout)
+        if on_done is not None:
+            on_done(audit)
+        return audit
 
     # Each audit is a separate process that mostly waits on imports: run them side by side.
     with ThreadPoolExecutor(max_workers=len(KERAS_BACKENDS)) as pool:

@@ -26,13 +26,15 @@ def doctor(timeout, portable, as_json):
     """
     from twinrun.audit import audit_installed, audit_timeout
     from twinrun.environment import fingerprint_environment
+    from twinrun.report.terminal import audit_progress
 
     seconds = audit_timeout(timeout)
     environment = fingerprint_environment()
     if portable:
         _portable(environment, as_json)
         return
-    audits = audit_installed(timeout=seconds)
+    with audit_progress() as on_done:
+        audits = audit_installed(timeout=seconds, on_done=on_done)
     if as_json:
         click.echo(json.dumps({"environment": environment, "backends": audits}, default=str))
         return

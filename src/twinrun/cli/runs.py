@@ -194,14 +194,16 @@ def checks(store_dir, limit, wide, as_json):
 
 
 @main.command()
-@click.argument("run_id")
+@click.argument("run_id", metavar="ID")
 @_store_option
 @_json_option
 def show(run_id, store_dir, as_json):
-    """Show one run (config, seeds, determinism, environment, history and metrics), or the
-    verdict of one check again, without running anything.
+    """Show one record again, without running anything: a run (config, seeds, determinism,
+    environment, history and metrics), a check's verdict, or a study's statistics.
 
-    RUN_ID is a run id or a check id (`check-...`), or any prefix that matches only one.
+    ID is a run id, a check id (`check-...`) or a study id (`variance-...`, `cv-...`), or
+    any prefix of one that matches only one (`twinrun runs`, `checks` and `studies` print
+    them so).
     """
     from twinrun.store import Store
 

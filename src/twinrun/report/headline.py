@@ -359,3 +359,53 @@ def cv_interval_notes(results):
     if warning:
         notes.append(f"Warning: both intervals rest on fewer than {FEW_RUNS} runs. " + warning)
     return notes
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+def doctor_headline(environment, audits, portable=None):
+    """`twinrun doctor`'s one line: which backends are deterministic here, their thread pools,
+    the GPU, and whether runs here are portable (None: not checked; `doctor --portable` says).
+
+    Example:
+    >>> doctor_headline({"gpu": {"devices": []}}, [
+    ...     {"backend": "torch", "threads": {"intra_op": 2, "inter_op": 2},
+    ...      "controls": [{"name": "torch.manual_seed", "state": "applied"}]},
+    ...     {"backend": "jax", "error": "not installed"}])
+    'Deterministic here: torch (threads 2 intra-op, 2 inter-op); jax not installed; no GPU; portability not checked (doctor --portable tests it).'
+    """
+    good, bad, missing = [], [], []
+    for audit in audits:
+        name = audit.get("backend")
+        if audit.get("error") == "not installed":
+            missing.append(name)
+        elif audit.get("error"):
+            bad.append(f"{name} (audit failed)")
+        elif any(c.get("state") == "impossible" for c in audit.get("controls") or []):
+            impossible = [c.get("name") for c in audit.get("controls") or []
+                          if c.get("state") == "impossible"]
+            bad.append(f"{name} (impossible: {', '.join(map(str, impossible))})")
+        else:
+            good.append(f"{name}{_threads_words(audit.get('threads'))}")
+    parts = [("Deterministic here: " + ", ".join(good)) if good else
+             "Deterministic here: no backend"]
+    if bad:
+        parts.append("not deterministic: " + ", ".join(bad))
+    if missing:
+        parts.append(", ".join(missing) + " not installed")
+    gpu = (environment or {}).get("gpu") or {}
+    devices = gpu.get("devices") or []
+    parts.append("GPU: " + ", ".join(str(d.get("name", d)) if isinstance(d, dict) else str(d)
+                                      for d in devices) if devices else "no GPU")
+    parts.append("portability not checked (doctor --portable tests it)" if portable is None else
+                 ("portable" if portable else "not portable"))
+    return "; ".join(parts) + "."
+
+
+def _threads_words(threads):
+    if not isinstance(threads, dict):
+        return ""
+    said = [f"{threads[k]} {word}" for k, word in (("intra_op", "intra-op"),
+                                                   ("inter_op", "inter-op"))
+            if threads.get(k) is not None]
+    return f" (threads {', '.join(said)})" if said else ""

@@ -47,18 +47,18 @@ def render_runs(summaries, title, out=None, among=None, wide=False):
             _styled(run["status"], STATUS_STYLE.get(run["status"])),
             run["workload"],
             run["backend"],
-            run["seed"],
+            seed_cell(run),
             run["preset"],
             run["epochs_trained"],
             number(run["test_accuracy"]),
             short_fingerprint(run["fingerprint"]),
-            _duration(run["wall_time"]),
+            _duration(wall_time(run)),
         ]
         for run in summaries
     ]
     _print_table(out, title, columns, rows,
-                 right_aligned={"seed", "epochs", "test acc", "wall time"},
-                 keep={"fingerprint"}, wide=wide,
+                 right_aligned={"epochs", "test acc", "wall time"},
+                 keep={"fingerprint", "seed"}, wide=wide,
                  drop_order=["preset", "backend", "when", "workload", "wall time", "epochs",
                              "fingerprint"])
 
@@ -86,23 +86,57 @@ def render_run(run, out=None):
         ("backend", run["backend"]),
         ("seed", run["seed"]),
         ("preset", run["preset"]),
-        ("study", run["study_id"]),
-        ("replica", run["replica"]),
+        *_group_pairs(run),
         ("started", _when(run["created_at"])),
         ("ended", _when(run["finished_at"])),
-        ("wall time", _duration(run["wall_time"])),
+        ("wall time", _duration(wall_time(run))),
         ("epochs", run["epochs_trained"]),
         ("fingerprint", short_fingerprint(run["fingerprint"])),
         ("artifacts", run.get("artifacts")),
     ])
     _print_pairs(out, "Config", _flat_pairs(run["config"]))
-    _print_pairs(out, "Seeds", _flat_pairs(run["seeds"]))
+    _print_pairs(out, "Seeds", _seed_pairs(run))
     _print_determinism(out, run["determinism"])
     _print_pairs(out, "Environment", _environment_pairs(run["environment"]))
     _print_history(out, run["history"])
     _print_pairs(out, "Metrics", _flat_pairs(run["metrics"]))
     if run["extra"]:
         _print_pairs(out, "Extra", _flat_pairs(run["extra"]))
+
+
+# The derived seeds as `--vary` names the sources: `shuffle` is the data order.
+SEED_WORDS = {"shuffle": "order", "split_seed": "split", "perturb_seed": "perturb"}
+
+
+def seed_cell(run):
+    """A run's seed as `twinrun runs` lists it: the run seed, and the seeds a study varied.
+
+    Example:
+    >>> seed_cell({"seed": 0, "varied_seeds": {"shuffle": 79143651}})
+    '0, order 79143651'
+    """
+    varied = run.get("varied_seeds") or {}
+    parts = [str(run.get("seed"))]
+    parts += [f"{SEED_WORDS.get(name, name)} {value}" for name, value in sorted(varied.items())]
+    return ", ".join(parts)
+
+
+def wall_time(run):
+    """A run's wall time: from its start to its end as the store recorded them (the time a
+    person waited), else the time the run measured itself.
+
+    Example:
+    >>> wall_time({"created_at": "2026-12-02T22:52:44+00:00",
+    ...            "finished_at": "2026-12-02T22:53:47+00:00", "wall_time": 84.0})
+    63.0
+    """
+    start, end = run.get("created_at"), run.get("finished_at")
+    if start and end:
+        try:
+            return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        except ValueError:
+            pass
+    return run.get("wall_time")
 
 
 # One fingerprint length in every table and page: the first 16 hex digits (64 bits) tell runs
@@ -118,6 +152,16 @@ def short_fingerprint(fingerprint):
     '9f059ef9eb794b1a'
     """
     return (fingerprint or "")[:FINGERPRINT_DIGITS]
+
+
+def _group_pairs(run):
+    """What a run belongs to, in the words of each: a check's replica, or a study's run."""
+    group = run.get("study_id")
+    if group is None:
+        return []
+    if str(group).startswith("check-"):
+        return [("check", group), ("replica", run.get("replica"))]
+    return [("study", group), ("run in study", run.get("study_key") or run.get("replica"))]
 
 
 def _echo(console, line):
@@ -233,6 +277,19 @@ def _print_determinism(console, determinism):
         # json.dumps escapes every control character itself.
         _echo(console, json.dumps(determinism, indent=2, sort_keys=True, default=str))
         _echo(console, "")
+
+
+def _seed_pairs(run):
+    """The run's derived seeds, each source named as `--vary` names it (`order`, not
+    `shuffle`), with the split's seed when a study set it."""
+    seeds = run.get("seeds") if isinstance(run.get("seeds"), dict) else {}
+    pairs = [(SEED_WORDS.get(name, name) + (" (answer-demo inputs)" if name == "data" else ""),
+              value) for name, value in sorted(seeds.items())]
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    for name in ("split_seed", "perturb_seed"):
+        if config.get(name) is not None:
+            pairs.append((SEED_WORDS[name], config[name]))
+    return pairs
 
 
 def _environment_pairs(env):

@@ -247,9 +247,11 @@ def determinism_table(report, title=None):
     if title is None:
         title = Text.assemble("determinism on ", data_text(report.get("backend")))
     table = Table(title=title, title_justify="left")
-    table.add_column("control")
-    table.add_column("state")
-    table.add_column("detail")
+    # A control's name is what a person searches for: never cut; the detail wraps instead.
+    table.add_column("control", no_wrap=True, min_width=max(
+        [7] + [len(str(c.get("name"))) for c in report.get("controls") or []]))
+    table.add_column("state", no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for control in report.get("controls") or []:
         state = control.get("state")
         table.add_row(data_text(control.get("name")), data_text(state, state_style(state)),
@@ -257,9 +259,16 @@ def determinism_table(report, title=None):
     return table
 
 
-def render_doctor(environment, audits, out=None):
-    """The environment fingerprint's headline facts and one audit table per backend."""
+def render_doctor(environment, audits, out=None, portable=None):
+    """The one-line summary (`twinrun.report.headline.doctor_headline`), the environment
+    fingerprint's headline facts and one audit table per backend; `portable` is the
+    portability check's answer (None: not checked)."""
+    from twinrun.report.headline import doctor_headline
+
     out = out or console()
+    out.print(data_text(doctor_headline(environment, audits, portable), "bold"),
+              soft_wrap=not out.is_terminal)
+    out.print()
     cpu = environment.get("cpu") or {}
     python = environment.get("python") or {}
     packages = environment.get("packages") or {}
@@ -316,6 +325,50 @@ def render_portable_selftest(result, out=None):
 
 def _digest_cell(value, expected):
     return data_text(value, "green" if value == expected else "red")
+
+
+# Before this many seconds a doctor run says nothing about its progress: a quick one stays
+# quiet, a slow one (a framework's first import can take half a minute) says what it waits on.
+SLOW_PROBE_S = 2.0
+
+
+@contextlib.contextmanager
+def audit_progress(out=None):
+    """Progress of `twinrun doctor`'s audits on stderr, once they take more than
+    `SLOW_PROBE_S`: one plain line saying what runs, then one as each backend's audit ends (a
+    terminal gets the same lines; stdout stays the result). Yields `audit_installed`'s
+    `on_done`."""
+    import threading
+
+    out = out or Console(file=sys.stderr, soft_wrap=True)
+    started = time.monotonic()
+    lock = threading.Lock()
+    said = {"opening": False}
+
+    def opening():
+        with lock:
+            if not said["opening"]:
+                said["opening"] = True
+                out.print(Text("doctor: auditing each installed backend in a fresh process "
+                               "(importing a framework can take half a minute) ..."))
+
+    timer = threading.Timer(SLOW_PROBE_S, opening)
+    timer.daemon = True
+    timer.start()
+
+    def on_done(audit):
+        if time.monotonic() - started < SLOW_PROBE_S:
+            return
+        opening()
+        with lock:
+            outcome = "failed" if audit.get("error") else "audited"
+            out.print(Text.assemble("doctor: ", data_text(audit.get("backend")),
+                                    f" {outcome} after {time.monotonic() - started:.0f} s"))
+
+    try:
+        yield on_done
+    finally:
+        timer.cancel()
 
 
 @contextlib.contextmanager

@@ -133,6 +133,7 @@ SUMMARY_FIELDS = (
     "test_accuracy",
     "fingerprint",
     "wall_time",
+    "finished_at",
 )
 CHECK_FIELDS = ("check_id", "created_at", "kind", "label", "verdict", "replicas",
                 "steps_compared", "folder")
@@ -154,6 +155,17 @@ def _old_root(path):
     """
     match = _OLD_ROOT.match(path)
     return match.group(1) if match else None
+
+
+def _varied_seeds(config):
+    """The seeds a run's config sets apart from its run seed: a study's varied seeds."""
+    if not isinstance(config, dict):
+        return {}
+    varied = dict(config.get("seed_overrides") or {})
+    for name in ("split_seed", "perturb_seed"):
+        if config.get(name) is not None:
+            varied[name] = config[name]
+    return varied
 
 
 def _epoch_record(epoch, metrics):
@@ -588,14 +600,16 @@ class Store(StudyRecords):
                 `seed`, `preset`, `study_id`, `replica`, `fingerprint`); a list or tuple means
                 "any of these", None means "not set".
 
-        Returns a list of dicts with the keys in `SUMMARY_FIELDS`.
+        Returns a list of dicts with the keys in `SUMMARY_FIELDS`, and `varied_seeds`: the
+        seeds a study varied in this run (`{"init": 939939579}`, `{"split_seed": 17}`; empty
+        for a run that varied none), named as in its config.
 
         Example:
 
             store.list_runs(limit=10, backend="jax", status="finished")
         """
         where, params = self._where(filters)
-        sql = f"SELECT {', '.join(SUMMARY_FIELDS)} FROM runs{where}"
+        sql = f"SELECT {', '.join(SUMMARY_FIELDS)}, config FROM runs{where}"
         sql += " ORDER BY created_at DESC, run_id DESC"
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -603,7 +617,12 @@ class Store(StudyRecords):
                                  f"Received: limit={limit!r}")
             sql += " LIMIT ?"
             params.append(limit)
-        return [dict(row) for row in self._read(sql, params)]
+        summaries = []
+        for row in self._read(sql, params):
+            summary = dict(row)
+            summary["varied_seeds"] = _varied_seeds(from_json(summary.pop("config")))
+            summaries.append(summary)
+        return summaries
 
     def count_runs(self, **filters):
         """How many runs match `filters` (the same filters as `list_runs`)."""

@@ -208,11 +208,22 @@ def _disagreement(results):
               if isinstance(line.get("class_accuracy_sd"), dict)}
     if spread:
         classes = list(next(iter(spread.values())))
-        rows = [[name, *[(spread[source] or {}).get(name) for source in spread]]
-                for name in classes]
+        rows = [[_class_name(name, len(classes)),
+                 *[(spread[source] or {}).get(name) for source in spread]] for name in classes]
         parts += [paragraph("SD across runs of each class's test accuracy:"),
                   table(["class", *spread], rows, numeric=set(spread))]
     return section("Prediction disagreement", *parts)
+
+
+def _class_name(key, count):
+    """Fashion-MNIST's name for class `key` (`"0"`: `T-shirt/top`) when the runs predict its
+    ten classes; the key itself otherwise."""
+    from twinrun.workloads.fashion_mnist import CLASS_NAMES
+
+    text = str(key)
+    if count == len(CLASS_NAMES) and text.isdigit() and int(text) < len(CLASS_NAMES):
+        return f"{CLASS_NAMES[int(text)]} ({text})"
+    return text
 
 
 def _variance_table(results):
