@@ -252,3 +252,34 @@ def test_doctor_opens_with_one_line_and_cuts_no_control_name_at_80_columns():
     # Progress, when there is any, is plain lines on stderr; stdout stays the result.
     assert all(line.startswith("doctor: ") for line in completed.stderr.splitlines())
     assert "doctor: " not in completed.stdout
+
+
+# -- the README's example of output ------------------------------------------------------------
+
+README = Path(__file__).parent.parent / "README.md"
+EXAMPLE = Path(__file__).parent.parent / "examples" / "seed-question.ipynb"
+
+
+def _comparable(text, store):
+    """Output with what changes from run to run (ids, the store's folder, the loss and the
+    fingerprint this CPU gives) replaced by names."""
+    text = text.replace(str(store), "STORE")
+    text = re.sub(r"/\S+/checks/", "STORE/checks/", text)
+    text = re.sub(r"check-\d{8}-\d{6}-[0-9a-f]{6}", "CHECK_ID", text)
+    text = re.sub(r"\b\d\.\d{8}\b", "LOSS", text)
+    text = re.sub(r"\b[0-9a-f]{16}\b", "FINGERPRINT", text)
+    return [line.rstrip() for line in text.splitlines()]
+
+
+@pytest.mark.slow
+@requires_data
+def test_the_readmes_notebook_check_output_is_what_twinrun_check_prints_today(store):
+    completed = run_cli("check", EXAMPLE, "--store", store, env={"COLUMNS": "80"},
+                        cwd=README.parent)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    readme = README.read_text(encoding="utf-8")
+    start = readme.index("`twinrun check` prints:\n\n") + len("`twinrun check` prints:\n\n")
+    end = readme.index("\nFrom inside a notebook", start)
+    shown = "\n".join(line[4:] for line in readme[start:end].splitlines())
+    readme_store = re.search(r"--store (\S+)", shown).group(1)
+    assert _comparable(shown, readme_store) == _comparable(completed.stdout, store)

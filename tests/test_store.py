@@ -464,7 +464,10 @@ def test_twinrun_runs_prints_a_plain_table_when_piped(tmp_path):
     row = next(line for line in result.output.splitlines() if line.startswith(run_id))
     assert "finished" in row and "answer-demo" in row and "0.875" in row
     assert weights_fingerprint(5)[:16] in row and weights_fingerprint(5) not in row
-    assert "12.5 s" in row
+    # The wall time is from the row's start to its end (the run measured 12.5 s of its own).
+    from twinrun.report.runs import _duration, wall_time
+
+    assert _duration(wall_time(store.get_run(run_id))) in row and "12.5 s" not in row
     assert "\x1b[" not in result.output and "┃" not in result.output
 
 

@@ -183,7 +183,7 @@ def compare_report(store, study_a, study_b, *, metric=None):
     # compare_results picks each arm's runs; _arm_runs is the same choice, made again here so
     # the page can plot the very values the test compared.
     from twinrun.studies.results import _arm_runs, compare_results, load_study, study_metric
-    from twinrun.studies.stats import t_interval
+    from twinrun.studies.stats import metric_range, t_interval
 
     results = compare_results(store, study_a, study_b, metric=metric)
     arms = []
@@ -196,7 +196,8 @@ def compare_report(store, study_a, study_b, *, metric=None):
         numbers = [v["value"] for v in values if v["value"] is not None]
         arms.append({"arm": name, "study": loaded.study, "source": source,
                      "metric": arm_metric, "runs": values,
-                     "ci95": t_interval(numbers).to_list() if len(numbers) > 1 else None})
+                     "ci95": t_interval(numbers, bounds=metric_range(arm_metric)).to_list()
+                     if len(numbers) > 1 else None})
     return {"kind": "compare", "compare": results, "arms": arms}
 
 

@@ -337,7 +337,8 @@ def _compare_plots(results, arms):
                results.get("mean_a" if arm["arm"] == "A" else "mean_b"), arm.get("ci95"))
               for arm in arms]
     plots = [figure(strip_chart(groups, title=f"{_metric_words(results['metric'])}, A and B",
-                                y_label=results["metric"]),
+                                y_label=results["metric"],
+                                y_range=_axis_range(results["metric"])),
                     "Each dot is one run of the arm; beside them, the arm's mean and its 95 % "
                     "CI (Student t).")]
     ci = results.get("ci95") or [None, None]
