@@ -160,8 +160,8 @@ def test_at_80_columns_every_listed_id_is_accepted_by_show_and_no_number_is_cut(
         assert "…" not in text
         assert all(len(line) <= 80 for line in text.splitlines()), text
         rows = text.split("─" * 10, 1)[1].splitlines()[1:]
-        listed[command] = [row.split()[0] for row in rows if row and not row[0].isspace()
-                           and not row.startswith("(")]
+        rows = rows[:rows.index("")] if "" in rows else rows  # the table ends at a blank line
+        listed[command] = [row.split()[0] for row in rows if row and not row[0].isspace()]
         assert listed[command], text
     assert len(listed["runs"]) == len(runs) == 4 and len(listed["checks"]) == 1
     assert len(listed["studies"]) == 1
@@ -283,3 +283,22 @@ def test_the_readmes_notebook_check_output_is_what_twinrun_check_prints_today(st
     shown = "\n".join(line[4:] for line in readme[start:end].splitlines())
     readme_store = re.search(r"--store (\S+)", shown).group(1)
     assert _comparable(shown, readme_store) == _comparable(completed.stdout, store)
+
+
+def test_the_answer_demo_verdict_keeps_every_number_whole_at_80_columns():
+    # The case: `show` of the answer-demo check printed loss and accuracy as `0.69…`.
+    from rich.console import Console
+
+    from twinrun.report.terminal import render_verdict
+
+    metrics = {"loss": 0.69314718, "acc": 0.50123456, "val_loss": 0.69314999,
+               "val_acc": 0.49876543}
+    replica = {"steps": 469, "metrics": metrics, "fingerprint": "9f059ef9eb794b1a",
+               "final_loss": 0.69314718}
+    out = Console(width=80, force_terminal=True, no_color=True, record=True)
+    render_verdict({"verdict": "identical", "steps_compared": 469, "replicas": [replica] * 5,
+                    "notes": []}, "answer-demo", out=out)
+    text = ANSI.sub("", out.export_text())
+    assert "…" not in text
+    for value in ("0.69314718", "0.50123456", "0.69314999", "0.49876543", "9f059ef9eb794b1a"):
+        assert text.count(value) == 5, text

@@ -197,8 +197,9 @@ def _print_table(console, title, columns, rows, right_aligned=(), show_header=Tr
                           [[row[i] for i in pick] for row in cells], right_aligned,
                           show_header, kept, fit.widths)
         if fit.hidden:
-            console.print(Text_(f"({', '.join(fit.hidden)} left out to fit {console.width} "
-                                f"columns; --wide shows every column)", style="dim"))
+            console.print()
+            console.print(Text_(f"(not shown: {', '.join(fit.hidden)}; --wide shows all)",
+                                style="dim"))
         return
     widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
 

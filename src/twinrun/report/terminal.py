@@ -71,17 +71,22 @@ def render_verdict(verdict, label, out=None, headline=True):
                               data_text(label))
     else:
         title = Text.assemble(f"{len(replicas)} replicas of ", data_text(label))
-    table = Table(title=title, title_justify="left")
+    # Every cell is a number or a fingerprint, which a cut would change: no cell is cut, and
+    # the light frame leaves the five answer columns room at 80 columns.
+    from rich import box
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 1, 0, 0))
     with_accuracy = any(r["metrics"].get("test_accuracy") is not None for r in replicas)
-    table.add_column("#", justify="right")
-    table.add_column("steps", justify="right")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
     if answer_table:
         for name in ANSWER_COLUMNS:
-            table.add_column(name, justify="right")
+            table.add_column(name, justify="right", no_wrap=True)
     else:
-        table.add_column("final loss", justify="right")
+        table.add_column("final loss", justify="right", no_wrap=True)
         if with_accuracy:
-            table.add_column("test acc", justify="right")
+            table.add_column("test acc", justify="right", no_wrap=True)
     table.add_column("fingerprint", no_wrap=True)
     for i, r in enumerate(replicas):
         m = r["metrics"]
