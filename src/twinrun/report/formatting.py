@@ -91,3 +91,18 @@ def where(divergence):
     if epoch is None:
         return f"at step {step} (counted from 0)"
     return f"at step {step} in epoch {epoch} (both counted from 0)"
+
+
+# One fingerprint length in every table and page: the first 16 hex digits (64 bits) tell runs
+# apart; `show --json` keeps the whole digest.
+FINGERPRINT_DIGITS = 16
+
+
+def short_fingerprint(fingerprint):
+    """A fingerprint's short form, as every table prints it.
+
+    Example:
+    >>> short_fingerprint("9f059ef9eb794b1a" + "0" * 16)
+    '9f059ef9eb794b1a'
+    """
+    return (fingerprint or "")[:FINGERPRINT_DIGITS]

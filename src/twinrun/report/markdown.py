@@ -8,7 +8,7 @@ backticks, brackets, `|` in tables) are backslash-escaped.
 
 import html
 
-from twinrun.report.formatting import interval, number
+from twinrun.report.formatting import interval, number, short_fingerprint
 from twinrun.report.runs import _environment_pairs
 
 # `<`, `>` and `&` are entities already; brackets are escaped, so parentheses never form a link.
@@ -128,7 +128,7 @@ def _check(report):
            f"compared\n",
            "## Replicas\n",
            _table(["replica", "steps", "final loss", "fingerprint", "run id"],
-                  [[r.get("label"), r.get("steps"), r.get("final_loss"), r.get("fingerprint"),
+                  [[r.get("label"), r.get("steps"), r.get("final_loss"), short_fingerprint(r.get("fingerprint")),
                     r.get("run_id")] for r in verdict.get("replicas") or []])]
     if divergence:
         localization = verdict.get("localization") or {}

@@ -7,7 +7,7 @@ tables are Rich tables; in a pipe or a file they are aligned plain text without 
 import json
 from datetime import datetime
 
-from twinrun.report.formatting import console, number
+from twinrun.report.formatting import console, number, short_fingerprint
 
 _RICH_TABLE_MAX_ROWS = 100
 
@@ -137,21 +137,6 @@ def wall_time(run):
         except ValueError:
             pass
     return run.get("wall_time")
-
-
-# One fingerprint length in every table and page: the first 16 hex digits (64 bits) tell runs
-# apart; `show --json` keeps the whole digest.
-FINGERPRINT_DIGITS = 16
-
-
-def short_fingerprint(fingerprint):
-    """A fingerprint's short form, as every table prints it.
-
-    Example:
-    >>> short_fingerprint("9f059ef9eb794b1a" + "0" * 16)
-    '9f059ef9eb794b1a'
-    """
-    return (fingerprint or "")[:FINGERPRINT_DIGITS]
 
 
 def _group_pairs(run):

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from twinrun.report.formatting import console, fixed, where
+from twinrun.report.formatting import console, fixed, short_fingerprint, where
 from twinrun.report.text import data_text, printable
 
 
@@ -75,8 +75,8 @@ def render_verdict(verdict, label, out=None, headline=True):
     # the light frame leaves the five answer columns room at 80 columns.
     from rich import box
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  padding=(0, 1, 0, 0))
+    out.print(title, soft_wrap=not out.is_terminal)  # as wide as it is, not the table
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     with_accuracy = any(r["metrics"].get("test_accuracy") is not None for r in replicas)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
@@ -97,7 +97,7 @@ def render_verdict(verdict, label, out=None, headline=True):
             cells.append(fixed(r.get("final_loss"), 8))
             if with_accuracy:
                 cells.append(fixed(m.get("test_accuracy"), 4))
-        cells.append(r.get("fingerprint") or "")
+        cells.append(short_fingerprint(r.get("fingerprint")))
         table.add_row(*map(data_text, cells))
     if answer_table and len(replicas) > 1:
         spread = []

@@ -12,6 +12,7 @@ from twinrun.report.headline import check_reading
 from twinrun.report.html.page import (Html, figure, join, page, pairs, paragraph, prose,
                                       section, table, tag)
 from twinrun.report.html.shared import flat_pairs, status_badge, when
+from twinrun.report.formatting import short_fingerprint
 
 # Longest lists shown in full; the rest is counted ("and 312 more").
 MAX_NAMES = 200
@@ -116,7 +117,7 @@ def _replicas(verdict):
         rows.append([r.get("label"), f"{r.get('steps')}" + (" (stopped early)"
                                                             if r.get("stopped_early") else ""),
                      number(r.get("final_loss"), 9), *[metrics.get(n) for n in metric_names],
-                     Html(tag("code", r.get("fingerprint") or "")), r.get("run_id")])
+                     Html(tag("code", short_fingerprint(r.get("fingerprint")))), r.get("run_id")])
     return section("Replicas", table(columns, rows,
                                      numeric={"steps", "final loss", *metric_names}))
 
