@@ -9,6 +9,7 @@ processes; the study is a real 2-fold CV of one epoch on 200 images.
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -268,14 +269,18 @@ def _comparable(text, store):
     text = re.sub(r"check-\d{8}-\d{6}-[0-9a-f]{6}", "CHECK_ID", text)
     text = re.sub(r"\b\d\.\d{8}\b", "LOSS", text)
     text = re.sub(r"\b[0-9a-f]{16}\b", "FINGERPRINT", text)
-    return [line.rstrip() for line in text.splitlines()]
+    # Where a long path wraps the text depends on the path: compare words, not lines.
+    return text.split()
 
 
 @pytest.mark.slow
 @requires_data
-def test_the_readmes_notebook_check_output_is_what_twinrun_check_prints_today(store):
-    completed = run_cli("check", EXAMPLE, "--store", store, env={"COLUMNS": "80"},
-                        cwd=README.parent)
+def test_the_readmes_notebook_check_output_is_what_twinrun_check_prints_today():
+    # A short store path, as the README's: a path longer than a line would be folded.
+    store = Path(tempfile.mkdtemp(prefix="tw", dir="/tmp"))
+    completed = run_cli("check", EXAMPLE.relative_to(README.parent), "--store", store,
+                        env={"COLUMNS": "80"}, cwd=README.parent)
+    shutil.rmtree(store, ignore_errors=True)
     assert completed.returncode == 0, completed.stderr[-3000:]
     readme = README.read_text(encoding="utf-8")
     start = readme.index("`twinrun check` prints:\n\n") + len("`twinrun check` prints:\n\n")
