@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from twinrun.launch import child_environment
+from twinrun.seeds import derive_seeds
+
 PYTHON = sys.executable
 WARMUP, STEPS = 16, 160  # steps: 64 per epoch of 4096 rows, batch 64
 
@@ -100,9 +103,10 @@ def one_run(framework, explicit, folder, index):
     path = Path(folder) / f"{framework}-{'explicit' if explicit else 'hooked'}.py"
     path.write_text(script(framework, explicit))
     trace = Path(folder) / f"{framework}-{index}-{explicit}.trace"
-    env = dict(os.environ, TWINRUN_TRACE=str(trace), TWINRUN_SEED="0", KERAS_BACKEND="tensorflow",
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0", TWINRUN_THREADS="1",
-               OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    # What `twinrun check --threads 1 --backend B` gives a replica.
+    backend = "torch" if framework == "torch" else "tensorflow"
+    env = child_environment(backend, seeds=derive_seeds(0), threads=1,
+                            extra={"TWINRUN_TRACE": str(trace), "TWINRUN_SEED": "0"})
     command = [PYTHON, str(path)] if explicit else [PYTHON, "-m", "twinrun.programs.hooked",
                                                     str(path)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)

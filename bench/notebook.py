@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from twinrun.launch import child_environment
+from twinrun.seeds import derive_seeds
+
 PYTHON = sys.executable
 TWINRUN = str(Path(PYTHON).parent / "twinrun")
 
@@ -73,9 +76,11 @@ def main():
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="twinrun-bench-notebook-"))
     script, notebook = write_inputs(folder)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0",
-               TWINRUN_STORE=str(folder / "store"))
-    env.pop("KERAS_BACKEND", None)
+    # What `twinrun check --threads 1` gives a replica of a script or notebook (every backend
+    # prepared, KERAS_BACKEND left to the script).
+    os.environ.pop("KERAS_BACKEND", None)
+    env = child_environment(None, seeds=derive_seeds(0), threads=1,
+                            extra={"TWINRUN_STORE": str(folder / "store")})
 
     def replica(kind, k):
         trace = folder / f"{kind}-{k}.trace"

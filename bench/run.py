@@ -128,13 +128,14 @@ def wall_time(command, env=None):
 
 def run_environment(framework, determinism):
     """The environment `twinrun train` gives a run of this framework (native torch: torch)."""
-    from twinrun.launch import available_cpus, child_environment
+    from twinrun.launch import available_cpus
+    from twinrun.launch import run_environment as environment_of
     from twinrun.runconfig import RunConfig
 
     backend = "torch" if framework == "native-torch" else framework
     config = RunConfig(backend=backend, seed=0, determinism=determinism,
                        threads=available_cpus() if determinism else None).validated()
-    return child_environment(config)
+    return environment_of(config)
 
 
 def nvidia_gpu_name():

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 from twinrun.backends import KERAS_BACKENDS, is_installed
 from twinrun.errors import TwinrunError
@@ -57,17 +56,14 @@ def audit_backend(backend, seed=0, threads=None, timeout=None):
         threads: thread-pool size, as `twinrun train --threads`.
         timeout: seconds before the process counts as hung (default: `audit_timeout()`).
     """
-    from twinrun.determinism import environment_for
-    from twinrun.seeds import derive_seeds
+    from twinrun.launch import program_command
 
     timeout = audit_timeout() if timeout is None else timeout
-    env = dict(os.environ)
-    env.update(environment_for(backend, threads=threads, hash_seed=derive_seeds(seed)["hash"]))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = audit_environment(backend, seed, threads)
     # Its own session, so a hung import's helper processes are killed with it and cannot
     # keep the output pipes open.
     process = subprocess.Popen(
-        [sys.executable, "-m", "twinrun.programs.audit", backend, str(seed)],
+        program_command("twinrun.programs.audit", backend, seed),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, errors="replace", start_new_session=True)
     try:
@@ -79,6 +75,16 @@ def audit_backend(backend, seed=0, threads=None, timeout=None):
                          f"{backend} may hang here); allow more time with `twinrun doctor "
                          f"--timeout SEC` or {TIMEOUT_VARIABLE}"}
     return _parse_report(backend, process.returncode, stdout, stderr)
+
+
+def audit_environment(backend, seed=0, threads=None):
+    """The environment of one backend's audit process: the one child environment
+    (`twinrun.launch.child_environment`) of a run with this seed and thread count, determinism
+    on, as `twinrun train` would give it."""
+    from twinrun.launch import child_environment
+    from twinrun.seeds import derive_seeds
+
+    return child_environment(backend, seeds=derive_seeds(seed), threads=threads)
 
 
 def _kill_session(process):

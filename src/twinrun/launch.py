@@ -30,6 +30,7 @@ from pathlib import Path
 
 from twinrun.determinism import environment_for
 from twinrun.errors import TwinrunError
+from twinrun.files import read_json
 from twinrun.store.owners import LAUNCHER_ENV_VAR, this_process
 
 # Seconds a stopped child gets to end after SIGTERM before its group is killed.
@@ -56,17 +57,84 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
-def child_environment(config, extra=None):
-    """The environment of the fresh process for one validated `RunConfig`."""
+def child_environment(backend=None, *, seeds=None, threads=None, determinism=True,
+                      hash_seed="fixed", portable=False, extra=None):
+    """The complete environment of a fresh process, built here for every one twinrun starts:
+    a workload's run (`twinrun train`, a check's replica, a study's run), a user's script under
+    `twinrun check` or a study, the doctor's audit and self-test, and the benchmarks.
+
+    Arguments:
+        backend: the Keras backend to prepare; None prepares every one (a user's script may use
+            any, or several) and leaves `KERAS_BACKEND` as this process has it.
+        seeds: the run's derived seeds (`twinrun.seeds.derive_seeds`); `seeds["hash"]` is the
+            child's `PYTHONHASHSEED`.
+        threads: thread-pool size, or None for the framework's default.
+        determinism: False turns the framework's determinism controls off.
+        hash_seed: `"fixed"` sets `PYTHONHASHSEED` from `seeds["hash"]`; `"random"` leaves
+            hashing randomised (a `PYTHONHASHSEED` of this process is removed). This option
+            alone decides it: `PYTHONHASHSEED` is a seed, and turning determinism off keeps the
+            seeds (as `deterministic(determinism=False)` does), so `--no-determinism` leaves
+            it fixed; `--hash-seed random` is how to let it vary.
+        portable: the `--portable` settings (docs/portable.md).
+        extra: variables the caller adds last (the trace path, the replica's number, ...).
+
+    Example:
+    >>> from twinrun.seeds import derive_seeds
+    >>> env = child_environment("torch", seeds=derive_seeds(7), threads=2, determinism=False)
+    >>> env["PYTHONHASHSEED"] == str(derive_seeds(7)["hash"]), env["TWINRUN_DETERMINISM"]
+    (True, '0')
+    """
+    from twinrun.backends import KERAS_BACKENDS
+
+    if hash_seed not in ("fixed", "random"):
+        raise TwinrunError(f"Expected --hash-seed to be one of fixed, random. Received: "
+                           f"{hash_seed!r}.")
     env = dict(os.environ)
-    hash_seed = config.seeds["hash"] if config.determinism else None
-    env.update(environment_for(config.backend, threads=config.threads,
-                               determinism=config.determinism, hash_seed=hash_seed,
-                               portable=config.portable))
+    preset = set()
+    for name in [backend] if backend else KERAS_BACKENDS:
+        prepared = environment_for(name, threads=threads, determinism=determinism,
+                                   portable=portable)
+        preset.update(prepared.pop("TWINRUN_PRESET_VARIABLES").split(","))
+        env.update(prepared)
+    if backend is None:
+        env.pop("KERAS_BACKEND", None)
+        if "KERAS_BACKEND" in os.environ:
+            env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
+    if hash_seed == "fixed":
+        env["PYTHONHASHSEED"] = str(seeds["hash"])
+        preset.add("PYTHONHASHSEED")
+    else:
+        env.pop("PYTHONHASHSEED", None)
+    env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+def run_environment(config, extra=None, hash_seed="fixed"):
+    """`child_environment` of one validated `RunConfig` (a built-in workload's run)."""
+    return child_environment(config.backend, seeds=config.seeds, threads=config.threads,
+                             determinism=config.determinism, hash_seed=hash_seed,
+                             portable=config.portable, extra=extra)
+
+
+def program_command(module, *args):
+    """The command line that runs twinrun's program `module` (`python -m module ARGS`) in a
+    fresh process with this interpreter.
+
+    Example:
+    >>> program_command("twinrun.programs.worker", "run.config.json")[1:]
+    ['-m', 'twinrun.programs.worker', 'run.config.json']
+    """
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def worker_command(config_path, result_path, quiet=True):
+    """The command of the worker program that trains one `RunConfig` (see
+    `twinrun.programs.worker`): without `quiet`, it shows its progress on the terminal."""
+    return program_command("twinrun.programs.worker", config_path, result_path,
+                           *(["--quiet"] if quiet else []))
 
 
 def _parent_death_signal():
@@ -309,12 +377,9 @@ def run_in_fresh_process(config, *, show_progress=True, extra_env=None, timeout=
         workdir = Path(workdir)
         config_path, result_path = workdir / "run.config.json", workdir / "run.result.json"
         config_path.write_text(json.dumps(config.to_dict()))
-        command = [sys.executable, "-m", "twinrun.programs.worker", str(config_path),
-                   str(result_path)]
-        if not show_progress:
-            command.append("--quiet")
+        command = worker_command(config_path, result_path, quiet=not show_progress)
         with stop_on_signals():
-            child = ChildProcess(command, child_environment(config, extra_env),
+            child = ChildProcess(command, run_environment(config, extra_env),
                                  log_path=workdir / "run.log", echo=show_progress)
             try:
                 code = child.wait(timeout=timeout)
@@ -328,7 +393,7 @@ def run_in_fresh_process(config, *, show_progress=True, extra_env=None, timeout=
                 child.stop(reason)
                 mark_unfinished(config.store, read_run_id(result_path), "stopped", reason)
                 raise
-        result = _read_json(result_path)
+        result = read_json(result_path)
         if result is not None and "error" in result:
             raise TwinrunError(result["error"])
         if code != 0 or result is None:
@@ -338,10 +403,3 @@ def run_in_fresh_process(config, *, show_progress=True, extra_env=None, timeout=
                 f"The run's process exited with code {code} without a result; the end of its "
                 f"log:\n{child.log_tail(8)}")
         return result
-
-
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None

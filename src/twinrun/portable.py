@@ -6,9 +6,7 @@ with the literals twinrun ships, which two CPU models agreed on (docs/portable.m
 """
 
 import json
-import os
 import subprocess
-import sys
 
 from twinrun.backends import is_installed
 from twinrun.errors import TwinrunError
@@ -30,7 +28,8 @@ def portable_selftest(threads=SELF_TEST_THREADS, timeout=SELF_TEST_TIMEOUT_S):
     has `first_difference`: the step and tensor), and None when the test could not be made
     (torch missing, another torch version). `message` says it in one sentence.
     """
-    from twinrun.determinism import environment_for
+    from twinrun.launch import child_environment
+    from twinrun.seeds import DEFAULT_SEED, derive_seeds
     from twinrun.determinism.common import portable_cpu_problem
     from twinrun.workloads.portable_probe import EXPECTED, first_difference
 
@@ -52,8 +51,8 @@ def portable_selftest(threads=SELF_TEST_THREADS, timeout=SELF_TEST_TIMEOUT_S):
                              f"{EXPECTED['torch']} to run the self-test.")
         return result
     for count in threads:
-        env = dict(os.environ)
-        env.update(environment_for("torch", threads=count, portable=True))
+        env = child_environment("torch", seeds=derive_seeds(DEFAULT_SEED), threads=count,
+                                portable=True)
         run = _run_probe(count, env, timeout)
         run["first_difference"] = first_difference(run)
         result["runs"].append(run)
@@ -83,7 +82,9 @@ def portable_selftest(threads=SELF_TEST_THREADS, timeout=SELF_TEST_TIMEOUT_S):
 
 
 def _run_probe(threads, env, timeout):
-    command = [sys.executable, "-m", "twinrun.programs.portable_selftest", str(threads)]
+    from twinrun.launch import program_command
+
+    command = program_command("twinrun.programs.portable_selftest", threads)
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True,
                               errors="replace", timeout=timeout)

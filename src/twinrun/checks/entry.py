@@ -32,9 +32,10 @@ from twinrun.checks.localize import (localize_divergence, place_sampled_divergen
                                      trace_every_environment)
 from twinrun.checks.planning import (per_replica, plan_replicas, validate_hash_seed,
                                      validate_replicas)
-from twinrun.checks.replicas import ReplicaSpec, python_command, run_replicas
+from twinrun.checks.replicas import ReplicaSpec, run_replicas
 from twinrun.checks.verdict import DIVERGED
 from twinrun.errors import TwinrunError
+from twinrun.files import finite, read_json
 
 
 def new_check_id():
@@ -70,7 +71,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
         verdict = check_workload(RunConfig(backend="torch", seed=7), n=2)
         verdict.verdict  # 'identical'
     """
-    from twinrun.launch import child_environment, mark_unfinished, read_run_id
+    from twinrun.launch import mark_unfinished, read_run_id, run_environment, worker_command
     from twinrun.store import Store
     from twinrun.train import prepare
 
@@ -101,15 +102,11 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
             config_path.write_text(json.dumps(c.to_dict()))
             result_path.unlink(missing_ok=True)
             Path(c.trace).unlink(missing_ok=True)
-            env = child_environment(c, {"TWINRUN_REPLICA": str(i),
-                                        **trace_every_environment(trace_every),
-                                        **(extra_env or {})})
-            if hash_seed == "random":
-                env.pop("PYTHONHASHSEED", None)
+            env = run_environment(c, {"TWINRUN_REPLICA": str(i),
+                                      **trace_every_environment(trace_every),
+                                      **(extra_env or {})}, hash_seed=hash_seed)
             result.append(ReplicaSpec(
-                label=f"replica {i}",
-                command=python_command("twinrun.programs.worker", config_path, result_path,
-                                       "--quiet"),
+                label=f"replica {i}", command=worker_command(config_path, result_path),
                 env=env, trace=Path(c.trace), log=directory / f"replica-{i}{tag}.log",
                 result=result_path))
         return result
@@ -125,7 +122,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
                                 timeout=timeout, progress=progress,
                                 on_end=on_end if config.record else None,
                                 compare=compared_while_running(judging))
-        results = [_read_result(o.spec.result) for o in outcomes]
+        results = [read_json(o.spec.result) for o in outcomes]
         verdict = judge_outcomes(judging, outcomes, results, plan)
         if verdict.verdict == DIVERGED and trace_every > 1:
             place_sampled_divergence(verdict, lambda extra: specs(extra, tag=".dense"),
@@ -176,7 +173,6 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         verdict.verdict  # 'identical', or 'diverged' with verdict.first_divergence
     """
     from twinrun.backends import KERAS_BACKENDS, resolve_backend
-    from twinrun.determinism import environment_for
     from twinrun.seeds import derive_seeds, validate_seed
     from twinrun.store import Store
 
@@ -187,7 +183,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     validate_seed(seed)
     plan = plan_replicas(n, threads or [None] * n, parallel, judged_lockstep(judging, lockstep))
     # A script may use any framework (or several): without --backend, prepare them all.
-    backends = [resolve_backend(backend)] if backend else list(KERAS_BACKENDS)
+    backend = resolve_backend(backend) if backend else None
+    backends = [backend] if backend else list(KERAS_BACKENDS)
     shown = program.label if program is not None else " ".join(map(str, command))
     command, target = resolve_command(command)
     if program is not None:
@@ -201,29 +198,13 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
     def specs(extra_env=None, tag=""):
         result = []
         for i in range(n):
-            replica_threads = threads[i] if threads else None
-            env = dict(os.environ)
-            preset = set()
-            for name in backends:
-                prepared = environment_for(
-                    name, threads=replica_threads, determinism=determinism[i],
-                    hash_seed=seeds["hash"] if hash_seed == "fixed" else None,
-                    portable=portable)
-                preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
-                env.update(prepared)
-            env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
-            if backend is None:
-                env.pop("KERAS_BACKEND", None)
-                if "KERAS_BACKEND" in os.environ:
-                    env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
-            if hash_seed == "random":
-                env.pop("PYTHONHASHSEED", None)
             trace = directory / f"replica-{i}{tag}.trace"
             trace.unlink(missing_ok=True)
-            env.update(TWINRUN_TRACE=str(trace), TWINRUN_REPLICA=str(i), TWINRUN_SEED=str(seed),
-                       PYTHONUNBUFFERED="1", **trace_every_environment(trace_every),
-                       **(environment or {}), **(extra_env or {}))
-            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            env = command_replica_environment(
+                i, trace, backend=backend, seed=seed, threads=threads[i] if threads else None,
+                determinism=determinism[i], hash_seed=hash_seed, portable=portable,
+                extra={**trace_every_environment(trace_every), **(environment or {}),
+                       **(extra_env or {})})
             result.append(ReplicaSpec(label=f"replica {i}", command=list(command), env=env,
                                       trace=trace, log=directory / f"replica-{i}{tag}.log"))
         return result
@@ -273,6 +254,29 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         records.close()
 
 
+def command_replica_environment(replica, trace, *, backend, seed, threads=None,
+                                determinism=True, hash_seed="fixed", portable=False, extra=None):
+    """The environment of replica `replica` of a user's command (`check_command`): the one
+    child environment (`twinrun.launch.child_environment`), plus where the replica writes its
+    trace, its number, and the check's seed that `twinrun.deterministic()` takes.
+
+    Arguments:
+        replica: the replica's number (0 first).
+        trace: the trace file it writes.
+        backend: a resolved backend name, or None to prepare every Keras backend.
+        seed, threads, determinism, hash_seed, portable: as for `check_command`, for this
+            replica.
+        extra: variables added last (`check_command`'s `environment`, localisation's step).
+    """
+    from twinrun.launch import child_environment
+    from twinrun.seeds import derive_seeds
+
+    return child_environment(backend, seeds=derive_seeds(seed), threads=threads,
+                             determinism=determinism, hash_seed=hash_seed, portable=portable,
+                             extra={"TWINRUN_TRACE": str(trace), "TWINRUN_REPLICA": str(replica),
+                                    "TWINRUN_SEED": str(seed), **(extra or {})})
+
+
 def _ending(outcome):
     """The store status and reason of a replica that did not finish by itself."""
     if outcome.failure:
@@ -316,7 +320,8 @@ def _record_check(store, check_id, verdict, *, kind, label, folder):
 
 def verdict_json(verdict):
     """The verdict as `twinrun check --json` prints it (and `twinrun show CHECK_ID --json`)."""
-    return json.dumps(verdict.to_dict(), default=float)
+    # JSON has no NaN: a loss that became NaN is null, so every parser reads the verdict.
+    return json.dumps(finite(verdict.to_dict()), default=float, allow_nan=False)
 
 
 def check_function(fn, *, n=2, **options):
@@ -368,12 +373,3 @@ def _no_trace_message(outcome, command):
     return (f"Replica {replica} wrote no trace: twinrun's hooks enter only a `python` "
             f"command, so add `twinrun.keras.Trace()` to model.fit's callbacks, or a "
             f"`twinrun.torch.Tracer` to your training loop.")
-
-
-def _read_result(path):
-    if path is None:
-        return None
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None

@@ -16,8 +16,6 @@ anyone can be read safely.
 
 import io
 import json
-import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from twinrun.errors import TwinrunError
+from twinrun.files import atomic_file
 from twinrun.trace.format import Trace
 from twinrun.trace.steps import StepTable
 
@@ -160,10 +159,9 @@ def write_reference(path, trace, identity, *, environment, snapshots=False, port
         "columns": list(arrays),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+    # Written whole or not at all; shared (committed) like any file the user makes.
+    with atomic_file(path) as out:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.comment = COMMENT
             archive.writestr(HEADER, json.dumps(header, indent=1, allow_nan=True))
             for name, column in arrays.items():
@@ -172,14 +170,6 @@ def write_reference(path, trace, identity, *, environment, snapshots=False, port
                 archive.writestr(f"steps/{name}.npy", buffer.getvalue())
             for name, source in kept:
                 archive.write(source, f"snapshots/{name}")
-        # mkstemp makes the file private; a reference is meant to be shared (committed).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -13,7 +13,6 @@ how each replica ended, so its store row never stays `running`.
 """
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,8 +235,3 @@ def _states(pending, running, finished):
     states.update({r.spec.label: ("running", len(r.reader.trace.steps)) for r in running})
     states.update({o.spec.label: ("done", len(o.reader.trace.steps)) for o in finished})
     return states
-
-
-def python_command(module, *args):
-    """A command that runs `python -m module args` with this interpreter."""
-    return [sys.executable, "-m", module, *map(str, args)]

@@ -37,7 +37,8 @@ def _switch_list(ctx, param, value):
 @click.option("--determinism", "determinism_list", default=None, callback=_switch_list,
               metavar="on|off[,...]", help="Determinism per replica, e.g. on,off.")
 @click.option("--hash-seed", default="fixed", show_default=True, metavar="fixed|random",
-              help="Fix PYTHONHASHSEED in every replica, or leave hashing randomised.")
+              help="Fix PYTHONHASHSEED in every replica (--no-determinism keeps it fixed: it "
+                   "is a seed), or leave hashing randomised.")
 @click.option("--parallel", default=None, type=int,
               help="With --no-lockstep: replicas run at a time (default: as many as the CPUs "
                    "hold at their thread count). A value below -n implies --no-lockstep.")

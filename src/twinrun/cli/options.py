@@ -1,7 +1,6 @@
 """Options shared by several commands, and the argument helpers they share."""
 
 import json
-import math
 
 import click
 
@@ -94,13 +93,6 @@ def notebook_target(command, parameters=()):
 
 def json_text(value):
     """One JSON object; a non-finite number (an infinite effect size) becomes null."""
-    def clean(item):
-        if isinstance(item, float) and not math.isfinite(item):
-            return None
-        if isinstance(item, dict):
-            return {key: clean(v) for key, v in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [clean(v) for v in item]
-        return item
+    from twinrun.files import finite
 
-    return json.dumps(clean(value), indent=2, allow_nan=False)
+    return json.dumps(finite(value), indent=2, allow_nan=False)

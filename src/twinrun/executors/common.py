@@ -10,11 +10,11 @@ worker on another machine (Ray) needs no access to the driver's store.
 import json
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twinrun.launch import ChildProcess, child_environment
+from twinrun.files import read_json
+from twinrun.launch import ChildProcess, run_environment, worker_command
 
 # The last lines of a failed run's log kept in its error.
 LOG_TAIL_LINES = 6
@@ -104,16 +104,15 @@ class WorkerRun(ChildRun):
         self.config_path = self.folder / "run.config.json"
         self.result_path = self.folder / "run.result.json"
         self.config_path.write_text(json.dumps(config.to_dict()))
-        command = [sys.executable, "-m", "twinrun.programs.worker", str(self.config_path),
-                   str(self.result_path), "--quiet"]
-        self.child = ChildProcess(command, child_environment(config, extra_env),
+        self.child = ChildProcess(worker_command(self.config_path, self.result_path),
+                                  run_environment(config, extra_env),
                                   log_path=self.folder / "run.log")
 
     def outcome(self):
         """The ended run's `Outcome` (call after `poll()` returned a code)."""
         code = self.child.process.poll()
         self.child.finish()
-        result = _read_json(self.result_path)
+        result = read_json(self.result_path)
         if isinstance(result, dict) and "error" in result:
             return Outcome(error=str(result["error"]))
         if code == 0 and isinstance(result, dict):
@@ -139,10 +138,3 @@ def _signal_name(number):
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None

@@ -8,7 +8,6 @@ its final weights fingerprint and environment from its trace, when it wrote one.
 """
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,29 +65,15 @@ class ScriptConfig:
         study's hand-over (`TWINRUN_SEED`, `TWINRUN_SEEDS`, `TWINRUN_METRICS`) and a trace
         path, so a script with `twinrun.keras.Trace()` or a `twinrun.torch.Tracer` gets its
         final weights fingerprinted."""
-        from twinrun.backends import KERAS_BACKENDS
-        from twinrun.determinism import environment_for
         from twinrun.handoff import METRICS_VAR, SEEDS_VAR
+        from twinrun.launch import child_environment
 
-        env = dict(os.environ)
-        preset = set()
-        hash_seed = self.seeds["hash"] if self.determinism else None
-        for name in [self.backend] if self.backend else KERAS_BACKENDS:
-            prepared = environment_for(name, threads=self.threads, determinism=self.determinism,
-                                       hash_seed=hash_seed, portable=self.portable)
-            preset.update(prepared["TWINRUN_PRESET_VARIABLES"].split(","))
-            env.update(prepared)
-        env["TWINRUN_PRESET_VARIABLES"] = ",".join(sorted(preset))
-        if self.backend is None:
-            env.pop("KERAS_BACKEND", None)
-            if "KERAS_BACKEND" in os.environ:
-                env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
-        env.update({"TWINRUN_SEED": str(self.seed), SEEDS_VAR: json.dumps(self.script_seeds()),
-                    METRICS_VAR: str(metrics_path), "TWINRUN_TRACE": str(trace_path),
-                    "TWINRUN_REPLICA": str(self.replica or 0), "PYTHONUNBUFFERED": "1"})
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env.update(extra or {})
-        return env
+        return child_environment(
+            self.backend, seeds=self.seeds, threads=self.threads, determinism=self.determinism,
+            portable=self.portable,
+            extra={"TWINRUN_SEED": str(self.seed), SEEDS_VAR: json.dumps(self.script_seeds()),
+                   METRICS_VAR: str(metrics_path), "TWINRUN_TRACE": str(trace_path),
+                   "TWINRUN_REPLICA": str(self.replica or 0), **(extra or {})})
 
     def launch(self, folder, extra_env=None):
         """Start the run in a fresh process (see `ScriptProcess`)."""

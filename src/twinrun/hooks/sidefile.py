@@ -7,8 +7,9 @@ so a replica that lockstep stops with `os._exit` leaves it complete.
 """
 
 import json
-import os
 from pathlib import Path
+
+from twinrun.files import atomic_file
 
 SUFFIX = ".hooks.json"
 
@@ -20,10 +21,8 @@ def side_path(trace_path):
 
 
 def write_side(trace_path, content):
-    path = side_path(trace_path)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(content, default=str))
-    os.replace(temporary, path)
+    with atomic_file(side_path(trace_path), "w") as out:
+        out.write(json.dumps(content, default=str))
 
 
 def read_side(trace_path):

@@ -9,12 +9,12 @@ written.
 """
 
 import json
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from twinrun.errors import TwinrunError
+from twinrun.files import finite
 
 FORMATS = ("html", "md", "json")
 SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
@@ -79,18 +79,8 @@ def render(report, fmt):
         from twinrun.report.markdown import render_markdown
 
         return render_markdown(report)
-    return json.dumps(_finite(report), indent=2, sort_keys=True, default=str,
+    return json.dumps(finite(report), indent=2, sort_keys=True, default=str,
                       allow_nan=False) + "\n"
-
-
-def _finite(item):
-    if isinstance(item, float) and not math.isfinite(item):
-        return None
-    if isinstance(item, dict):
-        return {key: _finite(value) for key, value in item.items()}
-    if isinstance(item, (list, tuple)):
-        return [_finite(value) for value in item]
-    return item
 
 
 def write_report(store_path, record_id, output=None, fmt=None, *, against=None, metric=None):

@@ -27,7 +27,6 @@ import hashlib
 import http.client
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from twinrun.errors import DataError
+from twinrun.files import atomic_file
 
 DEFAULT_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -408,32 +408,21 @@ def _fetch_verified(url: str, final: Path, spec: _IdxSpec, timeout: float) -> No
         f"nothing was saved as {final}; retry, check --url, or install the Debian package "
         "dataset-fashion-mnist."
     )
-    temporary = None
     try:
-        # In the destination directory, so that os.replace is an atomic rename.
-        fd, temporary = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as out:
+        # Also on KeyboardInterrupt a half-written file does not linger.
+        with atomic_file(final) as out:
             _copy_url(url, out, timeout, nothing_saved)
             out.flush()
-            os.fsync(out.fileno())
-        shown_as = f"{spec.filename} downloaded from {url}"
-        data = _decompressed(Path(temporary), spec, nothing_saved, shown_as=shown_as, gzipped=True)
-        problem = _problem(spec, data, _sha256(data))
-        if problem:
-            raise DataError(f"{shown_as} {problem}; {nothing_saved}")
-        os.replace(temporary, final)
-        temporary = None
+            shown_as = f"{spec.filename} downloaded from {url}"
+            data = _decompressed(Path(out.name), spec, nothing_saved, shown_as=shown_as,
+                                 gzipped=True)
+            problem = _problem(spec, data, _sha256(data))
+            if problem:
+                raise DataError(f"{shown_as} {problem}; {nothing_saved}")
     except OSError as error:
         raise DataError(
             f"Cannot write {final} ({error.strerror or error}); pass a writable --data-dir."
         ) from None
-    finally:
-        # Also on KeyboardInterrupt: a half-written file must not linger.
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
 
 
 def _copy_url(url: str, out, timeout: float, nothing_saved: str) -> None:

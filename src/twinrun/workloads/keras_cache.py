@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
 from twinrun.errors import DataError
+from twinrun.files import atomic_file
 from twinrun.workloads import fashion_mnist
 
 
@@ -84,39 +83,21 @@ def _holds(path: Path, sha256: str) -> bool:
 def _write(source: Path, destination: Path, spec) -> str:
     """Put `source` at `destination` as gzip through a verified temporary file."""
     compress = not str(source).endswith(".gz")
-    temporary = None
     try:
-        fd, temporary = tempfile.mkstemp(dir=destination.parent,
-                                         prefix=f".{destination.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as out:
+        with atomic_file(destination) as out:
             if compress:
                 out.write(gzip.compress(source.read_bytes(), compresslevel=6))
             else:
                 with open(source, "rb") as data:
                     shutil.copyfileobj(data, out)
-        if not _holds(Path(temporary), spec.sha256):
-            raise DataError(f"The copy of {source} in {destination.parent} did not verify "
-                            "(the disk may be full or failing); nothing was saved as "
-                            f"{destination.name}. Free some space and run "
-                            "`twinrun data keras-cache` again.")
-        # mkstemp creates the file readable by its owner only; a cache file is as readable
-        # as any other file the user creates.
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, destination)
-        temporary = None
+            out.flush()
+            if not _holds(Path(out.name), spec.sha256):
+                raise DataError(f"The copy of {source} in {destination.parent} did not verify "
+                                "(the disk may be full or failing); nothing was saved as "
+                                f"{destination.name}. Free some space and run "
+                                "`twinrun data keras-cache` again.")
     except OSError as error:
         raise DataError(f"Cannot write {destination} ({error.strerror or error}); set "
                         "KERAS_HOME to a writable folder.") from None
-    finally:
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
     return "compressed" if compress else "copied"
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
