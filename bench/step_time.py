@@ -4,7 +4,7 @@
         [--determinism on|off] [--trace-blocks] [--warmup 10] [--steps 15] [--blocks 8]
 
 The runner (`bench/run.py`) starts this script with the environment the variant needs
-(`twinrun.determinism.environment_for`, as `twinrun train` does), so what must be in place
+(`twinrun.launch.run_environment`, as `twinrun train` does), so what must be in place
 before the interpreter or the framework starts is. Inside, it does what a `twinrun train` run
 does before training: `twinrun.deterministic(...)` (seeds only with `--determinism off`), the
 seed CNN from `twinrun.workloads.fashion_cnn.build_model` and twinrun's seeded batches; the
