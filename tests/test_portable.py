@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from test_op_localization import assert_names_an_op_of_the_conv_script
 from twinrun.determinism import environment_for
 from twinrun.determinism.common import IMPOSSIBLE, PORTABLE, cpu_flags, portable_cpu_problem
 
@@ -164,6 +165,10 @@ def test_a_plain_reference_diverges_under_another_cpu_capability_and_says_why(tm
                for cause in verdict["likely_causes"]), verdict["likely_causes"]
     assert any("not recorded with --portable" in note and "--rtol" in note
                for note in verdict["notes"])
+    # The reference's settings are replayed here, so the operation and its line are named.
+    localization = verdict["localization"]
+    assert localization["replayed"] is True
+    assert_names_an_op_of_the_conv_script(localization["op"])
 
 
 def test_a_study_asked_to_be_portable_keeps_it_and_other_study_ids_do_not_move():

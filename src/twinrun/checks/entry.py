@@ -28,8 +28,8 @@ from twinrun.checks.commands import HOOKED, hooked_command, resolve_command
 from twinrun.checks.findings import hook_phase_notes
 from twinrun.checks.judging import (_final_fingerprint, judge_outcomes, judged_lockstep,
                                     minimum_replicas, compared_while_running)
-from twinrun.checks.localize import (localize_divergence, place_sampled_divergence,
-                                     trace_every_environment)
+from twinrun.checks.localize import (localize_against_reference, localize_divergence,
+                                     place_sampled_divergence, trace_every_environment)
 from twinrun.checks.planning import (per_replica, plan_replicas, validate_hash_seed,
                                      validate_replicas)
 from twinrun.checks.replicas import ReplicaSpec, run_replicas
@@ -241,8 +241,11 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             place_sampled_divergence(verdict, lambda extra: specs(extra, tag=".dense"),
                                      plan.parallel, timeout, trace_every)
         if verdict.verdict == DIVERGED and localize:
-            localize_divergence(verdict, lambda extra: specs(extra, tag=".localize"), plan.parallel,
-                      timeout)
+            make_specs = lambda extra: specs(extra, tag=".localize")  # noqa: E731
+            if judging is not None and judging.reference is not None:
+                localize_against_reference(verdict, judging.reference, make_specs, timeout)
+            else:
+                localize_divergence(verdict, make_specs, plan.parallel, timeout)
         if program is not None:
             program.locate(verdict, outcomes)
         verdict.notes.append(f"traces and logs in {directory}")

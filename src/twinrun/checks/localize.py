@@ -20,7 +20,8 @@ from twinrun.errors import TwinrunError
 def localize_step(traces, step):
     """Name the layer where the rerun `traces` part ways at `step`.
 
-    Returns a dict with `step`, `layer` (None when not found), `where` (`forward`,
+    Returns a dict with `step`, `op` (the first ATen operation to differ, see `first_op`; None
+    where the framework has no op hook), `layer` (None when not found), `where` (`forward`,
     `backward`, or `optimizer` when only the training state outside the model differs),
     `state` (the names of the optimizer slots and random generator states that differ at
     `step`, when no layer is to blame), `rerun_divergence` (the step the rerun itself
@@ -39,6 +40,7 @@ def localize_step(traces, step):
         result["note"] = ("The rerun did not reach step "
                           f"{step} in every replica, so no layer could be named.")
         return result
+    result["op"] = first_op(records)
     forward = _first_forward(records)
     if forward is not None:
         result.update(layer=forward, where="forward")
@@ -65,7 +67,93 @@ def localize_step(traces, step):
         else:
             result["note"] = (f"At step {step} every layer output and gradient matched; the "
                               "difference arises in the optimizer update.")
+    finest = _finest_place(result["op"], records, traces)
+    if finest:
+        result["note"] = f"{finest} {result['note']}".strip()
     return result
+
+
+def _finest_place(op, records, traces):
+    """The sentence on the operation: which one, or why the layer is the finest place."""
+    if op is not None:
+        return describe_op(op)
+    if any(r.get("ops") for r in records):
+        return ""
+    backend = (traces[0].header or {}).get("backend") if traces else None
+    names = {"tensorflow": "TensorFlow", "jax": "JAX"}
+    if backend in names:
+        return (f"{names[backend]} has no hook below the layer, so the layer is the finest "
+                "place twinrun can name.")
+    return ""
+
+
+def first_op(records):
+    """The first framework operation whose output differs between the rerun replicas' `layers`
+    records (`twinrun.torch.ops`), or None: where the frameworks have no op hook (TensorFlow,
+    JAX), or every op agreed.
+
+    Returns `{"op", "phase", "module", "file", "line", "code", "index"}` (`phase` is
+    `forward`, `backward` or `update`; for a backward op the line is the forward line that
+    made it), with `"sequence_differs": True` and each replica's op when the replicas ran
+    different operations at that point.
+    """
+    lists = [r.get("ops") for r in records]
+    if not lists or any(not ops for ops in lists):
+        return None
+    for i in range(min(len(ops) for ops in lists)):
+        row = [ops[i] for ops in lists]
+        if len({entry.get("op") for entry in row}) > 1:
+            return dict(_op_entry(row[0], i), sequence_differs=True,
+                        ops=[entry.get("op") for entry in row])
+        if len({entry.get("output") for entry in row}) > 1:
+            return _op_entry(row[0], i)
+    if len({len(ops) for ops in lists}) > 1:
+        i = min(len(ops) for ops in lists)
+        longer = next(ops for ops in lists if len(ops) > i)
+        return dict(_op_entry(longer[i], i), sequence_differs=True)
+    return None
+
+
+def _op_entry(entry, index):
+    return {"op": entry.get("op"), "phase": entry.get("phase"), "module": entry.get("module"),
+            "file": entry.get("file"), "line": entry.get("line"), "code": entry.get("code"),
+            "index": index}
+
+
+def describe_op(op):
+    """One sentence naming the operation, its layer and the user's line.
+
+    Example:
+    >>> describe_op({"op": "aten::convolution_backward", "phase": "backward", "module": "0",
+    ...              "file": "/x/train.py", "line": 18, "code": "logits = model(images)"})
+    'The first operation to differ is aten::convolution_backward (backward, in layer 0), whose forward ran at train.py:18: logits = model(images).'
+    """
+    import os
+
+    where = f", in layer {op['module']}" if op.get("module") else ""
+    text = f"The first operation to differ is {op['op']} ({op.get('phase')}{where})"
+    if op.get("file"):
+        place = f"{os.path.basename(op['file'])}:{op['line']}"
+        code = f": {op['code']}" if op.get("code") else ""
+        how = "whose forward ran at" if op.get("phase") == "backward" else "called at"
+        text += f", {how} {place}{code}"
+    return text + "."
+
+
+def replay_reproduces(reference_trace, replay_trace, step):
+    """Whether a local replay matches the reference's recorded step `step` bit for bit (every
+    tensor), so that comparing the replay with this run op by op says where they part."""
+    rows, names = [], None
+    for trace in (reference_trace, replay_trace):
+        index = trace.steps.index_of_step(step)
+        if index is None:
+            return False
+        rows.append(trace.steps[index])
+        names = names if names is not None else trace.names_at(index)
+    try:
+        return compare_step(rows, names) is None
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False  # the reference kept no words for that step
 
 
 def _differing_state(traces, step):
@@ -204,6 +292,64 @@ def place_sampled_divergence(verdict, make_specs, parallel, timeout, every):
         f"{seen}; a rerun tracing every step of {window} placed it exactly: step {exact.step}, "
         f"in {', '.join(exact.variables or exact.records)}.")
     verdict.likely_causes = likely_causes(exact, verdict.environment_diff)
+
+
+def localize_against_reference(verdict, reference, make_specs, timeout):
+    """Name the operation where this run parts from a reference, by replaying the reference here.
+
+    The reference keeps no op records, so the divergent step is rerun twice on this machine:
+    as now, and under the reference's recorded numerics variables and thread count (its
+    `ATEN_CPU_CAPABILITY`, `MKL_CBWR`, ...). When the replay gives the reference's own bits at
+    that step, the two reruns are compared layer by layer and op by op; when it does not (the
+    reference came from another CPU model), the verdict says so and names no operation.
+    """
+    from dataclasses import replace
+
+    from twinrun.environment import NUMERICS_ENV_VARS
+
+    divergence = verdict.first_divergence
+    if (divergence.digest is not None or divergence.step < 0
+            or {"data", "batch"} & set(divergence.records)):
+        return
+    step = divergence.step
+    now = make_specs({"TWINRUN_LOCALIZE_STEP": str(step)})[0]
+    env = dict(now.env)
+    recorded = reference.environment.get("env") or {}
+    for name in NUMERICS_ENV_VARS:
+        if name not in recorded or name == "PYTHONHASHSEED":
+            continue
+        if recorded[name] is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(recorded[name])
+    threads = reference.trace.header.get("threads")
+    if threads:
+        env["TWINRUN_THREADS"] = str(threads)
+    trace = now.trace.with_name(now.trace.name.replace(".trace", ".replay.trace"))
+    trace.unlink(missing_ok=True)
+    env["TWINRUN_TRACE"] = str(trace)
+    replay = replace(now, label="replay of the reference", env=env, trace=trace,
+                     log=now.log.with_name(now.log.name.replace(".log", ".replay.log")))
+
+    def reached(reader):
+        return any(r["step"] == step for r in reader.trace.layers) or reader.trace.finished
+
+    outcomes = run_replicas([replay, now], parallel=2, timeout=timeout, stop_when=reached,
+                            compare=False)
+    traces = [o.reader.trace for o in outcomes]
+    if not replay_reproduces(reference.trace, traces[0], step):
+        verdict.localization["note"] += (
+            f" Replayed here under the reference's recorded settings, step {step} did not give "
+            "the reference's bits (it was recorded on another CPU or with other versions), so "
+            "no operation can be named on this machine.")
+        return
+    result = localize_step(traces, step)
+    result["replayed"] = True
+    result["note"] = (f"Replayed here under the reference's recorded settings, which gave its "
+                      f"bits at step {step}: " + (result["note"] or ""))
+    verdict.localization = result
+    if result["layer"] is not None:
+        divergence.layer = result["layer"]
 
 
 def _digest_point(digest):

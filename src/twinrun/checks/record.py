@@ -59,7 +59,10 @@ def check_command_against(command, reference, *, n=1, tolerance=None, seed=0, ba
         n: runs to compare with it.
         tolerance: optional `twinrun.checks.tolerance.Tolerance`.
         findings: static findings to keep in the verdict (`script_findings`).
-        seed, backend, **options: as for `check_command`.
+        seed, backend, **options: as for `check_command`. With `localize` (the default) a
+            divergence is rerun twice here, as now and under the reference's recorded
+            settings, to name the first operation that differs
+            (`twinrun.checks.localize.localize_against_reference`).
 
     Raises `TwinrunError` before running anything when the reference was recorded from
     another command, seed or backend.
@@ -75,8 +78,8 @@ def check_command_against(command, reference, *, n=1, tolerance=None, seed=0, ba
                       identity=identity)
     # A portable reference is checked under the settings it was recorded with.
     options["portable"] = options.get("portable", False) or reference.portable
-    return check_command(command, n=n, seed=seed, backend=backend, localize=False,
-                         judging=judging, **options)
+    options.setdefault("localize", "auto")
+    return check_command(command, n=n, seed=seed, backend=backend, judging=judging, **options)
 
 
 def check_workload_against(config, reference, *, n=1, tolerance=None, **options):

@@ -258,7 +258,7 @@ def _run(checks, command, n, workload, preset, backend, seed, epochs, no_determi
         if reference is not None:
             return checks.check_command_against(list(command), reference, n=_count(n, 1),
                                                 tolerance=tolerance, findings=findings,
-                                                **options)
+                                                localize=localize, **options)
         return checks.check_command(
             list(command), n=_count(n, 2), localize=localize, trace_every=trace_every,
             **options, judging=checks.Judging(tolerance=tolerance, findings=findings))

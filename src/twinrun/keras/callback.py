@@ -101,6 +101,14 @@ class Trace(keras.callbacks.Callback):
             model.train_function = None
             self.probe.attach_keras(model)
             model._twinrun_probed = True
+            if keras.backend.backend() == "torch":
+                # Below every layer on torch: each ATen op (TensorFlow and JAX have no such
+                # hook, so their finest place is the layer).
+                from twinrun.torch.ops import OpRecorder
+
+                probe = self.probe
+                probe.watch_ops(OpRecorder(current_layer=probe.current_layer,
+                                           active=lambda: probe.active))
         if self._batch_loss is None:
             self._batch_loss = BatchLoss.attach(model)
         if self.in_step and self._in_step is None and self.probe is None:

@@ -7,6 +7,7 @@ backticks, brackets, `|` in tables) are backslash-escaped.
 """
 
 import html
+from pathlib import Path
 
 from twinrun.report.formatting import interval, number, short_fingerprint
 from twinrun.report.runs import _environment_pairs
@@ -133,6 +134,7 @@ def _check(report):
     if divergence:
         localization = verdict.get("localization") or {}
         layer = divergence.get("layer") or localization.get("layer") or {}
+        op = localization.get("op") or {}
         variables = divergence.get("variables") or []
         shown = ", ".join(str(v) for v in variables[:MAX_NAMES])
         if len(variables) > MAX_NAMES:
@@ -145,6 +147,11 @@ def _check(report):
             ("layer class", layer.get("class")),
             ("found in", localization.get("where")),
             ("first gradient to differ", layer.get("variable")),
+            ("first operation to differ", op.get("op")),
+            ("operation ran in", op.get("phase") and f"{op['phase']} pass"
+             + (f", layer {op['module']}" if op.get("module") else "")),
+            ("source line", op.get("file") and f"{Path(op['file']).name}:{op.get('line')}: "
+             f"{op.get('code') or ''}"),
             ("optimizer / generator state", ", ".join(map(str, localization.get("state") or []))),
             ("localisation note", localization.get("note")),
             ("tensors that differ", shown)])]

@@ -205,6 +205,10 @@ class Tracer:
     def _attach_hooks(self):
         probe = self.probe
         probe.armed = True
+        from twinrun.torch.ops import OpRecorder
+
+        names = {id(m): name or type(m).__name__ for name, m in self.model.named_modules()}
+        probe.watch_ops(OpRecorder(names, active=lambda: probe.active))
 
         for name, module in self.model.named_modules():
             if list(module.children()):

@@ -28,6 +28,10 @@ class LayerProbe:
         self.armed = True  # Keras disarms it outside training batches (validation)
         self.forward = []
         self.backward = []
+        # A framework's op recorder (`twinrun.torch.ops.OpRecorder`), armed for the probed
+        # step only: torch has a hook below every layer, TensorFlow and JAX have none.
+        self.ops = None
+        self._layers = []  # the Keras layers whose call runs now, innermost last
 
     @classmethod
     def from_environment(cls):
@@ -37,6 +41,16 @@ class LayerProbe:
     @property
     def active(self):
         return self.armed and self.current_step == self.step
+
+    def watch_ops(self, recorder):
+        """Record every framework op of the probed step with `recorder` (which has `arm(on)`,
+        `take()` and `tag(outputs, layer_name)`)."""
+        self.ops = recorder
+        recorder.arm(self.current_step == self.step)
+
+    def current_layer(self):
+        """The name of the Keras layer whose call runs now, or None."""
+        return self._layers[-1] if self._layers else None
 
     def _emit(self, tensor, store):
         """Digest `tensor` now, or when JAX makes it concrete (inside a traced function)."""
@@ -58,7 +72,13 @@ class LayerProbe:
         probe = self
 
         def call(*args, **kwargs):
-            outputs = original(*args, **kwargs)
+            probe._layers.append(layer.name)
+            try:
+                outputs = original(*args, **kwargs)
+            finally:
+                probe._layers.pop()
+            if probe.ops is not None and probe.active:
+                probe.ops.tag(outputs, layer.name)
             if probe.active and args:
                 entry = {"layer": layer.name, "class": type(layer).__name__}
                 probe.forward.append(entry)
@@ -112,10 +132,15 @@ class LayerProbe:
                 import jax
 
                 jax.effects_barrier()  # digests of traced values arrive through callbacks
-            writer.write({"kind": "layers", "step": step, "forward": self.forward,
-                          "backward": self.backward})
+            record = {"kind": "layers", "step": step, "forward": self.forward,
+                      "backward": self.backward}
+            if self.ops is not None:
+                record["ops"] = self.ops.take()
+            writer.write(record)
             self.forward, self.backward = [], []
         self.current_step = step + 1
+        if self.ops is not None:
+            self.ops.arm(self.current_step == self.step)
 
 
 def _leaf_layers(model):

@@ -6,6 +6,9 @@ Steps and epochs read as the JSON verdict holds them: `first_divergence.step` an
 count from 0, and `weight_distance[].epoch` is the number of epochs finished.
 """
 
+from pathlib import Path
+
+from twinrun.checks.causes import environment_changes
 from twinrun.report.formatting import number, where
 from twinrun.report.html import svg
 from twinrun.report.headline import check_reading
@@ -144,7 +147,8 @@ def _step_mark(divergence):
 def _growth(verdict, divergence):
     plots = []
     growth = verdict.get("loss_growth") or []
-    if growth:
+    if sum(1 for g in growth if g.get("max_abs_loss_diff")) >= 2:
+        # One point or none on a log scale is an empty box: the sentence below says it.
         chart = svg.line_chart(
             [("max |Δloss|", [g["step"] for g in growth],
               [g.get("max_abs_loss_diff") for g in growth])],
@@ -168,10 +172,48 @@ def _growth(verdict, divergence):
         plots.append(figure(chart, "The largest relative distance of any replica's weights "
                                    "from replica 0's, from the snapshot after each epoch."))
     if not plots:
-        return section("Divergence growth", paragraph(
-            "The replicas stopped at the first difference (lockstep), so there is no growth to "
-            "show; `twinrun check --no-lockstep` trains each to its end.", class_="note"))
+        return section("Divergence growth", paragraph(_no_growth(verdict, growth),
+                                                      class_="note"))
     return section("Divergence growth", tag("div", plots, class_="grid"))
+
+
+def _no_growth(verdict, growth):
+    """The one sentence that replaces an empty growth panel."""
+    steps = [g["step"] for g in growth]
+    largest = max((g.get("max_abs_loss_diff") or 0 for g in growth), default=0)
+    seen = (f" The losses were compared over {len(steps)} step{'s' if len(steps) != 1 else ''} "
+            f"(largest |Δloss| {largest:.3g})." if steps else "")
+    if any(r.get("stopped_early") for r in verdict.get("replicas") or []):
+        return ("The replicas stopped at the first difference (lockstep), so there is no "
+                "growth to show." + seen + " `twinrun check --no-lockstep` trains each to its "
+                "end.")
+    return "There is too little to plot: fewer than two steps with unequal losses." + seen
+
+
+def _operation_rows(verdict, localization):
+    """The first operation to differ, its line, and what differed in the kernels."""
+    op = localization.get("op") or {}
+    rows = []
+    if op:
+        rows.append(("first operation to differ", Html(tag("code", op.get("op")))))
+        rows.append(("operation ran in", f"{op.get('phase')} pass"
+                     + (f", layer {op['module']}" if op.get("module") else "")))
+        if op.get("file"):
+            place = f"{Path(op['file']).name}:{op.get('line')}"
+            label = ("its forward line" if op.get("phase") == "backward" else "called at")
+            rows.append((label, Html(join([tag("code", place), " ",
+                                           tag("code", op.get("code") or "")]))))
+    kernels = [d for d in verdict.get("environment_diff") or []
+               if d["key"] in _KERNEL_KEYS]
+    if kernels:
+        rows.append(("instruction set and threads", "; ".join(environment_changes(kernels))))
+    return rows
+
+
+# What decides which kernels run (their vector width, their split over threads).
+_KERNEL_KEYS = ("framework.cpu_capability", "cpu.isa", "cpu.identity", "threads.intra_op",
+                "threads.inter_op", "env.ATEN_CPU_CAPABILITY", "env.ONEDNN_MAX_CPU_ISA",
+                "env.MKL_CBWR", "env.TWINRUN_PORTABLE")
 
 
 def _first_divergence(verdict, divergence):
@@ -187,6 +229,7 @@ def _first_divergence(verdict, divergence):
                  ("found in", _found_in(localization.get("where"), layer))]
         if layer.get("variable"):
             rows.append(("first gradient to differ", Html(tag("code", layer["variable"]))))
+    rows += _operation_rows(verdict, localization)
     state = localization.get("state") or []
     if state:
         rows.append(("optimizer / generator state that differs", _names(state)))
