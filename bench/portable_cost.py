@@ -41,7 +41,10 @@ def one_run(framework, portable, threads, args):
     if done.returncode != 0:
         raise SystemExit(f"step_time.py failed: {done.stderr.strip().splitlines()[-1:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    own = (result.get("load") or {}).get("own_cores")
     return {"portable": portable, "plain_ms": result["plain_ms"],
+            # Wall time swings with what else runs; CPU time per step far less.
+            "cpu_ms_per_step": result["plain_ms"] * own if own else None,
             "impossible_controls": result["impossible_controls"],
             "loadavg_before": [round(v, 2) for v in load_before],
             "loadavg_after": [round(v, 2) for v in os.getloadavg()],
@@ -63,9 +66,13 @@ def main():
     runs = [one_run(args.framework, portable, args.threads, args) for portable in order]
     medians = {key: statistics.median(r["plain_ms"] for r in runs if r["portable"] == flag)
                for key, flag in (("plain", False), ("portable", True))}
+    cpu = {key: statistics.median(r["cpu_ms_per_step"] for r in runs if r["portable"] == flag)
+           for key, flag in (("plain", False), ("portable", True))}
     summary = {"framework": args.framework, "threads": args.threads, "runs": runs,
                "median_step_ms": medians,
                "portable_over_plain": medians["portable"] / medians["plain"],
+               "median_cpu_ms_per_step": cpu,
+               "cpu_portable_over_plain": cpu["portable"] / cpu["plain"],
                "note": "shared 2-core machine: other processes ran beside every run (loadavg)"}
     out = BENCH / "results" / f"portable_cost_{args.framework}.json"
     out.write_text(json.dumps(summary, indent=1) + "\n")
