@@ -96,6 +96,7 @@ def test_deterministic_portable_after_aten_picked_avx512_says_it_is_impossible()
     assert result["trained"] != PORTABLE_TRAINED
 
 
+@pytest.mark.slow
 @needs_portable_cpu
 def test_doctor_portable_reproduces_the_shipped_bits_at_1_and_2_threads():
     """The portable self-test, as CI runs it on every machine: the literal is the claim."""
