@@ -3,8 +3,8 @@
     python bench/portable_cost.py [--framework native-torch|torch] [--rounds 3] [--threads 2]
 
 Each run is a fresh `bench/step_time.py` process (determinism on, untraced) whose environment
-comes from the one child-environment builder (`twinrun.launch.child_environment`) with
-`portable` off or on, in the order A B B A A B ..., so each portable run has a plain neighbour
+comes from the one child-environment builder (`twinrun.launch.run_environment`, as `twinrun
+train` builds it) with `portable` off or on, in the order A B B A A B ..., so each portable run has a plain neighbour
 measured seconds apart. The load average is read around every run: on a shared machine the
 medians are comparable with each other, not with a quiet machine's. Writes one JSON object
 (stdout, and bench/results/portable_cost_<framework>.json).
@@ -22,12 +22,12 @@ BENCH = Path(__file__).parent
 
 
 def environment(framework, portable, threads):
-    from twinrun.launch import child_environment
+    from twinrun.launch import run_environment
     from twinrun.runconfig import RunConfig
 
     backend = "torch" if framework == "native-torch" else framework
-    return child_environment(RunConfig(backend=backend, seed=0, threads=threads,
-                                       portable=portable).validated())
+    return run_environment(RunConfig(backend=backend, seed=0, threads=threads,
+                                     portable=portable).validated())
 
 
 def one_run(framework, portable, threads, args):
