@@ -1,0 +1,118 @@
+"""What `twinrun.torch.Tracer` costs a native PyTorch step, in each mode, in one training.
+
+The seed CNN of `bench/native_torch_cnn.py` (Adam, batch 64, random images: the trace's cost
+does not depend on the pixels) trains in blocks of `--steps` steps, the variants taking turns
+block by block (A B C D, then D C B A, ...), so a drift in the machine's speed falls on all of
+them alike:
+
+- `no trace`;
+- `every step`: `Tracer.step` with the whole state's words every step (on a CPU the words run
+  on one thread, `twinrun.fingerprint.torch`);
+- `every step, words on the step's threads`: the same words computed with the training's own
+  intra-op threads (what the tracer did before);
+- `sampled`: a `Tracer(trace_every=K)`, the whole state every K-th step, batch and loss every
+  step.
+
+Each variant's cost is given two ways: its mean step time over the no-trace mean (wall time,
+and this process's CPU time, `time.process_time`), and the mean time of the `Tracer.step`
+call itself over the no-trace step (`trace_*_percent`: wall, and the calling thread's CPU time,
+`time.thread_time`), which a loaded machine disturbs far less than a difference of two step
+times. Prints one JSON line with the machine's load average before and after.
+
+    python bench/torch_trace_modes.py [--rounds 6] [--steps 5] [--every 16]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=5, help="steps per block")
+    parser.add_argument("--every", type=int, default=16, help="K of the sampled variant")
+    args = parser.parse_args()
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import native_torch_cnn as cnn
+    from twinrun.fingerprint import torch as fingerprint_torch
+    from twinrun.torch import Tracer
+
+    load_before = os.getloadavg()
+    model, optimizer = cnn.build(0)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64 * 8, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (64 * 8,), generator=generator)
+    loss_function = torch.nn.CrossEntropyLoss()
+    folder = Path(tempfile.mkdtemp(prefix="twinrun-bench-modes-"))
+    every = Tracer(model, optimizer, path=folder / "every.trace", snapshots=False)
+    threaded = Tracer(model, optimizer, path=folder / "threaded.trace", snapshots=False)
+    threaded._words = fingerprint_torch._words_now  # the words on the step's own threads
+    sampled = Tracer(model, optimizer, path=folder / "sampled.trace", snapshots=False,
+                     trace_every=args.every)
+    variants = {"no trace": None, "every step": every,
+                "every step, words on the step's threads": threaded,
+                f"sampled (every {args.every})": sampled}
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    trace_wall = {name: [] for name in variants}
+    trace_cpu = {name: [] for name in variants}
+    order = list(variants)
+    batch = 0
+    for _ in range(3):  # warm-up: first allocations, the fingerprint plans
+        for tracer in (every, threaded, sampled):
+            optimizer.zero_grad()
+            loss = loss_function(model(x[:64]), y[:64])
+            loss.backward()
+            optimizer.step()
+            tracer.step(loss, (x[:64], y[:64]))
+    for round_ in range(args.rounds):
+        for name in (order if round_ % 2 == 0 else order[::-1]):
+            tracer = variants[name]
+            for _ in range(args.steps):
+                rows = slice(64 * (batch % 8), 64 * (batch % 8 + 1))
+                batch += 1
+                started, started_cpu = time.perf_counter(), time.process_time()
+                optimizer.zero_grad()
+                loss = loss_function(model(x[rows]), y[rows])
+                loss.backward()
+                optimizer.step()
+                if tracer is not None:
+                    traced, traced_cpu = time.perf_counter(), time.thread_time()
+                    tracer.step(loss, (x[rows], y[rows]))
+                    trace_wall[name].append(time.perf_counter() - traced)
+                    trace_cpu[name].append(time.thread_time() - traced_cpu)
+                float(loss.detach())  # what a loop logs; also ends the step
+                wall[name].append(time.perf_counter() - started)
+                cpu[name].append(time.process_time() - started_cpu)
+    for tracer in (every, threaded, sampled):
+        tracer.close()
+    base_wall, base_cpu = statistics.mean(wall["no trace"]), statistics.mean(cpu["no trace"])
+    result = {
+        "threads": torch.get_num_threads(), "rounds": args.rounds, "steps": args.steps,
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "variants": {name: {
+            "wall_ms": round(1e3 * statistics.mean(wall[name]), 1),
+            "cpu_ms": round(1e3 * statistics.mean(cpu[name]), 1),
+            "wall_cost_percent": round(100 * (statistics.mean(wall[name]) / base_wall - 1), 1),
+            "cpu_cost_percent": round(100 * (statistics.mean(cpu[name]) / base_cpu - 1), 1),
+            "trace_wall_percent": round(100 * statistics.mean(trace_wall[name] or [0])
+                                        / base_wall, 2),
+            "trace_cpu_percent": round(100 * statistics.mean(trace_cpu[name] or [0])
+                                       / base_cpu, 2),
+        } for name in variants},
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
