@@ -86,7 +86,7 @@ def render_run(run, out=None):
         ("backend", run["backend"]),
         ("seed", run["seed"]),
         ("preset", run["preset"]),
-        *_group_pairs(run),
+        *group_pairs(run),
         ("started", _when(run["created_at"])),
         ("ended", _when(run["finished_at"])),
         ("wall time", _duration(wall_time(run))),
@@ -139,7 +139,7 @@ def wall_time(run):
     return run.get("wall_time")
 
 
-def _group_pairs(run):
+def group_pairs(run):
     """What a run belongs to, in the words of each: a check's replica, or a study's run."""
     group = run.get("study_id")
     if group is None:

@@ -1,9 +1,11 @@
 """The HTML page of one stored run: learning curves, confusion matrix, per-class scores,
 determinism report and environment."""
 
+from twinrun.report.formatting import short_fingerprint
 from twinrun.report.html import svg
 from twinrun.report.html.page import Html, figure, join, page, pairs, paragraph, section, table, tag
 from twinrun.report.html.shared import environment_pairs, flat_pairs, status_badge, when
+from twinrun.report.runs import group_pairs, wall_time
 
 CURVES = (("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy")))
 
@@ -37,10 +39,10 @@ def _summary(run):
             ("epochs trained", run.get("epochs_trained")),
             ("best epoch (restored)", metrics.get("best_epoch")),
             ("best val_loss", metrics.get("best_val_loss")),
-            ("weights fingerprint", Html(tag("code", run.get("fingerprint") or ""))
+            ("weights fingerprint", Html(tag("code", short_fingerprint(run.get("fingerprint"))))
              if run.get("fingerprint") else None),
-            ("wall time", f"{run['wall_time']:.1f} s" if run.get("wall_time") else None),
-            ("study", run.get("study_id")), ("replica", run.get("replica")),
+            ("wall time", f"{wall_time(run):.1f} s" if wall_time(run) else None),
+            *group_pairs(run),
             ("finished", when(run.get("finished_at")))]
     return section("Summary", pairs(rows))
 
