@@ -172,7 +172,7 @@ def _growth(verdict, divergence):
         plots.append(figure(chart, "The largest relative distance of any replica's weights "
                                    "from replica 0's, from the snapshot after each epoch."))
     if not plots:
-        return section("Divergence growth", paragraph(_no_growth(verdict, growth),
+        return section("Divergence growth", paragraph(prose(_no_growth(verdict, growth)),
                                                       class_="note"))
     return section("Divergence growth", tag("div", plots, class_="grid"))
 

@@ -14,7 +14,7 @@ Each page ends with the runs, failures and the study's definition. Numbers come 
 from twinrun.report.headline import FEW_RUNS
 from twinrun.report.formatting import interval, number
 from twinrun.report.html import svg
-from twinrun.report.html.page import (Html, figure, join, page, pairs, paragraph,
+from twinrun.report.html.page import (Html, figure, join, page, pairs, paragraph, prose,
                                       section, table, tag)
 from twinrun.report.html.shared import flat_pairs, status_badge, when
 from twinrun.report.html.strip import strip_chart
@@ -152,12 +152,12 @@ def _variance_spread(results):
         plots.append(figure(
             svg.bar_chart(bars, title="share of the all-sources variance",
                           y_label="variance / variance of all", reference=reference),
-            "Each source's variance over the variance of the runs that vary everything, with "
+            prose("Each source's variance over the variance of the runs that vary everything, with "
             "its 95 % CI (F distribution). The dashed line: the share that test-set sampling "
             "alone would give (the independent-errors floor of the all runs)."
             + (" Intervals that reach past the chart are cut at its top: with this few runs "
                "a share is known only roughly (`--format json` gives each interval in full)."
-               if cut else "")))
+               if cut else ""))))
     floors = [line.get("floor_sd") for line in sources.values() if line.get("floor_sd")]
     bars = [(source, line["sd"], *_sd_band(line)) for source, line in sources.items()
             if line.get("sd") is not None]
@@ -395,7 +395,7 @@ def _notes(results):
         notes.append("Your script never read the seed of " +
                      ", ".join(results["unread_seeds"]) + ".")
     if notes:
-        parts.append(tag("ul", [tag("li", note) for note in notes], class_="note"))
+        parts.append(tag("ul", [tag("li", prose(note)) for note in notes], class_="note"))
     failures = results.get("failures") or []
     if failures:
         parts.append(paragraph(f"{len(failures)} of {results.get('planned')} runs failed or "
