@@ -1,5 +1,7 @@
 """Shared helpers: run the installed `twinrun` command as a user would, and find its data."""
 
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -51,6 +53,35 @@ def in_ci():
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+def skip_unless_ci(reason):
+    """Skip the calling test for `reason`, or fail it under CI, where a skip would hide that a
+    package or framework the suite needs is missing or broken."""
+    if in_ci():
+        pytest.fail(f"CI must run every test, and this one cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require(module):
+    """Import and return `module` (pytest.importorskip, but failing under CI=true)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        skip_unless_ci(f"needs {module}, which does not import: {error}")
+
+
+def requires(*modules):
+    """A mark: the test needs these importable modules; skipped without them (found by
+    `importlib.util.find_spec`, nothing imported), and failed under CI=true."""
+    return pytest.mark.requires_modules(*modules)
+
+
+def _missing(module):
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
 # A test marked `requires_data` needs the real Fashion-MNIST where twinrun looks for it. On a
 # developer's machine without it, the test is skipped; under CI a skip would hide that the
 # test never ran, so it fails instead.
@@ -58,6 +89,10 @@ requires_data = pytest.mark.requires_data
 
 
 def pytest_runtest_setup(item):
+    for marker in item.iter_markers("requires_modules"):
+        missing = [module for module in marker.args if _missing(module)]
+        if missing:
+            skip_unless_ci(f"needs {', '.join(missing)}, not installed")
     if item.get_closest_marker("requires_data") is None:
         return
     try:

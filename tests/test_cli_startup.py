@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from conftest import require
+
 FRAMEWORKS = ("tensorflow", "jax", "torch", "keras")
 
 PROBE = """
@@ -42,7 +44,7 @@ def test_importing_twinrun_imports_no_framework():
 
 
 def test_twinrun_keras_and_twinrun_torch_load_on_first_use_after_a_plain_import_twinrun():
-    pytest.importorskip("torch")
+    require("torch")
     code = (
         "import json, sys, twinrun\n"
         f"before = sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)\n"

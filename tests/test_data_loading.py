@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import requires, run_cli
 from twinrun.backends import is_installed
 
 SCRIPTS = Path(__file__).parent / "scripts"
 AUGMENT = SCRIPTS / "loader_augment.py"
 
-requires_torch = pytest.mark.skipif(not is_installed("torch"), reason="torch missing")
-requires_tensorflow = pytest.mark.skipif(not is_installed("tensorflow"),
-                                         reason="tensorflow missing")
+requires_torch = requires("torch")
+requires_tensorflow = requires("tensorflow")
 
 
 def run_python(code, backend):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import requires, run_cli, skip_unless_ci
 from twinrun.backends import is_installed
 
 
@@ -37,7 +37,7 @@ def states(report):
     return {c["name"]: c["state"] for c in report["controls"]}
 
 
-BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(not is_installed(b), reason=f"{b} missing"))
+BACKENDS = [pytest.param(b, marks=requires(b))
             for b in ("tensorflow", "jax", "torch")]
 
 EFFECT = {
@@ -142,7 +142,7 @@ def not_pinned(report, name):
     return control
 
 
-@pytest.mark.skipif(not is_installed("tensorflow"), reason="tensorflow missing")
+@requires("tensorflow")
 def test_tensorflow_pools_that_already_started_are_fixed_at_their_size_or_reported_not_pinned():
     # One more thread than TensorFlow's default, so the asked size differs on every machine.
     reports = run_python("import json, os, tensorflow as tf, twinrun\n"
@@ -157,7 +157,7 @@ def test_tensorflow_pools_that_already_started_are_fixed_at_their_size_or_report
     not_pinned(reports[1], "TensorFlow thread pools")
 
 
-@pytest.mark.skipif(not is_installed("torch"), reason="torch missing")
+@requires("torch")
 def test_a_torch_inter_op_pool_already_sized_otherwise_is_reported_not_pinned():
     report = run_python("import json, torch, twinrun\n"
                         "torch.set_num_interop_threads(1)\n"
@@ -168,7 +168,7 @@ def test_a_torch_inter_op_pool_already_sized_otherwise_is_reported_not_pinned():
     assert report["threads"] == {"intra_op": 2, "inter_op": 1}
 
 
-@pytest.mark.skipif(not is_installed("jax"), reason="jax missing")
+@requires("jax")
 def test_xla_flags_and_pool_after_the_jax_backend_started_are_reported_impossible():
     report = run_python("import json, jax, twinrun\n"
                         "jax.devices()\n"
@@ -178,7 +178,7 @@ def test_xla_flags_and_pool_after_the_jax_backend_started_are_reported_impossibl
     not_pinned(report, "XLA CPU thread pool")
 
 
-@pytest.mark.skipif(not is_installed("jax"), reason="jax missing")
+@requires("jax")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_pjrt_nproc_sizes_the_xla_cpu_pool_that_deterministic_pins(threads):
     # The experiment behind determinism/jax.py: XLA's CPU pool has PJRT_NPROC threads
@@ -222,7 +222,7 @@ def test_without_a_seed_outside_check_the_default_seed_is_used_and_said_once():
                                              ("readme_keras.py", "torch")])
 def test_a_script_written_as_the_readme_shows_runs_as_a_plain_python_script(script, backend):
     if not is_installed(backend):
-        pytest.skip(f"{backend} is not installed")
+        skip_unless_ci(f"{backend} is not installed")
     completed = subprocess.run([sys.executable, str(SCRIPTS / script)],
                                env=clean_environment(backend), capture_output=True, text=True,
                                timeout=300)
@@ -235,7 +235,7 @@ def test_a_script_written_as_the_readme_shows_runs_as_a_plain_python_script(scri
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not is_installed("torch"), reason="torch is not installed")
+@requires("torch")
 def test_the_same_readme_script_under_check_takes_the_checks_seed_and_is_identical(tmp_path):
     completed = run_cli("check", "--json", "--seed", "5", "--store", tmp_path / "store",
                         "--", "python", str(SCRIPTS / "readme_torch.py"),
@@ -289,7 +289,7 @@ def thread_digests(**env):
     return json.loads(done.stdout)
 
 
-@pytest.mark.skipif(not is_installed("torch"), reason="torch is not installed")
+@requires("torch")
 def test_the_openmp_wait_policy_leaves_torch_results_bit_identical():
     active = thread_digests(OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="2")
     passive = thread_digests(OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="2")

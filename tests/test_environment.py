@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from conftest import requires, skip_unless_ci
 from twinrun.environment import NUMERICS_ENV_VARS, environment_diff, fingerprint_environment
 from twinrun.errors import BackendError
 
@@ -114,7 +115,7 @@ def test_an_unknown_backend_is_refused_by_name():
 @pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
 def test_naming_a_backend_adds_that_frameworks_build_and_devices_only(backend):
     if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
+        skip_unless_ci(f"{backend} is not installed")
     code = textwrap.dedent(f"""
         import json, sys
         from twinrun.environment import fingerprint_environment
@@ -151,7 +152,7 @@ def fingerprint_in_fresh_process(backend, prelude="", threads=None, **env):
     return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+@requires("torch")
 def test_the_thread_counts_torch_uses_are_recorded_and_a_diff_names_the_intra_op_count():
     # The caller's counts are overruled: with a backend named, the record is what torch uses.
     envs = [fingerprint_in_fresh_process(
@@ -165,7 +166,7 @@ def test_the_thread_counts_torch_uses_are_recorded_and_a_diff_names_the_intra_op
     assert "threads.inter_op" not in {d["key"] for d in differences}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+@requires("jax")
 def test_the_size_of_xlas_cpu_pool_is_recorded_with_the_variable_that_sets_it():
     env = fingerprint_in_fresh_process("jax", PJRT_NPROC="1")
     assert env["threads"] == {"intra_op": 1, "inter_op": None}

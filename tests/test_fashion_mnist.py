@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import fashion_mnist_dir, requires_data
+from conftest import fashion_mnist_dir, requires_data, skip_unless_ci
 from twinrun.cli import main
 from twinrun.errors import DataError
 from twinrun.workloads import fashion_mnist
@@ -135,7 +135,7 @@ def mirror(tmp_path_factory):
 
 def run_twinrun(*args, env=None):
     if not TWINRUN.exists():
-        pytest.skip(f"the twinrun script is not installed beside {sys.executable}")
+        skip_unless_ci(f"the twinrun script is not installed beside {sys.executable}")
     environment = {
         key: value for key, value in os.environ.items()
         if key not in ("TWINRUN_DATA_DIR", "KERAS_HOME")

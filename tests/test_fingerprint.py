@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import require
+
 from twinrun.fingerprint import digest_arrays, tensor_words_for, words_to_hex
 from twinrun.fingerprint import numpy as reference
 from twinrun.fingerprint.common import (
@@ -104,7 +106,7 @@ def to_framework(framework, array):
 
 
 def framework_words(framework, arrays):
-    pytest.importorskip(framework)
+    require(framework)
     return tensor_words_for(framework)([to_framework(framework, a) for a in arrays])
 
 
@@ -169,7 +171,7 @@ def test_fixed_tensors_give_the_pinned_words_in_every_framework(framework):
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_framework_gives_the_reference_words_for_every_dtype_and_shape(framework):
-    pytest.importorskip(framework)
+    require(framework)
     tensors = [to_framework(framework, ARRAYS[name]) for name in NAMES]
     kept = [i for i, t in enumerate(tensors) if t is not None]
     words = tensor_words_for(framework)([tensors[i] for i in kept])
@@ -178,7 +180,7 @@ def test_framework_gives_the_reference_words_for_every_dtype_and_shape(framework
 
 
 def test_jax_gives_the_reference_words_for_64_bit_arrays_with_x64_enabled():
-    pytest.importorskip("jax")
+    require("jax")
     code = (
         "import jax; jax.config.update('jax_enable_x64', True)\n"
         "import numpy as np, jax.numpy as jnp\n"
@@ -192,13 +194,13 @@ def test_jax_gives_the_reference_words_for_64_bit_arrays_with_x64_enabled():
 
 
 def test_jax_refuses_64_bit_host_arrays_it_would_silently_narrow():
-    fingerprint_jax = pytest.importorskip("twinrun.fingerprint.jax")
+    fingerprint_jax = require("twinrun.fingerprint.jax")
     with pytest.raises(TypeError, match="jax_enable_x64"):
         fingerprint_jax.tensor_words([np.zeros(3)])
 
 
 def test_torch_fingerprints_parameters_without_recording_gradients():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     layer = torch.nn.Linear(300, 7)
     words = tensor_words_for("torch")(list(layer.parameters()))
     host = [p.detach().numpy() for p in layer.parameters()]
@@ -209,7 +211,7 @@ def test_torch_fingerprints_parameters_without_recording_gradients():
 
 
 def test_tensorflow_traces_once_and_reads_variables_current_values():
-    tf = pytest.importorskip("tensorflow")
+    tf = require("tensorflow")
     from twinrun.fingerprint import tensorflow as fingerprint_tf
 
     variables = [tf.Variable(np.float32(np.arange(3000))), tf.Variable(np.int32([1, 2]))]
@@ -224,7 +226,7 @@ def test_tensorflow_traces_once_and_reads_variables_current_values():
 
 
 def test_tensorflow_without_xla_gives_the_same_words(monkeypatch):
-    pytest.importorskip("tensorflow")
+    require("tensorflow")
     from twinrun.fingerprint import tensorflow as fingerprint_tf
 
     monkeypatch.setattr(fingerprint_tf, "JIT_COMPILE", False)
@@ -234,7 +236,7 @@ def test_tensorflow_without_xla_gives_the_same_words(monkeypatch):
 
 
 def test_keras_variables_are_fingerprinted_as_their_values():
-    keras = pytest.importorskip("keras")
+    keras = require("keras")
     backend = keras.backend.backend()
     if backend not in FRAMEWORKS:
         pytest.skip(f"Keras runs on {backend}")

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import assert_one_sentence_error, in_ci, run_cli
+from conftest import assert_one_sentence_error, require, run_cli
 from twinrun.cli.export import mlflow_option
 from twinrun.export.fields import mlflow_name
 from twinrun.store import Store
@@ -50,11 +50,8 @@ twinrun.log_metrics(test_loss=val_loss, test_accuracy=1.0 / (1.0 + val_loss))
 
 def needs_mlflow():
     """MLflow, which `make setup` installs (the `test` extra); under CI a skip would hide it."""
-    if in_ci():
-        import mlflow  # noqa: F401
-    else:
-        pytest.importorskip("mlflow")
-        pytest.importorskip("sqlalchemy")
+    require("mlflow")
+    require("sqlalchemy")
 
 
 def search(uri, **filters):

@@ -12,7 +12,9 @@ DOCUMENTED = {
     "quick": (4_800, 1_200, 75, 10, 20),
     "study": (9_600, 2_400, 150, 6, 2),
     "full": (48_000, 12_000, 750, 200, 20),
+    "tiny": (320, 80, 5, 2, 2),
 }
+TEST_IMAGES = {"quick": 10_000, "study": 10_000, "full": 10_000, "tiny": 1_000}
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
@@ -22,6 +24,7 @@ def test_each_preset_has_the_documented_sizes_and_schedule(name):
     assert preset.sizes() == {"train": train, "val": val, "steps_per_epoch": steps,
                               "max_steps": steps * epochs}
     assert (preset.epochs, preset.patience) == (epochs, patience)
+    assert (preset.test_subset or 10_000) == TEST_IMAGES[name]
 
 
 def test_the_quick_and_study_presets_train_at_least_750_steps_so_batchnorm_settles():
@@ -36,16 +39,19 @@ def test_every_workload_preset_is_accepted_by_the_run_configuration():
 
 
 @requires_data
-@pytest.mark.parametrize("name", ["quick", "study"])
+@pytest.mark.parametrize("name", ["quick", "study", "tiny"])
 def test_the_real_split_has_the_sizes_the_preset_states(name):
     preset = fashion_cnn.PRESETS[name]
-    splits = fashion_cnn.make_splits(fashion_mnist.load(), preset)
+    data = fashion_mnist.load()
+    splits = fashion_cnn.make_splits(data, preset)
     sizes = preset.sizes()
     assert (len(splits.x_train), len(splits.x_val)) == (sizes["train"], sizes["val"])
-    assert len(splits.x_test) == 10_000
-    # stratified: every class has the same share in training and validation
+    assert len(splits.x_test) == len(splits.labels_test) == TEST_IMAGES[name]
+    # stratified: every class has the same share in training, validation and test
     assert set(splits.y_train.sum(axis=0)) == {sizes["train"] // 10}
     assert set(splits.y_val.sum(axis=0)) == {sizes["val"] // 10}
+    assert set(splits.y_test.sum(axis=0)) == {TEST_IMAGES[name] // 10}
+    assert (splits.y_test.argmax(axis=1) == splits.labels_test).all()
 
 
 @requires_data

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_sentence_error, run_cli
+from conftest import assert_one_sentence_error, requires, run_cli
 from twinrun.errors import TwinrunError
 from twinrun.checks.reference import FORMAT_VERSION, read_reference, write_reference
 from twinrun.checks.tolerance import Tolerance, judge, percent
@@ -24,15 +24,7 @@ SCRIPTS = Path(__file__).parent / "scripts"
 SCRIPT = ["python", str(SCRIPTS / "torch_epochs.py")]
 
 
-def torch_installed():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_torch = pytest.mark.skipif(not torch_installed(), reason="torch is not installed")
+needs_torch = requires("torch")
 
 
 # -- the file format, without training -----------------------------------------------------------

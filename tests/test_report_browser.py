@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import in_ci, requires_data, run_cli
+from conftest import requires_data, run_cli, skip_unless_ci
 from test_report import ATTRIBUTE_BREAK, SCRIPT_TAG, record_hostile_run
 
 pytestmark = pytest.mark.slow
@@ -49,10 +49,7 @@ def _chromium():
 
 
 def _unavailable(reason):
-    if in_ci():
-        pytest.fail(f"The report browser tests must run under CI: {reason} "
-                    f"(`make setup` installs Chromium and Playwright).", pytrace=False)
-    pytest.skip(reason)
+    skip_unless_ci(f"{reason} (`make setup` installs Chromium and Playwright)")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import require
+
 from twinrun.errors import TwinrunError
 from twinrun.runconfig import RunConfig
 from twinrun.seeds import SOURCE_SEED_LIMIT, SOURCES, derive_seeds, seed_for
@@ -60,7 +62,7 @@ def test_an_override_no_framework_could_take_is_refused_up_front_in_one_sentence
 
 def test_the_largest_override_goes_into_numpy_and_keras_on_torch_and_one_more_would_not():
     # The 31-bit bound is not caution: Keras on the torch backend converts a seed to int32.
-    pytest.importorskip("torch")
+    require("torch")
     largest = SOURCE_SEED_LIMIT - 1
     assert RunConfig(seed_overrides={"init": largest}).validated().seeds["init"] == largest
     code = (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TWINRUN, requires_data, run_cli
+from conftest import TWINRUN, require, requires_data, run_cli
 from twinrun.store import Store
 
 pytestmark = [pytest.mark.slow, requires_data]
@@ -140,7 +140,7 @@ def test_running_the_same_study_command_again_runs_nothing(resumed_study):
 
 def test_a_study_on_a_local_ray_cluster_records_what_the_local_pool_records(resumed_study,
                                                                             tmp_path):
-    pytest.importorskip("ray")
+    require("ray")
     ray_run = run_cli(*STUDY, "--executor", "ray", "--cpus-per-run", "1", "--store", tmp_path,
                       "--json")
     assert ray_run.returncode == 0, ray_run.stderr

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import twinrun
-from conftest import requires_data, run_cli
+from conftest import require, requires_data, run_cli
 from twinrun.cli import main
 from twinrun.errors import TwinrunError
 from twinrun.seeds import derive_seeds, seed_for
@@ -176,7 +176,7 @@ def test_a_seed_the_script_never_read_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_a_script_study_on_a_local_ray_cluster_records_what_the_local_pool_records(tmp_path):
-    pytest.importorskip("ray")
+    require("ray")
     records = {}
     for name, options in (("local", ["--jobs", 2]), ("ray", ["--executor", "ray"])):
         completed = run_cli("variance", "--runs", 2, "--vary", "init,order", *options,

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from conftest import require
+
 from twinrun.trace import TraceReader, TraceWriter, read_trace
 
 WRITER = """
@@ -105,8 +107,8 @@ print(json.dumps({"inside": inside, "after": after, "left_wrapped": left_wrapped
 
 
 def test_the_tensorflow_fingerprint_inside_the_step_gives_each_steps_words(tmp_path):
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("keras")
+    require("tensorflow")
+    require("keras")
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-c", IN_STEP, str(tmp_path / "run.trace")], env=env,
                           capture_output=True, text=True, timeout=300)

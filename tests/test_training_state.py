@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import require, run_cli
 from twinrun.fingerprint import numpy as reference
 from twinrun.trace import read_trace
 
@@ -38,8 +38,8 @@ def test_a_torch_script_with_a_tracer_runs_as_a_plain_script_and_says_so_once(tm
 
 
 def test_a_keras_script_with_trace_runs_as_a_plain_script_and_says_so_once(tmp_path):
-    pytest.importorskip("jax")
-    pytest.importorskip("keras")
+    require("jax")
+    require("keras")
     done = subprocess.run([sys.executable, str(SCRIPTS / "keras_adam_nudge.py"), "--steps", "3"],
                           env=plain_env(KERAS_BACKEND="jax"), cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
@@ -52,7 +52,7 @@ def test_a_keras_script_with_trace_runs_as_a_plain_script_and_says_so_once(tmp_p
 # PyTorch --------------------------------------------------------------------------------------
 
 def test_the_torch_trace_fingerprints_adams_state_and_the_rng_from_the_first_step(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from twinrun.torch import Tracer
 
     torch.manual_seed(0)
@@ -129,8 +129,8 @@ print(json.dumps({"names": trace.names_at(0), "steps": list(trace.steps), "synce
 def keras_run(request, tmp_path_factory):
     """One traced Keras `fit` per backend, shared by the tests below."""
     backend = request.param
-    pytest.importorskip(backend)
-    pytest.importorskip("keras")
+    require(backend)
+    require("keras")
     path = tmp_path_factory.mktemp(backend) / "run.trace"
     done = subprocess.run([sys.executable, "-c", KERAS_STATE, str(path)],
                           env=plain_env(KERAS_BACKEND=backend), capture_output=True, text=True,
@@ -190,7 +190,7 @@ def test_a_one_ulp_change_of_torch_adams_second_moment_is_reported_at_its_step_a
 
 @pytest.mark.slow
 def test_a_one_ulp_change_of_keras_adams_second_moment_is_reported_at_its_step_and_slot(store):
-    pytest.importorskip("jax")
+    require("jax")
     verdict = check_json(store, "--", "python", SCRIPTS / "keras_adam_nudge.py", "--step", "2",
                          env={"KERAS_BACKEND": "jax"})
     assert_reported_in_the_slot(verdict, "optimizer/adam/sequential_hidden_kernel_velocity")

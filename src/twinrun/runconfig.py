@@ -7,7 +7,7 @@ from twinrun.errors import TwinrunError
 from twinrun.seeds import SOURCE_SEED_LIMIT, derive_seeds, validate_seed
 
 WORKLOADS = ("fashion-cnn", "answer-demo")
-PRESETS = ("quick", "study", "full")
+PRESETS = ("quick", "study", "full", "tiny")
 
 
 @dataclass
@@ -18,7 +18,7 @@ class RunConfig:
         workload: `"fashion-cnn"` or `"answer-demo"`.
         backend: Keras backend; None for the one Keras would pick.
         seed: the run seed (every source's seed derives from it, see `twinrun.seeds`).
-        preset: `"quick"`, `"study"` or `"full"` (fashion-cnn only; see `docs/presets.md`).
+        preset: `"quick"`, `"study"`, `"full"` or `"tiny"` (fashion-cnn only; see `docs/presets.md`).
         epochs: override the preset's maximum number of epochs.
         patience: override the early-stopping patience.
         determinism: False trains with seeds only, as a user would by hand.

@@ -10,7 +10,7 @@ backend_option = click.option(
          "else tensorflow).")
 seed_option = click.option("--seed", default=0, type=int, show_default=True, help="Run seed.")
 preset_option = click.option("--preset", default="quick", show_default=True,
-                             metavar="quick|study|full", help="Workload size.")
+                             metavar="quick|study|full|tiny", help="Workload size.")
 # Every command that reads or writes the store says the same about --store.
 STORE_HELP = "The store folder (default: $TWINRUN_STORE, else ./twinrun-runs)."
 store_option = click.option("--store", default=None, metavar="DIR", help=STORE_HELP)

@@ -26,7 +26,7 @@ def _base_options(command):
         click.option("--workload", default="fashion-cnn", show_default=True,
                      metavar="fashion-cnn|answer-demo", help="What each run trains."),
         click.option("--preset", default="study", show_default=True,
-                     metavar="quick|study|full", help="Workload size of each run."),
+                     metavar="quick|study|full|tiny", help="Workload size of each run."),
         backend_option,
         click.option("--seed", default=0, type=int, show_default=True,
                      help="The study's base seed (every run's seeds derive from it)."),
