@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_one_sentence_error, requires_data, run_cli
+from twinrun.store import Store
+from twinrun.trace import read_trace
 
 SCRIPTS = Path(__file__).parent / "scripts"
 pytestmark = pytest.mark.slow
@@ -161,19 +163,56 @@ def test_the_answers_experiment_with_five_replicas_is_identical(store):
 
 # a replica that misbehaves
 
-def test_a_failing_replica_stops_the_others_and_shows_its_stderr(store):
+def replica_records(store):
+    """{replica: (status, error, steps in its trace)} of the one check in `store`, which
+    ended without a verdict (so only its runs are recorded)."""
+    with Store(store, create=False) as opened:
+        runs = [opened.get_run(run["run_id"]) for run in opened.list_runs()]
+    [check_id] = {run["study_id"] for run in runs}
+    folder = Path(store) / "checks" / check_id
+    return {run["replica"]: (run["status"], run["error"],
+                             len(read_trace(folder / f"replica-{run['replica']}.trace").steps))
+            for run in runs}
+
+
+def ended(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_a_failing_replica_stops_the_others_and_shows_its_stderr(tmp_path, store):
+    # 400 steps to train, but replica 1 exits after its second: in lockstep, replica 0 is
+    # stopped at most one step later, and neither process outlives the check.
     completed = run_cli("check", "--store", store, "--parallel", "2",
-                        *script("torch_matmul.py", "--fail-replica", "1", "--steps", "400"))
-    assert completed.returncode == 2
+                        *script("torch_matmul.py", "--fail-replica", "1", "--steps", "400",
+                                "--pid-dir", tmp_path))
     assert_one_sentence_error(completed, "Replica 1 exited with code 3",
+                              "the other replicas were stopped",
                               "boom: replica failed on purpose")
+    records = replica_records(store)
+    assert records[1] == ("failed", "replica 1 exited with code 3", 2)
+    status, error, steps = records[0]
+    assert (status, error) == ("stopped", "stopped by twinrun check: replica 1 exited with code 3")
+    assert steps <= 3
+    assert all(ended(int((tmp_path / f"replica-{r}.pid").read_text())) for r in (0, 1))
 
 
-def test_a_hung_replica_is_stopped_at_the_timeout(store):
+def test_a_hung_replica_is_failed_at_the_timeout_and_the_others_are_stopped(tmp_path, store):
     completed = run_cli("check", "--store", store, "--parallel", "2", "--timeout", "40",
-                        *script("torch_matmul.py", "--hang-replica", "1"))
-    assert completed.returncode == 2
-    assert_one_sentence_error(completed, "did not finish within 40 s")
+                        *script("torch_matmul.py", "--hang-replica", "1", "--pid-dir", tmp_path))
+    assert_one_sentence_error(completed, "Replica 1 did not finish within 40 s",
+                              "raise --timeout")
+    records = replica_records(store)
+    assert records[1] == ("failed", "replica 1 did not finish within 40 s (hung?)", 2)
+    status, error, steps = records[0]
+    assert (status, error) == ("stopped",
+                               "stopped by twinrun check: replica 1 did not finish within 40 s")
+    assert steps <= 3  # of 6: held back in lockstep by the hung replica, then stopped
+    hung = int((tmp_path / "replica-1.pid").read_text())
+    assert ended(hung)  # the sleeping process was ended, not left behind
 
 
 def test_traces_of_different_lengths_are_an_error(store):

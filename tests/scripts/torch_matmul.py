@@ -10,6 +10,7 @@ Extra arguments make misbehaving replicas for the launcher's error paths:
     --hang-replica R    replica R sleeps forever after two steps
     --short-replica R   replica R trains two steps fewer
     --steps N           optimizer steps (default 6)
+    --pid-dir DIR       each replica writes its process id to DIR/replica-R.pid first
 """
 
 import argparse
@@ -26,8 +27,12 @@ parser.add_argument("--steps", type=int, default=6)
 parser.add_argument("--fail-replica")
 parser.add_argument("--hang-replica")
 parser.add_argument("--short-replica")
+parser.add_argument("--pid-dir")
 args = parser.parse_args()
 replica = os.environ.get("TWINRUN_REPLICA")
+if args.pid_dir:
+    with open(os.path.join(args.pid_dir, f"replica-{replica}.pid"), "w") as pid_file:
+        pid_file.write(str(os.getpid()))
 
 CANDIDATE_BATCHES = (256, 2048)
 
