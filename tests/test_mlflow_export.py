@@ -7,6 +7,7 @@ MLflow would refuse, use runs written through the store API.
 """
 
 import json
+import re
 import sys
 
 import click
@@ -135,7 +136,8 @@ def test_a_run_lands_with_params_epoch_metrics_its_fingerprint_as_a_tag_and_json
     assert found.info.run_id == summary["mlflow_run_id"] and found.info.status == "FINISHED"
     with Store(exported["store"], create=False) as store:
         stored = store.get_run(run_id)
-    assert found.data.tags["twinrun.fingerprint"] == stored["fingerprint"] is not None
+    assert found.data.tags["twinrun.fingerprint"] == stored["fingerprint"]
+    assert re.fullmatch("[0-9a-f]{16,32}", stored["fingerprint"])
     assert found.data.tags["twinrun.determinism"] == "on"
     assert found.data.params["seed"] == "0" and found.data.params["config.replica"] == "0"
     client = mlflow.MlflowClient(tracking_uri=exported["uri"])
@@ -181,7 +183,8 @@ def test_a_study_is_a_parent_with_its_summary_and_its_runs_nested(exported, tmp_
     with Store(exported["store"], create=False) as store:
         for run in children:
             stored = store.get_run(run.data.tags["twinrun.record_id"])
-            assert run.data.tags["twinrun.fingerprint"] == stored["fingerprint"] is not None
+            assert run.data.tags["twinrun.fingerprint"] == stored["fingerprint"]
+            assert re.fullmatch("[0-9a-f]{16,32}", stored["fingerprint"])
             assert run.data.metrics["test_loss"] == pytest.approx(stored["metrics"]["test_loss"])
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def test_a_new_run_is_running_until_finished_or_failed(tmp_path):
     assert store.get_run(running)["status"] == "running"
     failed = store.get_run(failing)
     assert (failed["status"], failed["error"]) == ("failed", "The replica crashed with signal 9.")
-    assert failed["finished_at"] is not None
+    assert failed["created_at"] <= failed["finished_at"] <= datetime.now(timezone.utc).isoformat()
 
 
 def test_numpy_scalars_and_arrays_are_stored_as_plain_json(tmp_path):
@@ -212,7 +213,8 @@ def test_a_stopped_run_keeps_its_reason_and_a_finished_run_is_not_overwritten(tm
     assert not store.end_unfinished_run(done, "failed", "too late")
     stopped = store.get_run(running)
     assert (stopped["status"], stopped["error"]) == ("stopped", "twinrun was stopped by SIGTERM")
-    assert stopped["finished_at"] is not None
+    assert stopped["created_at"] <= stopped["finished_at"] <= \
+        datetime.now(timezone.utc).isoformat()
     assert store.get_run(done)["status"] == "finished"
 
 

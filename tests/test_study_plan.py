@@ -6,7 +6,7 @@ import json
 import pytest
 
 from twinrun.errors import TwinrunError
-from twinrun.seeds import derive_seeds
+from twinrun.seeds import derive_seeds, seed_for
 from twinrun.studies.plan import (STUDY_SOURCES, parse_sources, plan_cv, plan_variance,
                                   run_settings, study_id, validate_runs, varied_seed)
 from twinrun.workloads.settings import SETTINGS, parse_settings, validate_settings
@@ -40,7 +40,9 @@ def test_split_keeps_every_seed_and_draws_a_new_split_per_run():
     runs = plan_variance(5, "split", seed=BASE_SEED).runs_of("split")
     assert all(changed_seeds(run) == set() and run.determinism for run in runs)
     assert len({run.split_seed for run in runs}) == 5
-    assert all(run.split_seed is not None and run.perturb_seed is None for run in runs)
+    assert [run.split_seed for run in runs] == [varied_seed(BASE_SEED, "split", i)
+                                                for i in range(5)]
+    assert {run.perturb_seed for run in runs} == {None}
 
 
 def test_perturb_keeps_every_seed_and_carries_its_own_perturbation_seed():
@@ -60,9 +62,10 @@ def test_nondeterminism_keeps_every_seed_and_turns_determinism_off():
 def test_all_varies_every_seed_and_the_split_with_determinism_off():
     runs = plan_variance(3, "all", seed=BASE_SEED).runs_of("all")
     base = derive_seeds(BASE_SEED)
-    for run in runs:
+    for index, run in enumerate(runs):
         assert changed_seeds(run) == set(base)
-        assert run.split_seed is not None and run.determinism is False
+        assert run.split_seed == seed_for(varied_seed(BASE_SEED, "all", index), "split")
+        assert run.determinism is False
     for name in base:
         assert len({run.seeds[name] for run in runs}) == 3
     assert len({run.split_seed for run in runs}) == 3
