@@ -165,6 +165,31 @@ def test_diff_of_replicas_with_1_and_2_threads_marks_the_thread_counts_and_no_eq
 
 
 @pytest.mark.slow
+def test_diff_all_shows_every_row_that_the_default_folds_into_one_line(records):
+    one, two = replicas(records, "check_a")
+    sections = json.loads(_checked(run_cli("diff", one, two, "--store", records["store"],
+                                           "--json")).stdout)["sections"]
+    short = _checked(run_cli("diff", one, two, "--store", records["store"])).stdout
+    full = _checked(run_cli("diff", one, two, "--store", records["store"], "--all")).stdout
+    # More than 12 rows and none differing: one line by default, every row with --all.
+    folded = [section for section in sections if len(section["rows"]) > 12
+              and not any(row["differs"] for row in section["rows"])]
+    assert folded, [(section["title"], len(section["rows"])) for section in sections]
+    for section in folded:
+        count = len(section["rows"])
+        assert (f"{section['title']}: all {count} rows equal or not compared; --all shows "
+                f"them.") in short
+    assert "--all shows them" not in full
+    # A row is "  key  a  b", or "*  key  a  b" when it differs.
+    shown = {line[2:].split("  ")[0].strip() for line in full.splitlines()
+             if line[:2] in ("  ", "* ")}
+    keys = {row["key"] for section in sections for row in section["rows"]}
+    assert keys <= shown, sorted(keys - shown)
+    assert len(full.splitlines()) > len(short.splitlines()) + sum(
+        len(section["rows"]) for section in folded) - len(folded)
+
+
+@pytest.mark.slow
 def test_diff_of_two_study_runs_marks_the_init_seed_they_differ_in_and_not_the_others(records):
     first, second = sorted(ids(records, study_id=records["study"]))
     result = json.loads(_checked(run_cli("diff", first, second, "--store", records["store"],
