@@ -126,11 +126,25 @@ def test_noise_from_a_custom_keras_layer_is_localised_to_its_step_and_layer(back
 
 @requires_data
 def test_tensorflow_with_and_without_determinism_diverge(store):
-    verdict = check("--backend", "tensorflow", "--determinism", "on,off", "--epochs", "1",
+    verdict = check("--backend", "tensorflow", "--preset", "tiny", "--determinism", "on,off",
                     "--no-localize", store=store)
     assert verdict["verdict"] == "diverged"
     keys = {d["key"] for d in verdict["environment_diff"]}
     assert {"env.TF_DETERMINISTIC_OPS", "process.determinism"} <= keys
+
+
+@requires_data
+def test_with_rtol_the_workload_with_and_without_determinism_is_within_tolerance(store):
+    # The same pair as above: the bits part, but ten steps keep every loss within 5 %.
+    completed = run_cli("check", "--json", "--store", store, "--backend", "tensorflow",
+                        "--preset", "tiny", "--determinism", "on,off", "--rtol", "0.05")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+    assert verdict["verdict"] == "within_tolerance"
+    assert verdict["tolerance"] == {"rtol": 0.05, "atol": 0.0}
+    assert 0 < verdict["max_loss_difference"] <= 0.05
+    # No lockstep stop at the first difference: the tolerance needs every step.
+    assert [(r["steps"], r["stopped_early"]) for r in verdict["replicas"]] == [(10, False)] * 2
 
 
 # identical where it should be
@@ -144,6 +158,62 @@ def test_the_quick_fashion_cnn_is_identical_on_each_backend(backend, store):
     assert verdict["steps_compared"] == 150
     fingerprints = {r["fingerprint"] for r in verdict["replicas"]}
     assert len(fingerprints) == 1 and None not in fingerprints
+
+
+@requires_data
+def test_check_report_writes_the_page_of_the_verdict_it_printed(tmp_path, store):
+    page = tmp_path / "pages" / "check.json"
+    page.parent.mkdir()
+    completed = run_cli("check", "--json", "--store", store, "--backend", "torch", "--preset",
+                        "tiny", "--report", page)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+    assert verdict["verdict"] == "identical" and verdict["steps_compared"] == 10
+    report = json.loads(page.read_text())
+    assert report["kind"] == "check"
+    assert report["verdict"] == verdict
+    assert [(losses["replica"], losses["steps"]) for losses in report["replica_losses"]] == [
+        (0, list(range(10))), (1, list(range(10)))]
+    assert report["replica_losses"][0]["loss"] == report["replica_losses"][1]["loss"]
+    [listed] = json.loads(run_cli("checks", "--store", store, "--json").stdout)
+    assert report["check"]["check_id"] == listed["check_id"]
+
+
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+    """`twinrun record --workload`: the tiny preset on torch, recorded once."""
+    folder = tmp_path_factory.mktemp("tiny-reference")
+    path = folder / "tiny.twinrun"
+    completed = run_cli("record", "-o", path, "--workload", "fashion-cnn", "--preset", "tiny",
+                        "--backend", "torch", "--seed", "4", "--store", folder / "store")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return path
+
+
+@requires_data
+def test_record_workload_writes_a_reference_of_every_step(tiny_reference):
+    from twinrun.reference import read_reference
+
+    reference = read_reference(tiny_reference)
+    assert len(reference.trace.steps) == 10
+    identity = reference.identity
+    assert (identity["kind"], identity["workload"], identity["preset"]) == (
+        "workload", "fashion-cnn", "tiny")
+
+
+@requires_data
+def test_check_against_alone_reruns_the_recorded_workload_and_is_identical(tiny_reference,
+                                                                           store):
+    # No COMMAND and no --workload: the reference names what to run.
+    completed = run_cli("check", "--against", tiny_reference, "--json", "--store", store)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    verdict = json.loads(completed.stdout)
+    assert verdict["verdict"] == "identical" and verdict["steps_compared"] == 10
+    assert verdict["replicas"][0]["label"] == "reference"
+    assert verdict["reference"]["path"] == str(tiny_reference)
+    runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
+    assert [(run["preset"], run["backend"], run["seed"]) for run in runs] == [
+        ("tiny", "torch", 4)]
 
 
 def test_the_answers_experiment_with_five_replicas_is_identical(store):
