@@ -1,6 +1,6 @@
 """The HTML reports of real stored records, opened in headless Chromium with the network cut.
 
-Records: one `twinrun train` (torch, quick preset, 2 epochs, its page written by `--report`),
+Records: one `twinrun train` (torch, tiny preset, its page written by `--report`),
 one small real study of each kind (a variance study over init and all, and a 2-fold CV, each run
 one epoch on 200 images, compared with each other), one DIVERGED `twinrun check` of
 a tiny torch script whose replica 1 drifts from step 8 on (localised to a layer named
@@ -35,8 +35,8 @@ PAGE_SECTIONS = {
     "cv": ["Folds", "Fold table", "Runs"],
     "compare": ["Verdict", "A against B", "Is the difference more than seed noise?"],
 }
-# The cheapest real studies with every plot: one epoch on 200 training images per run.
-SMALL_STUDY = ["--preset", "quick", "--set", "epochs=1,subset=200", "--backend", "torch",
+# The cheapest real studies with every plot: the tiny preset, 10 steps a run.
+SMALL_STUDY = ["--preset", "tiny", "--backend", "torch",
                "--threads", "1", "--jobs", "1"]
 
 
@@ -89,7 +89,7 @@ def diverged_check(store):
 @pytest.fixture(scope="session")
 def trained_run(store):
     page = store / "train-report.html"
-    completed = run_cli("train", "--epochs", "2", "--backend", "torch", "--threads", "1",
+    completed = run_cli("train", "--preset", "tiny", "--backend", "torch", "--threads", "1",
                         "--store", store, "--json", "--report", page)
     assert completed.returncode == 0, completed.stderr[-3000:]
     run_id = json.loads(completed.stdout)["run_id"]  # --report leaves stdout one JSON object

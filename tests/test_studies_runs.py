@@ -1,7 +1,7 @@
 """Studies that train for real, in fresh processes: a driver killed with SIGKILL and resumed,
 and the same study on a real local Ray cluster recording what the local pool records.
 
-One small study serves every test (two one-epoch runs on 200 images of the quick preset):
+One small study serves every test (two one-epoch runs of the tiny preset):
 the session fixture runs it, kills its driver mid-study, and resumes it.
 """
 
@@ -19,8 +19,7 @@ from twinrun.store import Store
 
 pytestmark = [pytest.mark.slow, requires_data]
 
-STUDY = ["variance", "--runs", "2", "--vary", "init", "--preset", "quick",
-         "--set", "epochs=1,subset=200"]
+STUDY = ["variance", "--runs", "2", "--vary", "init", "--preset", "tiny", "--set", "epochs=1"]
 COMPARED_METRICS = ("test_accuracy", "test_loss", "best_val_loss", "stopped_epoch")
 
 
@@ -123,7 +122,7 @@ def test_a_driver_killed_mid_study_resumes_to_every_planned_run_exactly_once(res
         assert store.count_runs(study_id=study_id) == 2
         assert store.get_study(study_id)["status"] == "complete"
     for run in records.values():
-        assert len(run["predictions"]) == 10_000  # one byte per test image
+        assert len(run["predictions"]) == 1_000  # one byte per test image of the tiny preset
         assert [epoch["epoch"] for epoch in run["history"]] == [1]
         assert run["environment"]["packages"]
     assert report["sources"]["init"]["n"] == 2

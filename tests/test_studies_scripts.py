@@ -246,8 +246,8 @@ def test_a_pytorch_script_study_varies_init_and_order_and_names_the_dropout_it_l
 @pytest.mark.slow
 @requires_data
 def test_compare_runs_two_set_variants_and_compares_them(tmp_path):
-    completed = run_cli("compare", "--set", "epochs=1,subset=1000", "--set-b",
-                        "learning_rate=0.003", "--runs", 2, "--preset", "quick", "--jobs", 2,
+    completed = run_cli("compare", "--set", "epochs=1", "--set-b",
+                        "learning_rate=0.003", "--runs", 2, "--preset", "tiny", "--jobs", 2,
                         "--store", tmp_path / "store", "--json", timeout=900)
     assert completed.returncode == 0, completed.stderr
     results = json.loads(completed.stdout)
@@ -259,6 +259,5 @@ def test_compare_runs_two_set_variants_and_compares_them(tmp_path):
         studies = {study["study_id"]: store.get_study(study["study_id"])
                    for study in store.list_studies()}
     settings = {sid: study["definition"]["settings"] for sid, study in studies.items()}
-    assert settings[results["study_a"]] == {"epochs": 1, "subset": 1000}
-    assert settings[results["study_b"]] == {"epochs": 1, "subset": 1000,
-                                            "learning_rate": 0.003}
+    assert settings[results["study_a"]] == {"epochs": 1}
+    assert settings[results["study_b"]] == {"epochs": 1, "learning_rate": 0.003}

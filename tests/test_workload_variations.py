@@ -268,12 +268,12 @@ def test_a_fold_run_and_its_one_ulp_twin_differ_at_step_0_in_that_weight_alone_a
         tmp_path):
     from twinrun.launch import run_in_fresh_process
     from twinrun.store import Store
-    from twinrun.workloads import fashion_mnist
+    from twinrun.workloads import fashion_cnn, fashion_mnist
 
     # Both runs: fold 1 of a 4-fold CV over 1,200 images, one epoch, with --set values; the
     # twin also moves one conv1 weight by one ulp before training.
     def run(**fields):
-        config = RunConfig(backend="torch", preset="quick", seed=3, store=str(tmp_path / "s"),
+        config = RunConfig(backend="torch", preset="tiny", seed=3, store=str(tmp_path / "s"),
                            fold={"n_splits": 4, "index": 1, "random_state": 0},
                            settings={"subset": 1200, "epochs": 1, "learning_rate": 2e-3,
                                      "batch_size": 96, "dropout": 0.2},
@@ -303,7 +303,8 @@ def test_a_fold_run_and_its_one_ulp_twin_differ_at_step_0_in_that_weight_alone_a
     assert moved["fingerprint"] != plain["fingerprint"], (
         "no effect: a one-ulp change of conv1 ended with the same weights on this machine")
 
-    labels = fashion_mnist.load().y_test
+    # The tiny preset tests on a stratified 1,000 of the test images.
+    labels = fashion_cnn.make_splits(fashion_mnist.load(), fashion_cnn.PRESETS["tiny"]).labels_test
     for result in (plain, moved):
         # The held-out fold validates (early stopping, best_val_*); the rest trains.
         assert (result["train_size"], result["val_size"]) == (900, 300)
@@ -314,7 +315,7 @@ def test_a_fold_run_and_its_one_ulp_twin_differ_at_step_0_in_that_weight_alone_a
         assert result["best_val_accuracy"] == result["history"][0]["val_accuracy"]
         assert math.isfinite(result["test_loss"])
         predicted = np.frombuffer(bytes.fromhex(result["predictions"]), dtype=np.uint8)
-        assert predicted.size == 10_000
+        assert predicted.size == 1_000
         assert np.mean(predicted == labels) == pytest.approx(result["test_accuracy"])
         per_class = [np.mean(predicted[labels == c] == c) for c in range(10)]
         assert result["class_accuracy"] == pytest.approx(per_class)
