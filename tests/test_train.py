@@ -32,12 +32,18 @@ def shown(run_id, store):
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_another(
         backend, store):
-    first, second, other = train(backend, 7, store), train(backend, 7, store), \
-        train(backend, 8, store)
-    assert first["fingerprint"] == second["fingerprint"]
-    assert first["test_loss"] == second["test_loss"]
-    assert first["history"] == second["history"]
+    first, other = train(backend, 7, store), train(backend, 8, store)
     assert other["fingerprint"] != first["fingerprint"]
+    runs = [first, other]
+    if backend == "tensorflow":
+        # A second fresh process with seed 7: the same bits. On JAX and torch the quick check
+        # of every backend (test_check.py) already runs two fresh processes and compares them
+        # step by step, so one backend here keeps `train`'s own record honest at less cost.
+        second = train(backend, 7, store)
+        assert first["fingerprint"] == second["fingerprint"]
+        assert first["test_loss"] == second["test_loss"]
+        assert first["history"] == second["history"]
+        runs.append(second)
     for result in (first, other):
         assert result["backend"] == backend
         assert (result["epochs_trained"], result["steps_per_epoch"]) == (2, 5)
@@ -52,7 +58,7 @@ def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_an
 
     listed = json.loads(run_cli("runs", "--store", store, "--json").stdout)
     recorded = {r["run_id"]: r for r in listed}
-    assert {first["run_id"], second["run_id"], other["run_id"]} == set(recorded)
+    assert {run["run_id"] for run in runs} == set(recorded)
     assert recorded[first["run_id"]]["fingerprint"] == first["fingerprint"]
     assert recorded[first["run_id"]]["status"] == "finished"
 
