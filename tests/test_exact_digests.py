@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import require, run_cli
 from test_training_state import SCRIPTS
 from twinrun.checks.verdict import EXACT_DIGEST, first_divergence
 from twinrun.trace import Trace, read_trace
@@ -94,7 +94,7 @@ def test_a_point_one_replica_lacks_is_not_compared(tmp_path):
 # What the tracers write ------------------------------------------------------------------------
 
 def test_the_torch_tracer_digests_the_whole_state_at_each_epoch_and_at_its_end(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from twinrun.torch import Tracer
 
     torch.manual_seed(0)
@@ -123,7 +123,7 @@ def test_the_torch_tracer_digests_the_whole_state_at_each_epoch_and_at_its_end(t
 
 
 def test_a_reference_keeps_the_digests(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from twinrun.checks.reference import read_reference, write_reference
     from twinrun.torch import Tracer
 
@@ -192,7 +192,7 @@ def test_the_same_seeded_script_without_the_plant_is_still_identical(store):
 
 @pytest.mark.slow
 def test_the_planted_pattern_after_the_last_keras_step_is_diverged_by_the_exact_digest(store):
-    pytest.importorskip("jax")
+    require("jax")
     code, verdict = check(store, "keras_ulp_pattern.py", env={"KERAS_BACKEND": "jax"})
     assert code == 1
     assert_named_by_the_exact_digest(verdict, "sequential/dense/kernel")

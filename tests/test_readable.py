@@ -149,7 +149,7 @@ def test_short_ids_are_unique_prefixes_of_at_least_eight_characters():
 @requires_data
 def test_at_80_columns_every_listed_id_is_accepted_by_show_and_no_number_is_cut(store):
     _check(store, "--", "python", SCRIPTS / "zero_torch.py", expect=0)
-    cv = run_cli("cv", "--folds", "2", "--preset", "quick", "--set", "epochs=1,subset=200",
+    cv = run_cli("cv", "--folds", "2", "--preset", "tiny", "--set", "epochs=1",
                  "--backend", "torch", "--threads", "1", "--store", store)
     assert cv.returncode == 0, cv.stderr[-3000:]
     runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TWINRUN, assert_one_sentence_error, in_ci, run_cli
+from conftest import TWINRUN, assert_one_sentence_error, require, run_cli
 from twinrun.store import Store
 
 TINY = Path(__file__).parent / "scripts" / "torch_tiny.py"
@@ -32,11 +32,8 @@ def closed_port():
 
 def needs_mlflow():
     """MLflow, which `make setup` installs (the `test` extra); under CI a skip would hide it."""
-    if in_ci():
-        import mlflow  # noqa: F401
-    else:
-        pytest.importorskip("mlflow")
-        pytest.importorskip("sqlalchemy")
+    require("mlflow")
+    require("sqlalchemy")
 
 
 def logged(stderr):
