@@ -1,6 +1,9 @@
 """Studies from the command line without training: bad inputs, and the statistics of studies
-recorded in a real store (runs written as a driver writes them), read back, rendered and
-printed as JSON.
+recorded in a real store (runs written as a driver writes them, with hand-picked metrics so that
+every statistic has a known value), read back, rendered and printed as JSON.
+
+The same commands on studies the real driver ran (every source, a crossed design, `compare A B`,
+"no effect here", cv with repeats) are in test_studies_driver.py.
 """
 
 import json
