@@ -192,7 +192,7 @@ def tiny_reference(tmp_path_factory):
 
 @requires_data
 def test_record_workload_writes_a_reference_of_every_step(tiny_reference):
-    from twinrun.reference import read_reference
+    from twinrun.checks.reference import read_reference
 
     reference = read_reference(tiny_reference)
     assert len(reference.trace.steps) == 10
