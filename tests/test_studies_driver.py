@@ -36,13 +36,14 @@ def study(store, *args):
 
 @pytest.fixture(scope="session")
 def studies(tmp_path_factory):
+    """A variance study of every source, and a cross-validation with repeats (the second arm
+    of `compare`), in one store."""
     store = tmp_path_factory.mktemp("driver-studies") / "store"
     every, every_runs = study(store, "variance", "--runs", 2, "--vary", ",".join(SOURCES),
                               "--metric", "test_loss")
-    slower, slower_runs = study(store, "variance", "--runs", 2, "--vary", "all", "--metric",
-                                "test_loss", "--set", "learning_rate=0.0001")
-    return {"store": store, "every": every, "every_runs": every_runs, "slower": slower,
-            "slower_runs": slower_runs}
+    cv, cv_runs = study(store, "cv", "--folds", 2, "--repeats", 2)
+    return {"store": store, "every": every, "every_runs": every_runs, "cv": cv,
+            "cv_runs": cv_runs}
 
 
 def runs_of(runs, source):
@@ -119,19 +120,22 @@ def test_a_source_with_identical_runs_says_no_effect_here(studies):
 
 
 def test_compare_of_two_recorded_studies_is_the_difference_of_their_runs(studies):
-    every, slower = studies["every"]["study_id"], studies["slower"]["study_id"]
-    completed = run_cli("compare", every, slower, "--store", studies["store"], "--json")
+    # A: the variance study's `all` runs; B: every run of the cross-validation (the metrics
+    # differ, so compare is told which one to read).
+    every, cv = studies["every"]["study_id"], studies["cv"]["study_id"]
+    refused = run_cli("compare", every, cv, "--store", studies["store"])
+    assert refused.returncode == 2 and "different metrics" in refused.stderr, refused.stderr
+    completed = run_cli("compare", every, cv, "--metric", "test_loss", "--store",
+                        studies["store"], "--json")
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout)
     a = [run["metrics"]["test_loss"] for run in runs_of(studies["every_runs"], "all")]
-    b = [run["metrics"]["test_loss"] for run in runs_of(studies["slower_runs"], "all")]
-    assert (report["study_a"], report["study_b"]) == (every, slower)
+    b = [run["metrics"]["test_loss"] for run in studies["cv_runs"].values()]
+    assert (report["study_a"], report["study_b"]) == (every, cv)
     assert math.isclose(report["difference"], statistics.mean(b) - statistics.mean(a))
     assert report["ci95"][0] <= report["difference"] <= report["ci95"][1]
     assert 0 <= report["p_welch"] <= 1 and 0 <= report["p_permutation"] <= 1
-    assert every in report["reading"] and slower in report["reading"]
-    assert {run["config"]["settings"].get("learning_rate") for run in
-            studies["slower_runs"].values()} == {0.0001}
+    assert every in report["reading"] and cv in report["reading"]
 
 
 def test_a_crossed_study_of_init_and_a_dropout_that_drops_nothing(tmp_path):
@@ -155,8 +159,8 @@ def test_a_crossed_study_of_init_and_a_dropout_that_drops_nothing(tmp_path):
     assert report["sources"]["crossed"]["n"] == 4
 
 
-def test_cv_with_repeats_runs_every_fold_of_each_assignment(tmp_path):
-    report, runs = study(tmp_path / "store", "cv", "--folds", 2, "--repeats", 2)
+def test_cv_with_repeats_runs_every_fold_of_each_assignment(studies):
+    report, runs = studies["cv"], studies["cv_runs"]
     folds = {key: run["config"]["fold"] for key, run in runs.items()}
     assert sorted(folds) == ["repeat=0,fold=0", "repeat=0,fold=1", "repeat=1,fold=0",
                              "repeat=1,fold=1"]
