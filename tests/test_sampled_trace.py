@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import assert_one_sentence_error, run_cli
+from conftest import assert_one_sentence_error, require, run_cli
 from test_training_state import SCRIPTS
 from twinrun.checks.localize import last_whole_state_step
 from twinrun.errors import TwinrunError
@@ -31,7 +31,7 @@ def test_the_last_whole_state_step_before_a_divergence():
 
 
 def test_a_sampled_torch_tracer_records_the_state_only_on_sampled_steps(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from twinrun.torch import Tracer
 
     model = torch.nn.Linear(3, 1)
