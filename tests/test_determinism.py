@@ -299,3 +299,47 @@ def test_the_openmp_wait_policy_leaves_torch_results_bit_identical():
     if not sensitive:
         pytest.skip("on this CPU no tried reduction gives other bits with 1 than with 2 threads")
     assert active == passive
+
+
+# glibc's allocator settings: a speed setting for every fresh process, which must not change a bit
+
+def test_fresh_processes_get_one_malloc_arena_that_never_unmaps_unless_the_user_chose(
+        monkeypatch):
+    from twinrun.determinism import environment_for
+
+    for name in [n for n in os.environ if n.startswith("MALLOC_")] + ["GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name, raising=False)
+    for backend in ("tensorflow", "jax", "torch"):
+        env = environment_for(backend, determinism=False)
+        assert (env["MALLOC_ARENA_MAX"], env["MALLOC_MMAP_MAX_"]) == ("1", "0")
+        assert int(env["MALLOC_TRIM_THRESHOLD_"]) >= 2**40
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # any choice of the user's keeps all of them out
+    assert not [n for n in environment_for("jax") if n.startswith("MALLOC_")]
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    assert not [n for n in environment_for("jax") if n.startswith("MALLOC_")]
+
+
+def tiny_training(backend, allocator):
+    """Batch fingerprints, weights fingerprint and page faults of `scripts/allocator_training.py`
+    in a fresh process, with or without twinrun's allocator settings."""
+    from twinrun.determinism import allocator_environment
+
+    env = {k: v for k, v in clean_environment(backend).items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    if allocator:
+        env.update(allocator_environment(env))
+    done = subprocess.run([sys.executable, str(SCRIPTS / "allocator_training.py")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_allocator_settings_leave_batches_and_weights_bit_identical(backend):
+    plain = tiny_training(backend, allocator=False)
+    settled = tiny_training(backend, allocator=True)
+    assert len(plain["batches"]) == 20 and len(set(plain["batches"])) == 20
+    assert settled["batches"] == plain["batches"]
+    assert settled["weights"] == plain["weights"]
