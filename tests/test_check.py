@@ -228,7 +228,7 @@ def test_the_answers_experiment_with_five_replicas_is_identical(store):
         ("workload", 5, "identical")]
     runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
     assert {r["run_id"] for r in runs} == {r["run_id"] for r in verdict["replicas"]}
-    assert {(r["status"], r["study_id"]) for r in runs} == {("finished", checks[0]["check_id"])}
+    assert {(r["status"], r["check_id"]) for r in runs} == {("finished", checks[0]["check_id"])}
 
 
 # a replica that misbehaves
@@ -329,7 +329,7 @@ def test_check_of_a_python_function_runs_it_in_fresh_processes(store):
 
     with Store(store) as records:
         [check] = records.list_checks()
-        runs = records.list_runs(study_id=check["check_id"])
+        runs = records.list_runs(check_id=check["check_id"])
     assert (check["kind"], check["label"]) == ("function",
                                                "twinrun.check(train_a_tiny_torch_model)")
     assert [r["status"] for r in runs] == ["finished", "finished"]
@@ -354,7 +354,7 @@ def test_a_script_check_records_its_replicas_and_show_prints_the_same_verdict_ag
 
     runs = json.loads(run_cli("runs", "--store", store, "--json").stdout)
     assert sorted(r["replica"] for r in runs) == [0, 1]
-    assert {r["study_id"] for r in runs} == {check_id}
+    assert {r["check_id"] for r in runs} == {check_id}
     assert {r["status"] for r in runs} == {"finished"}
     assert {r["workload"] for r in runs} == {str(SCRIPTS / "set_labels.py")}
     assert {r["fingerprint"] for r in runs} == {verdict["replicas"][0]["fingerprint"]}

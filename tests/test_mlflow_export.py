@@ -93,7 +93,7 @@ def records(tmp_path_factory):
     with Store(store, create=False) as opened:
         [check] = opened.list_checks()
         replicas = [run["run_id"] for run in sorted(
-            opened.list_runs(study_id=check["check_id"]), key=lambda run: run["replica"])]
+            opened.list_runs(check_id=check["check_id"]), key=lambda run: run["replica"])]
         study_id = json.loads(studied.stdout)["study_id"]
         study_runs = sorted(run["run_id"] for run in opened.study_runs(study_id))
     return {"folder": folder, "store": store, "check_id": check["check_id"],

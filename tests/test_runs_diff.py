@@ -67,7 +67,7 @@ def ids(records, **fields):
 
 def replicas(records, check):
     by_replica = {run["replica"]: run["run_id"] for run in records["runs"]
-                  if run["study_id"] == records[check]}
+                  if run["check_id"] == records[check]}
     return by_replica[0], by_replica[1]
 
 
@@ -77,15 +77,15 @@ def replicas(records, check):
 @pytest.mark.slow
 def test_each_filter_lists_exactly_the_runs_that_match_it(records):
     check_a, check_b, study = records["check_a"], records["check_b"], records["study"]
-    assert len(ids(records, study_id=check_a)) == 2
-    assert listed(records, "--check", check_a) == ids(records, study_id=check_a)
-    assert listed(records, "--check", check_b) == ids(records, study_id=check_b)
+    assert len(ids(records, check_id=check_a)) == 2
+    assert listed(records, "--check", check_a) == ids(records, check_id=check_a)
+    assert listed(records, "--check", check_b) == ids(records, check_id=check_b)
     assert listed(records, "--study", study) == ids(records, study_id=study)
     assert len(ids(records, study_id=study)) == 2
     assert listed(records, "--backend", "jax") == ids(records, backend="jax")
     assert listed(records, "--backend", "torch") == ids(records, backend="torch")
     assert len(ids(records, backend="torch")) == 4
-    assert listed(records, "--workload", f"{MARKUP}.py") == ids(records, study_id=check_a)
+    assert listed(records, "--workload", f"{MARKUP}.py") == ids(records, check_id=check_a)
     assert listed(records, "--workload", MARKUP) == set()  # the name as run, not a part of it
 
 
@@ -93,7 +93,7 @@ def test_each_filter_lists_exactly_the_runs_that_match_it(records):
 def test_filters_combine_and_a_prefix_names_a_study_or_check(records):
     check_a, study = records["check_a"], records["study"]
     assert listed(records, "--backend", "torch", "--check", check_a[:-2]) == \
-        ids(records, study_id=check_a)
+        ids(records, check_id=check_a)
     assert listed(records, "--backend", "jax", "--check", check_a) == set()
     assert listed(records, "--study", study, "--check", check_a) == set()
     assert listed(records, "--study", study, "--workload", f"{MARKUP}.py") == set()

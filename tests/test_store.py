@@ -712,3 +712,86 @@ def test_a_study_whose_driver_was_killed_is_incomplete_and_its_run_can_be_taken_
     retry = store.begin_study_run("cv-dead", "repeat=0,fold=0", replica=0, workload="w",
                                   backend="jax", seed=0, config={}, seeds={})
     assert [r["run_id"] for r in store.study_runs("cv-dead")] == [retry]
+
+
+# A store as twinrun wrote it at schema version 3 (the SQL of that version's `_SCHEMA`,
+# `_SCHEMA_CHECKS` and `STUDY_SCHEMA`): a check's replicas carried the check's id as their
+# `study_id`, and a study that ended well was `complete`.
+VERSION_3_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, finished_at TEXT,
+    status TEXT NOT NULL, workload TEXT, backend TEXT, seed INTEGER, preset TEXT, study_id TEXT,
+    replica INTEGER, epochs_trained INTEGER, test_accuracy REAL, fingerprint TEXT,
+    wall_time REAL, error TEXT, config TEXT, seeds TEXT, determinism TEXT, environment TEXT,
+    metrics TEXT, extra TEXT, owner TEXT, artifacts TEXT);
+CREATE INDEX runs_created_at ON runs (created_at, run_id);
+CREATE INDEX runs_study_id ON runs (study_id);
+CREATE TABLE epochs (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL, recorded_at TEXT NOT NULL, metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch));
+CREATE INDEX runs_status ON runs (status);
+CREATE TABLE checks (check_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, kind TEXT NOT NULL,
+    label TEXT NOT NULL, verdict TEXT NOT NULL, replicas INTEGER NOT NULL,
+    steps_compared INTEGER, folder TEXT, result TEXT NOT NULL);
+CREATE INDEX checks_created_at ON checks (created_at, check_id);
+ALTER TABLE runs ADD COLUMN study_key TEXT;
+CREATE UNIQUE INDEX runs_study_key ON runs (study_id, study_key) WHERE study_key IS NOT NULL;
+CREATE TABLE studies (study_id TEXT PRIMARY KEY, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    planned INTEGER NOT NULL, definition TEXT NOT NULL, options TEXT, owner TEXT);
+CREATE INDEX studies_created_at ON studies (created_at, study_id);
+CREATE TABLE predictions (run_id TEXT PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
+    n_test INTEGER NOT NULL, classes BLOB NOT NULL);
+INSERT INTO checks VALUES ('check-20260101-000000-aaaaaa', '2026-01-01T00:00:00+00:00',
+    'command', 'python t.py', 'identical', 2, 5, NULL, '{"verdict": "identical"}');
+INSERT INTO runs (run_id, created_at, status, workload, study_id, replica)
+    VALUES ('20260101-000000-000001', '2026-01-01T00:00:00+00:00', 'finished', 't.py',
+            'check-20260101-000000-aaaaaa', 0),
+           ('20260101-000000-000002', '2026-01-01T00:00:01+00:00', 'finished', 't.py',
+            'check-20260101-000000-aaaaaa', 1),
+           ('20260101-000000-000003', '2026-01-01T00:00:02+00:00', 'finished', 'fashion-cnn',
+            'variance-0123456789', 0);
+UPDATE runs SET study_key = 'init/0' WHERE run_id = '20260101-000000-000003';
+INSERT INTO studies VALUES ('variance-0123456789', '2026-01-01T00:00:00+00:00',
+    '2026-01-01T00:10:00+00:00', 'variance', 'complete', 1, '{}', NULL, NULL);
+PRAGMA user_version = 3;
+"""
+
+
+def _version_3_store(folder):
+    with sqlite3.connect(Path(folder) / "runs.sqlite") as connection:
+        connection.executescript(VERSION_3_SCHEMA)
+
+
+def test_a_version_3_store_moves_check_ids_out_of_study_id_and_says_finished(tmp_path):
+    _version_3_store(tmp_path)
+    store = Store(tmp_path)
+    check = "check-20260101-000000-aaaaaa"
+    replicas = store.list_runs(check_id=check)
+    assert sorted(run["run_id"] for run in replicas) == ["20260101-000000-000001",
+                                                         "20260101-000000-000002"]
+    assert {(run["study_id"], run["check_id"]) for run in replicas} == {(None, check)}
+    assert store.list_runs(study_id=check) == []
+    study_run = store.get_run("20260101-000000-000003")
+    assert (study_run["study_id"], study_run["check_id"]) == ("variance-0123456789", None)
+    assert store.get_study("variance-0123456789")["status"] == "finished"
+    assert [s["status"] for s in store.list_studies()] == ["finished"]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert connection.execute("SELECT count(*) FROM runs WHERE study_id LIKE 'check-%'"
+                                  ).fetchone()[0] == 0
+
+
+def test_processes_opening_a_version_3_store_at_once_migrate_it_once(tmp_path):
+    _version_3_store(tmp_path)
+    code = ("import sys; from twinrun.store import Store\n"
+            "runs = Store(sys.argv[1]).list_runs(check_id='check-20260101-000000-aaaaaa')\n"
+            "print(len(runs))")
+    openers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    outputs = [opener.communicate(timeout=120) for opener in openers]
+    assert [(opener.returncode, out.strip()) for opener, (out, _) in zip(openers, outputs)] == \
+        [(0, "2")] * 4, [err for _, err in outputs]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
+    assert columns.count("check_id") == 1

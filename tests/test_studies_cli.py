@@ -56,7 +56,7 @@ def record(store, plan, value, *, fingerprint=None, predictions=None, failed=(),
             fingerprint=fingerprint(run) if fingerprint else f"fp-{run.key}",
             predictions=predictions(run) if predictions else None,
             environment=environment(run) if environment else {"cpu": {"model": "Test CPU"}})
-    store.set_study_status(plan.study_id, "incomplete" if failed else "complete")
+    store.set_study_status(plan.study_id, "incomplete" if failed else "finished")
 
 
 def accuracy(run):

@@ -120,7 +120,7 @@ def test_a_driver_killed_mid_study_resumes_to_every_planned_run_exactly_once(res
     assert records["init/1"]["run_id"] != before["init/1"]["run_id"]
     with Store(store_dir) as store:
         assert store.count_runs(study_id=study_id) == 2
-        assert store.get_study(study_id)["status"] == "complete"
+        assert store.get_study(study_id)["status"] == "finished"
     for run in records.values():
         assert len(run["predictions"]) == 1_000  # one byte per test image of the tiny preset
         assert [epoch["epoch"] for epoch in run["history"]] == [1]

@@ -29,7 +29,8 @@ class RunConfig:
             2**31 - 1 (see `twinrun.seeds`).
         trace: path of the per-step trace to write, or None for no trace.
         record: record the run in the store.
-        study_id: the check or study this run belongs to.
+        study_id: the study this run belongs to.
+        check_id: the check this run is a replica of.
         replica: the replica's index within its check.
         split_seed: the train/validation split's `random_state` (studies of `split`); None
             keeps the workload's own (42 for the Fashion-MNIST CNN).
@@ -56,6 +57,7 @@ class RunConfig:
     trace: str | None = None
     record: bool = True
     study_id: str | None = None
+    check_id: str | None = None
     replica: int | None = None
     split_seed: int | None = None
     perturb_seed: int | None = None

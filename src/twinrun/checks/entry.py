@@ -87,7 +87,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
     configs = []
     for i in range(n):
         replica_config = replace(config, trace=str(directory / f"replica-{i}.trace"),
-                                 study_id=check_id, replica=i,
+                                 check_id=check_id, replica=i,
                                  threads=threads[i] if threads else config.threads,
                                  determinism=determinism[i] if determinism else config.determinism)
         configs.append(replica_config)
@@ -220,7 +220,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
                     "determinism": determinism[i], "backends_prepared": backends,
                     "portable": portable},
             seeds=seeds, determinism={"determinism": determinism[i]}, environment={},
-            study_id=check_id, replica=i, artifacts=directory)
+            check_id=check_id, replica=i, artifacts=directory)
 
     def on_end(outcome):
         _record_script_run(records, run_ids.get(outcome.spec.label), outcome)

@@ -94,8 +94,7 @@ def runs(workload, backend, study_id, check_id, store_dir, limit, wide, as_json)
             if len(groups) > 1:  # a study and a check: no run belongs to both
                 summaries, total = [], 0
             else:
-                if groups:
-                    wanted["study_id"] = groups.pop()
+                wanted.update(groups)
                 summaries = store.list_runs(limit=limit or None, **wanted)
                 total = (store.count_runs(**wanted) if limit and len(summaries) == limit
                          else len(summaries))
@@ -133,21 +132,21 @@ def _run_filters(workload, backend):
 
 
 def _groups(store, study_id, check_id):
-    """The full ids that --study and --check name (a check's replicas carry its id as their
-    study id); an unknown id raises the store's one-sentence error."""
+    """The store filters that --study and --check name (`{"study_id": ...}`, `{"check_id":
+    ...}`, with full ids); an unknown id raises the store's one-sentence error."""
     from twinrun.errors import StoreError
 
-    groups = set()
+    groups = {}
     if study_id is not None:
         try:
-            groups.add(store.get_study(study_id)["study_id"])
+            groups["study_id"] = store.get_study(study_id)["study_id"]
         except StoreError:
             if str(study_id).strip().startswith("check-"):
                 raise StoreError(f"{study_id} is a check id, not a study id; pass it as "
                                  f"--check {study_id}.") from None
             raise
     if check_id is not None:
-        groups.add(store.get_check(check_id)["check_id"])
+        groups["check_id"] = store.get_check(check_id)["check_id"]
     return groups
 
 

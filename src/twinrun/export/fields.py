@@ -178,7 +178,8 @@ def run_fields(run, epochs):
                       str(c.get("name")) for c in (determinism or {}).get("controls") or []
                       if isinstance(c, dict) and c.get("state") == "impossible"),
                   "workload": run.get("workload"), "backend": run.get("backend"),
-                  "group_id": run.get("study_id"), "study_key": run.get("study_key"),
+                  "group_id": run.get("check_id") or run.get("study_id"),
+                  "study_key": run.get("study_key"),
                   "error": run.get("error"),
                   **_environment_tags(run.get("environment"))})
     artifacts = {"determinism.json": determinism or {},

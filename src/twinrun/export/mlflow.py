@@ -139,7 +139,7 @@ def _export_check(session, store, check_id):
     except (TypeError, ValueError):
         verdict = {"unreadable": "the stored verdict is not JSON"}
     summary = {key: value for key, value in check.items() if key != "result"}
-    runs = [row["run_id"] for row in reversed(store.list_runs(study_id=check_id))]
+    runs = [row["run_id"] for row in reversed(store.list_runs(check_id=check_id))]
     return _export_parent(session, store, check_id, "check",
                           check_fields(summary, verdict), runs)
 
@@ -168,7 +168,7 @@ _EXPORTERS = {"run": _export_run, "check": _export_check, "study": _export_study
 def _trace_epochs(store, run):
     """The per-epoch metrics in a check replica's trace: a checked script's run keeps only its
     last epoch's metrics in the store, and its trace has them all."""
-    replica, check_id = run.get("replica"), run.get("study_id")
+    replica, check_id = run.get("replica"), run.get("check_id")
     if replica is None or not str(check_id or "").startswith("check-"):
         return []
     # The check's folder as the store lays it out: the run's `artifacts` may be a path

@@ -68,7 +68,8 @@ def execute(config, quiet=False, on_start=None):
         run_id = store.start_run(
             workload=config.workload, backend=config.backend, seed=config.seed,
             config=config.to_dict(), seeds=config.seeds, determinism=report.to_dict(),
-            environment=environment, study_id=config.study_id, replica=config.replica,
+            environment=environment, study_id=config.study_id, check_id=config.check_id,
+            replica=config.replica,
             artifacts=Path(config.trace).parent if config.trace else None)
         if on_start is not None:
             on_start(run_id)

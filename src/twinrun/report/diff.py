@@ -25,7 +25,7 @@ from twinrun.environment import VOLATILE_KEYS
 # Run columns shown in the first section, in this order. The id and timestamps are the header
 # or always differ; `artifacts` is a folder of this store, not a fact about the run.
 _RUN_FIELDS = ("status", "error", "workload", "backend", "seed", "preset", "study_id",
-               "study_key", "replica", "epochs_trained", "test_accuracy")
+               "check_id", "study_key", "replica", "epochs_trained", "test_accuracy")
 _TIMING_FIELDS = ("wall_time",)
 _CHECK_FIELDS = ("kind", "label", "verdict", "replicas", "steps_compared")
 

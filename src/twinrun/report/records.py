@@ -284,7 +284,7 @@ def _kind(record_id):
 def _check_environment(store, check_id):
     """The environment of a check's first replica that recorded one (its replicas are runs
     whose study id is the check's id), or None."""
-    for summary in sorted(store.list_runs(study_id=check_id),
+    for summary in sorted(store.list_runs(check_id=check_id),
                           key=lambda run: (run["replica"] is None, run["replica"] or 0)):
         environment = store.get_run(summary["run_id"]).get("environment")
         if environment:

@@ -141,12 +141,12 @@ def wall_time(run):
 
 def group_pairs(run):
     """What a run belongs to, in the words of each: a check's replica, or a study's run."""
-    group = run.get("study_id")
-    if group is None:
-        return []
-    if str(group).startswith("check-"):
-        return [("check", group), ("replica", run.get("replica"))]
-    return [("study", group), ("run in study", run.get("study_key") or run.get("replica"))]
+    if run.get("check_id") is not None:
+        return [("check", run["check_id"]), ("replica", run.get("replica"))]
+    if run.get("study_id") is not None:
+        return [("study", run["study_id"]),
+                ("run in study", run.get("study_key") or run.get("replica"))]
+    return []
 
 
 def _echo(console, line):

@@ -202,7 +202,7 @@ def _p(value):
 
 # -- the list ----------------------------------------------------------------------------------
 
-STUDY_STATUS_STYLE = {"complete": "green", "incomplete": "yellow", "running": "cyan"}
+STUDY_STATUS_STYLE = {"finished": "green", "incomplete": "yellow", "running": "cyan"}
 
 
 def render_studies(studies, title, out=None, among=None, wide=False):

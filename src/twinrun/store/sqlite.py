@@ -52,7 +52,7 @@ from twinrun.store.studies import STUDY_SCHEMA, StudyRecords
 
 DB_NAME = "runs.sqlite"
 CHECKS_DIR = "checks"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 
 _NEXT_STEP = f"Pass --store DIR or set {STORE_ENV_VAR} to a writable folder."
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS runs (
     seed            INTEGER,
     preset          TEXT,
     study_id        TEXT,
+    check_id        TEXT,
     replica         INTEGER,
     epochs_trained  INTEGER,
     test_accuracy   REAL,
@@ -115,6 +116,15 @@ CREATE TABLE IF NOT EXISTS checks (
 CREATE INDEX IF NOT EXISTS checks_created_at ON checks (created_at, check_id);
 """
 
+# Version 4: a check's replicas name their check in `check_id` (they carried it as `study_id`),
+# and a study that ended well is `finished`, as a run is (it was `complete`). Both move in place.
+_SCHEMA_4 = """
+ALTER TABLE runs ADD COLUMN check_id TEXT;
+UPDATE runs SET check_id = study_id, study_id = NULL WHERE study_id LIKE 'check-%';
+UPDATE studies SET status = 'finished' WHERE status = 'complete'
+"""
+_INDEX_4 = "CREATE INDEX IF NOT EXISTS runs_check_id ON runs (check_id)"
+
 # The statuses a run goes through: running, then one of the others.
 STATUSES = ("running", "finished", "failed", "stopped")
 
@@ -128,6 +138,7 @@ SUMMARY_FIELDS = (
     "seed",
     "preset",
     "study_id",
+    "check_id",
     "replica",
     "epochs_trained",
     "test_accuracy",
@@ -137,8 +148,8 @@ SUMMARY_FIELDS = (
 )
 CHECK_FIELDS = ("check_id", "created_at", "kind", "label", "verdict", "replicas",
                 "steps_compared", "folder")
-_FILTERABLE = ("status", "workload", "backend", "seed", "preset", "study_id", "replica",
-               "fingerprint")
+_FILTERABLE = ("status", "workload", "backend", "seed", "preset", "study_id", "check_id",
+               "replica", "fingerprint")
 _JSON_COLUMNS = ("config", "seeds", "determinism", "environment", "metrics", "extra")
 
 
@@ -294,12 +305,19 @@ class Store(StudyRecords):
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version < SCHEMA_VERSION:
                     # A new store gets the whole schema; a version-1 store gets the columns and
-                    # the table version 2 added, its runs kept as they are; every older store
-                    # gets version 3's studies, study keys and predictions.
+                    # the table version 2 added, its runs kept as they are; a store older than
+                    # version 3 gets its studies, study keys and predictions; and one older
+                    # than version 4 moves its checks' ids out of `study_id` and its finished
+                    # studies to `finished`. Under BEGIN IMMEDIATE, with the version read
+                    # again inside: of two processes opening an old store at once, the second
+                    # finds it migrated.
                     script = _SCHEMA if version == 0 else ""
                     script += _SCHEMA_2 if version == 1 else ""
-                    script += _SCHEMA_CHECKS
-                    script += ";" + STUDY_SCHEMA
+                    if version < 3:
+                        script += _SCHEMA_CHECKS + ";" + STUDY_SCHEMA
+                    if 0 < version < 4:
+                        script += ";" + _SCHEMA_4
+                    script += ";" + _INDEX_4
                     # One statement at a time: executescript() would COMMIT our transaction.
                     for statement in script.split(";"):
                         if statement.strip():
@@ -392,7 +410,7 @@ class Store(StudyRecords):
     # -- writing -------------------------------------------------------------------------------
 
     def start_run(self, *, workload, backend, seed, config, seeds, determinism, environment,
-                  study_id=None, replica=None, artifacts=None, owner=None):
+                  study_id=None, check_id=None, replica=None, artifacts=None, owner=None):
         """Record a new run with status "running" and return its id.
 
         Arguments:
@@ -401,7 +419,8 @@ class Store(StudyRecords):
             seed: the run's main seed.
             config, seeds, determinism, environment: dicts stored as JSON; `config["preset"]`
                 is also kept as a column for listing.
-            study_id, replica: set when the run belongs to a study / is one of several replicas.
+            study_id, replica: set when the run belongs to a study (`replica`: its position).
+            check_id, replica: set when the run is one of a check's replicas.
             artifacts: the folder that holds the run's files (trace, snapshots, log), if any.
             owner: the process answerable for the row (`this_process()` of it); default
                 `$TWINRUN_LAUNCHER` (the launcher that started this process, which marks the
@@ -422,6 +441,7 @@ class Store(StudyRecords):
             "seed": to_scalar(seed),
             "preset": None if preset is None else str(preset),
             "study_id": study_id,
+            "check_id": check_id,
             "replica": to_scalar(replica),
             "epochs_trained": 0,
             "config": to_json(config),

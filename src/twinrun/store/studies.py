@@ -48,9 +48,10 @@ CREATE TABLE IF NOT EXISTS predictions (
 )
 """
 
-# running: a driver is at it; complete: every planned run finished; incomplete: a driver ended
+# running: a driver is at it; finished: every planned run finished (as a run that ended well
+# is; stores before schema 4 said `complete`, moved on opening); incomplete: a driver ended
 # (or died) with runs missing or failed, which `twinrun resume` runs.
-STUDY_STATUSES = ("running", "complete", "incomplete")
+STUDY_STATUSES = ("running", "finished", "incomplete")
 STUDY_FIELDS = ("study_id", "created_at", "updated_at", "kind", "status", "planned")
 # What `study_runs` returns for each run.
 STUDY_RUN_FIELDS = ("run_id", "study_key", "replica", "status", "created_at", "finished_at",
@@ -149,7 +150,7 @@ class StudyRecords:
         return self.get_study(study_id)
 
     def set_study_status(self, study_id, status):
-        """Mark a study `running` (owned by this process), `complete` or `incomplete`."""
+        """Mark a study `running` (owned by this process), `finished` or `incomplete`."""
         if status not in STUDY_STATUSES:
             raise ValueError(f"Expected a study status among {STUDY_STATUSES}. "
                              f"Received: {status!r}")
@@ -175,7 +176,7 @@ class StudyRecords:
             shown = ", ".join(row["study_id"] for row in rows[:2])
             raise StoreError(f"Study id prefix {key} matches several studies in store "
                              f"{self.path} ({shown}, ...); give more characters.")
-        study = dict(rows[0])
+        study = _with_status_word(dict(rows[0]))
         study["definition"] = from_json(study["definition"])
         study["options"] = from_json(study["options"]) or {}
         study.pop("owner", None)
@@ -196,7 +197,7 @@ class StudyRecords:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [dict(row) for row in self._read(sql, params)]
+        return [_with_status_word(dict(row)) for row in self._read(sql, params)]
 
     # -- a study's runs ------------------------------------------------------------------------
 
@@ -359,3 +360,9 @@ class StudyRecords:
         except StoreError:
             pass  # a read-only store is still readable
 
+
+def _with_status_word(study):
+    """`study` with its status in today's word: `complete` (before schema 4) is `finished`."""
+    if study.get("status") == "complete":
+        study["status"] = "finished"
+    return study

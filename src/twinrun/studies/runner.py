@@ -294,7 +294,7 @@ def run_study(plan, base, *, store, executor, options=None, progress=None):
                                & {run.key for run in plan.runs})
         summary.wall_time = time.monotonic() - started
         store.set_study_status(plan.study_id,
-                               "complete" if summary.complete else "incomplete")
+                               "finished" if summary.complete else "incomplete")
     return summary
 
 

@@ -8,7 +8,7 @@ from twinrun.report.html.page import tag
 # nested settings; the page shows the same rows rather than a second opinion.
 from twinrun.report.runs import _environment_pairs, _flat_pairs
 
-GOOD = {"finished", "identical", "complete"}
+GOOD = {"finished", "identical"}
 
 
 def status_badge(status):
