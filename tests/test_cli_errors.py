@@ -82,3 +82,18 @@ def test_check_refuses_bad_input_in_one_sentence(args, fragment, store):
         *args[:args.index("--")], "--store", store, *args[args.index("--"):])
     assert completed.returncode == 2
     assert_one_sentence_error(completed, fragment)
+
+
+def test_check_names_its_replicas_at_a_time_jobs_as_the_studies_do(store):
+    shown = run_cli("check", "--help")
+    assert "--jobs INTEGER" in shown.stdout
+    assert "--parallel" not in shown.stdout
+    for option in ("--jobs", "--parallel"):  # --parallel: the old name, still read
+        completed = run_cli("check", "--store", store, "--lockstep", option, "1", "--",
+                            "python", "tests/scripts/torch_tiny.py")
+        assert_one_sentence_error(completed, "Lockstep runs every replica at once, so --jobs 1 "
+                                             "cannot hold for -n 2; drop --jobs, or pass "
+                                             "--no-lockstep")
+    completed = run_cli("check", "--store", store, "--jobs", "0", "--", "python", "x.py")
+    assert_one_sentence_error(completed, "Expected --jobs to be at least 1. Received: 0.")
+    assert not (store / "checks").exists()

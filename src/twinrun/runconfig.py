@@ -102,9 +102,9 @@ class RunConfig:
         from twinrun.workloads.settings import validate_settings
 
         validate_settings(self.settings)
-        from twinrun.workloads.options import refuse_unsupported
+        from twinrun.workloads.options import validate_supported
 
-        refuse_unsupported(self)  # what the workload cannot honour, refused before it starts
+        validate_supported(self)  # what the workload cannot honour, refused before it starts
         values = asdict(self)
         values["backend"] = resolve_backend(self.backend)
         return RunConfig(**values)

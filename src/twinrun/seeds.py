@@ -66,12 +66,12 @@ def validate_source_seed(source, seed):
     >>> validate_source_seed("shuffle", 123)
     123
     """
-    _check_source(source)
+    _validate_source(source)
     return _checked(seed, SOURCE_SEED_LIMIT, f"the {source!r} seed", source,
                     "2**31 - 1 (2147483647), the range every framework takes")
 
 
-def _check_source(source):
+def _validate_source(source):
     if source not in SOURCES:
         from twinrun.errors import TwinrunError
 

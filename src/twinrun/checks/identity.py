@@ -40,7 +40,7 @@ def workload_identity(config):
     return {"kind": "workload", **{k: values.get(k) for k in keys}}
 
 
-def refuse_other_workload(reference, identity):
+def validate_same_workload(reference, identity):
     """Raise `TwinrunError` (one sentence) when `reference` was recorded from something else
     than `identity` describes."""
     recorded = reference.identity

@@ -156,11 +156,11 @@ def check_notebook_against(path, reference, *, parameters=(), n=1, tolerance=Non
                            backend=None, **options):
     """Run the notebook (once by default) and compare it with a reference, step by step."""
     from twinrun.checks import Judging
-    from twinrun.checks.identity import refuse_other_workload
+    from twinrun.checks.identity import validate_same_workload
 
     validate_notebook(path, parameters)
     identity = notebook_identity(path, parameters, seed=seed, backend=backend)
-    refuse_other_workload(reference, identity)
+    validate_same_workload(reference, identity)
     judging = Judging(reference=reference, tolerance=tolerance, identity=identity,
                       findings=notebook_findings(path))
     # A portable reference is checked under the settings it was recorded with.

@@ -96,14 +96,14 @@ def plan_replicas(n, threads, parallel=None, lockstep=None):
     per_replica = max(threads)
     if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int)
                                  or parallel < 1):
-        raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel!r}.")
+        raise TwinrunError(f"Expected --jobs to be at least 1. Received: {parallel!r}.")
     if lockstep is None:
         lockstep = parallel is None or parallel >= n
     if lockstep:
         if parallel is not None and parallel < n:
             raise TwinrunError(
-                f"Lockstep runs every replica at once, so --parallel {parallel} cannot hold "
-                f"for -n {n}; drop --parallel, or pass --no-lockstep to run {parallel} at a "
+                f"Lockstep runs every replica at once, so --jobs {parallel} cannot hold "
+                f"for -n {n}; drop --jobs, or pass --no-lockstep to run {parallel} at a "
                 f"time.")
         return ReplicaPlan(parallel=n, lockstep=True, threads=threads, pinned=pinned, cpus=cpus)
     fits = max(1, min(n, cpus // per_replica))

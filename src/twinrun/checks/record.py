@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from twinrun.checks.entry import check_command, check_workload
-from twinrun.checks.identity import command_identity, refuse_other_workload, workload_identity
+from twinrun.checks.identity import command_identity, validate_same_workload, workload_identity
 from twinrun.checks.judging import Judging
 
 
@@ -73,7 +73,7 @@ def check_command_against(command, reference, *, n=1, tolerance=None, seed=0, ba
         verdict.verdict  # 'identical', 'diverged' or (with a tolerance) 'within_tolerance'
     """
     identity = command_identity(command, seed=seed, backend=backend)
-    refuse_other_workload(reference, identity)
+    validate_same_workload(reference, identity)
     judging = Judging(reference=reference, tolerance=tolerance, findings=findings,
                       identity=identity)
     # A portable reference is checked under the settings it was recorded with.
@@ -92,7 +92,7 @@ def check_workload_against(config, reference, *, n=1, tolerance=None, **options)
     """
     from twinrun.train import prepare
 
-    refuse_other_workload(reference, workload_identity(prepare(config)))
+    validate_same_workload(reference, workload_identity(prepare(config)))
     judging = Judging(reference=reference, tolerance=tolerance)
     # A portable reference is checked under the settings it was recorded with.
     config = replace(config, portable=config.portable or reference.portable)

@@ -39,9 +39,11 @@ def _switch_list(ctx, param, value):
 @click.option("--hash-seed", default="fixed", show_default=True, metavar="fixed|random",
               help="Fix PYTHONHASHSEED in every replica (--no-determinism keeps it fixed: it "
                    "is a seed), or leave hashing randomised.")
-@click.option("--parallel", default=None, type=int,
+@click.option("--jobs", "parallel", default=None, type=int,
               help="With --no-lockstep: replicas run at a time (default: as many as the CPUs "
                    "hold at their thread count). A value below -n implies --no-lockstep.")
+# The old name of --jobs (studies say --jobs too), still read.
+@click.option("--parallel", "parallel_alias", default=None, type=int, hidden=True)
 @click.option("--lockstep/--no-lockstep", default=None,
               help="Lockstep (the default): every replica at once, compared step by step, all "
                    "stopped at the first difference. --no-lockstep: each trains to its end "
@@ -76,7 +78,8 @@ def _switch_list(ctx, param, value):
 @click.pass_context
 def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, portable,
           determinism_list, threads, hash_seed,
-          parallel, lockstep, timeout, localize, trace_every, against, rtol, atol, strict,
+          parallel, parallel_alias, lockstep, timeout, localize, trace_every, against, rtol, atol,
+          strict,
           report_path, mlflow_uri, parameters, store, data_dir, as_json, command):
     """Run a training N times in fresh processes: identical, or where and why it diverged.
 
@@ -111,15 +114,17 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
     - Thread counts are never lowered to make the replicas fit the CPUs (the count
       changes the bits): when N x threads is more than the CPUs, the replicas share
       the cores and take about as long as N runs one after another.
-    - --no-lockstep (or --parallel below N): --parallel at a time, each to its
-      end; the traces are still compared as they grow.
+    - --no-lockstep (or --jobs below N): --jobs at a time, each to its end;
+      the traces are still compared as they grow.
     """
     from twinrun import checks
     from twinrun.errors import TwinrunError
     from twinrun.checks.tolerance import validate_tolerance
 
+    if parallel is None:
+        parallel = parallel_alias
     if parallel is not None and parallel < 1:
-        raise TwinrunError(f"Expected --parallel to be at least 1. Received: {parallel}.")
+        raise TwinrunError(f"Expected --jobs to be at least 1. Received: {parallel}.")
     tolerance = validate_tolerance(rtol, atol)
     trace_every = validate_trace_every(trace_every)
     if trace_every > 1 and (against is not None or notebook_target(command, parameters)):

@@ -131,13 +131,13 @@ def cv(folds, repeats, metric, workload, preset, backend, seed, threads, portabl
        report_path, mlflow_uri):
     """Stratified K-fold cross-validation: each fold early-stops on its held-out part."""
     from twinrun.studies.plan import plan_cv
-    from twinrun.studies.runner import base_definition, check_folds
+    from twinrun.studies.runner import base_definition, validate_study_folds
 
     settings, metric, base = _prepare(set_values, metric, workload, preset, backend, seed,
                                       threads, data_dir, portable)
     plan = plan_cv(folds, repeats=repeats, seed=seed, settings=settings,
                    base=base_definition(base))
-    check_folds(plan, base)
+    validate_study_folds(plan, base)
     _run_and_report(plan, base, metric, store, as_json,
                     _executor(executor_name, jobs, address, cpus_per_run, gpus_per_run),
                     report_path, mlflow_uri)
@@ -280,7 +280,7 @@ def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, pa
     """The settings, metric and `ScriptBase` of a study of the user's script."""
     from twinrun.studies.plan import parse_sources
     from twinrun.studies.runner import validate_metric
-    from twinrun.studies.scripts import ScriptBase, check_script_study
+    from twinrun.studies.scripts import ScriptBase, validate_script_study
     from twinrun.workloads.settings import parse_settings
 
     for name in ("workload", "preset", "data_dir"):
@@ -290,7 +290,7 @@ def _prepare_script(ctx, command, set_values, vary, metric, backend, threads, pa
                                f"`--` trains what it trains, so leave {flag} out.")
     settings = parse_settings([part for value in set_values for part in value.split(",")
                                if part.strip()])
-    check_script_study(parse_sources(vary), settings)
+    validate_script_study(parse_sources(vary), settings)
     metric = validate_metric(metric or "test_accuracy")
 
     notebook = notebook_target(command, parameters)

@@ -128,7 +128,7 @@ class RayExecutor:
             raise TwinrunError("--executor ray needs Ray, an optional extra: install it with "
                                "`pip install 'twinrun[ray]'`, or use --jobs N.") from None
         if self.address not in (None, "auto", "local"):
-            _check_reachable(self.address)
+            _validate_reachable(self.address)
         options = dict(include_dashboard=False, log_to_driver=False,
                        logging_level=logging.WARNING, configure_logging=True)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -233,7 +233,7 @@ def _quiet_stderr():
             os.close(saved)
 
 
-def _check_reachable(address):
+def _validate_reachable(address):
     """Raise one sentence when nothing answers at `address` within `CONNECT_TIMEOUT_S`.
 
     `ray.init` itself retries an unreachable address for minutes.

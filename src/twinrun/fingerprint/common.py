@@ -104,7 +104,7 @@ def unwrap_variable(tensor):
     return tensor
 
 
-def check_tensor_list(tensors):
+def validate_tensor_list(tensors):
     """Raise a `TypeError` unless `tensors` is a list or tuple; return it as a tuple."""
     if not isinstance(tensors, (list, tuple)):
         raise TypeError(

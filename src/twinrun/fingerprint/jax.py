@@ -10,7 +10,7 @@ import numpy as np
 from jax import lax
 
 from twinrun.fingerprint.common import (
-    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list,
+    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, validate_tensor_list,
     column_keys, row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: jnp.int8, 2: jnp.int16}
@@ -107,7 +107,7 @@ def tensor_words(tensors):
         >>> tensor_words([jnp.zeros((3, 3))]).shape
         (1, 3)
     """
-    arrays = tuple(_as_array(t) for t in check_tensor_list(tensors))
+    arrays = tuple(_as_array(t) for t in validate_tensor_list(tensors))
     if not arrays:
         return np.zeros((0, WORDS_PER_TENSOR), np.uint32)
     words = np.empty((len(arrays), WORDS_PER_TENSOR), np.uint32)

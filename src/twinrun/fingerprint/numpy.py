@@ -6,7 +6,7 @@ Written for clarity, not speed: the framework modules must give the same words a
 import numpy as np
 
 from twinrun.fingerprint.common import (
-    ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list, column_keys, fmix32,
+    ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, validate_tensor_list, column_keys, fmix32,
     row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: np.int8, 2: np.int16}
@@ -55,7 +55,7 @@ def tensor_words(tensors):
         >>> tensor_words([np.float32([0.0]), np.float32([-0.0])]).tolist()
         [[1, 2462723854, 4056292419], [1, 3172115818, 637713699]]
     """
-    tensors = check_tensor_list(tensors)
+    tensors = validate_tensor_list(tensors)
     words = np.zeros((len(tensors), WORDS_PER_TENSOR), np.uint32)
     for i, tensor in enumerate(tensors):
         words[i] = array_words(unwrap_variable(tensor))

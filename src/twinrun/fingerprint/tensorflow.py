@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from twinrun.fingerprint.common import (
-    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, check_tensor_list,
+    FMIX_MULTIPLIERS, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR, validate_tensor_list,
     column_keys, row_count, unsupported_dtype, unwrap_variable)
 
 try:  # XLA's variadic reduce: not in TensorFlow's public API, so optional.
@@ -156,7 +156,7 @@ def tensor_words(tensors):
         >>> tensor_words([tf.Variable(tf.zeros((3, 3)))]).shape
         (1, 3)
     """
-    tensors = [_as_tensor(t) for t in check_tensor_list(tensors)]
+    tensors = [_as_tensor(t) for t in validate_tensor_list(tensors)]
     if not tensors:
         return np.zeros((0, WORDS_PER_TENSOR), np.uint32)
     compiled = _function_for(tensors)

@@ -9,7 +9,7 @@ import torch
 
 from twinrun.fingerprint.common import (
     FMIX_MULTIPLIERS, MASK32, ROW_KEY_P, ROW_KEY_S, ROW_LENGTH, WORDS_PER_TENSOR,
-    check_tensor_list, column_keys, row_count, unsupported_dtype, unwrap_variable)
+    validate_tensor_list, column_keys, row_count, unsupported_dtype, unwrap_variable)
 
 _SIGNED_BY_SIZE = {1: torch.int8, 2: torch.int16}
 _WORD_DTYPES = (torch.float32, torch.int32)
@@ -144,7 +144,7 @@ def tensor_words(tensors):
         >>> tensor_words(list(torch.nn.Linear(4, 2).parameters())).shape
         (2, 3)
     """
-    tensors = [torch.as_tensor(unwrap_variable(t)) for t in check_tensor_list(tensors)]
+    tensors = [torch.as_tensor(unwrap_variable(t)) for t in validate_tensor_list(tensors)]
     if not tensors:
         return np.zeros((0, WORDS_PER_TENSOR), np.uint32)
     devices = {t.device for t in tensors}

@@ -91,7 +91,7 @@ def planned_config(planned, base, study_id):
     return RunConfig(**values).validated()
 
 
-def check_folds(plan, base):
+def validate_study_folds(plan, base):
     """Refuse a cross-validation whose folds the training set cannot fill (one sentence).
 
     `StratifiedKFold` needs every class in every fold, so `--folds` may not exceed the

@@ -27,7 +27,7 @@ SEED_PURPOSE = {"init": "weight initialisers", "order": "order of training batch
 BUILT_IN_ONLY = ("perturb",)
 
 
-def check_script_study(sources, settings):
+def validate_script_study(sources, settings):
     """Refuse, in one sentence, what a study of the user's script cannot do.
 
     Arguments:

@@ -10,7 +10,7 @@ Of what a study sets, it honours the seeds and determinism, `perturb_seed` (and 
 perturb`: the answer's own noise experiment, on its first conv layer) and the settings
 learning_rate, batch_size and epochs. It refuses, in one sentence, what it has nothing for:
 dropout, patience, subset, val_fraction, split_seed, fold and test predictions (see
-`twinrun.workloads.options.refuse_unsupported`).
+`twinrun.workloads.options.validate_supported`).
 """
 
 from dataclasses import replace
@@ -19,7 +19,7 @@ import numpy as np
 
 from twinrun.fingerprint import digest_arrays
 from twinrun.workloads.batches import shuffled_batches
-from twinrun.workloads.options import LEARNING_RATE, refuse_unsupported, training_options
+from twinrun.workloads.options import LEARNING_RATE, validate_supported, training_options
 from twinrun.workloads.variations import layer_seed, perturb_first_layer
 
 TRAIN_SIZE = 30_000
@@ -33,7 +33,7 @@ def load_data(config):
 
     Refuses first, in one sentence, what the run asks and this workload cannot honour.
     """
-    refuse_unsupported(config)
+    validate_supported(config)
     rng = np.random.default_rng(config.seeds["data"])
     total = TRAIN_SIZE + VAL_SIZE
     x = rng.random((total, 28, 28, 1), dtype=np.float32)

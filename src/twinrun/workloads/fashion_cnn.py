@@ -25,7 +25,7 @@ import numpy as np
 from twinrun.fingerprint import digest_arrays
 from twinrun.workloads.batches import shuffled_batches
 from twinrun.workloads.options import (BATCH_SIZE, DROPOUT, LEARNING_RATE, SPLIT_RANDOM_STATE,
-                                       VAL_FRACTION, refuse_unsupported, training_options)
+                                       VAL_FRACTION, training_options, validate_supported)
 from twinrun.workloads.variations import (layer_seed, perturb_first_layer, subset_indices,
                                           training_indices)
 
@@ -341,5 +341,5 @@ def load_data(config):
     order finds them. Refuses first, in one sentence, what the run asks and cannot have."""
     from twinrun.workloads import fashion_mnist
 
-    refuse_unsupported(config)
+    validate_supported(config)
     return fashion_mnist.load(config.data_dir)

@@ -2,7 +2,7 @@
 
 A study run (`twinrun.studies.plan`) sets more than a preset: `split_seed`, `perturb_seed`,
 `fold` and the `--set` settings. `training_options` turns all of it into one
-`TrainingOptions` a workload reads; `refuse_unsupported` refuses, in one sentence, what a
+`TrainingOptions` a workload reads; `validate_supported` refuses, in one sentence, what a
 workload cannot honour, so that a run never silently ignores part of what it was asked.
 
 The `dropout` setting is the rate of the CNN's second (dense) dropout layer; the first
@@ -88,7 +88,7 @@ _ANSWER_DEMO_REFUSES = {
 }
 
 
-def refuse_unsupported(config):
+def validate_supported(config):
     """Raise `TwinrunError` with one sentence if `config` asks what its workload cannot do.
 
     Arguments:
@@ -96,8 +96,8 @@ def refuse_unsupported(config):
 
     Example:
     >>> from twinrun.runconfig import RunConfig
-    >>> refuse_unsupported(RunConfig(workload="answer-demo", settings={"learning_rate": 0.01}))
-    >>> refuse_unsupported(RunConfig(workload="answer-demo", settings={"dropout": 0.2}))
+    >>> validate_supported(RunConfig(workload="answer-demo", settings={"learning_rate": 0.01}))
+    >>> validate_supported(RunConfig(workload="answer-demo", settings={"dropout": 0.2}))
     Traceback (most recent call last):
     ...
     twinrun.errors.TwinrunError: The answer-demo workload cannot honour dropout, since its small CNN has no dropout layer; leave it out or use the fashion-cnn workload.
@@ -139,7 +139,7 @@ def training_options(config, *, epochs, patience, subset=None, dropout=DROPOUT):
     >>> options.epochs, options.subset, options.val_fraction, options.split_seed
     (3, 1200, 0.4, 42)
     """
-    refuse_unsupported(config)
+    validate_supported(config)
     settings = config.settings or {}
     return TrainingOptions(
         epochs=settings.get("epochs", config.epochs or epochs),
