@@ -222,7 +222,7 @@ def test_a_copied_store_whose_original_is_gone_shows_reports_and_diffs_from_its_
         completed = run_cli("show", run["run_id"], "--store", copy, "--json")
         assert completed.returncode == 0, completed.stderr
         assert json.loads(completed.stdout)["artifacts"] == str(copy / "checks" /
-                                                                run["study_id"])
+                                                                run["check_id"])
         printed.append(completed.stdout)
         printed.append(run_cli("show", run["run_id"], "--store", copy).stdout)
     for args in (("diff", checks[0]["check_id"], checks[1]["check_id"], "--all"),

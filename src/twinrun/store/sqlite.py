@@ -617,8 +617,8 @@ class Store(StudyRecords):
         Arguments:
             limit: at most this many runs (None: all).
             **filters: equality filters on summary columns (`status`, `workload`, `backend`,
-                `seed`, `preset`, `study_id`, `replica`, `fingerprint`); a list or tuple means
-                "any of these", None means "not set".
+                `seed`, `preset`, `study_id`, `check_id`, `replica`, `fingerprint`); a list or
+                tuple means "any of these", None means "not set".
 
         Returns a list of dicts with the keys in `SUMMARY_FIELDS`, and `varied_seeds`: the
         seeds a study varied in this run (`{"init": 939939579}`, `{"split_seed": 17}`; empty
@@ -787,7 +787,7 @@ class Store(StudyRecords):
         """Keep the verdict of one `twinrun check`.
 
         Arguments:
-            check_id: the check's id (its replicas' runs carry it as `study_id`).
+            check_id: the check's id (its replicas' runs carry it as `check_id`).
             kind: `"workload"`, `"command"` or `"function"`.
             label: what was checked, e.g. `"fashion-cnn"` or `"python train.py"`.
             verdict: `"identical"` or `"diverged"`.
