@@ -105,8 +105,8 @@ def time_to_verdict(rounds):
 
 LOCKSTEP_VARIANTS = {
     "lockstep, side by side (default)": [],
-    "no lockstep, side by side": ["--no-lockstep", "--parallel", "2"],
-    "no lockstep, one after another (old default)": ["--no-lockstep", "--parallel", "1"],
+    "no lockstep, side by side": ["--no-lockstep", "--jobs", "2"],
+    "no lockstep, one after another (old default)": ["--no-lockstep", "--jobs", "1"],
 }
 
 

@@ -101,7 +101,7 @@ def test_no_lockstep_trains_every_replica_to_its_end_and_shows_how_the_loss_part
 
 
 def test_lockstep_with_fewer_slots_than_replicas_is_refused_before_any_replica_starts(store):
-    completed = run_cli("check", "--store", store, "--lockstep", "--parallel", "1",
+    completed = run_cli("check", "--store", store, "--lockstep", "--jobs", "1",
                         *script("torch_matmul.py"))
     assert_one_sentence_error(completed, "Lockstep runs every replica at once",
                               "--no-lockstep")
@@ -238,7 +238,7 @@ def replica_records(store):
     ended without a verdict (so only its runs are recorded)."""
     with Store(store, create=False) as opened:
         runs = [opened.get_run(run["run_id"]) for run in opened.list_runs()]
-    [check_id] = {run["study_id"] for run in runs}
+    [check_id] = {run["check_id"] for run in runs}
     folder = Path(store) / "checks" / check_id
     return {run["replica"]: (run["status"], run["error"],
                              len(read_trace(folder / f"replica-{run['replica']}.trace").steps))
@@ -256,7 +256,7 @@ def ended(pid):
 def test_a_failing_replica_stops_the_others_and_shows_its_stderr(tmp_path, store):
     # 400 steps to train, but replica 1 exits after its second: in lockstep, replica 0 is
     # stopped at most one step later, and neither process outlives the check.
-    completed = run_cli("check", "--store", store, "--parallel", "2",
+    completed = run_cli("check", "--store", store, "--jobs", "2",
                         *script("torch_matmul.py", "--fail-replica", "1", "--steps", "400",
                                 "--pid-dir", tmp_path))
     assert_one_sentence_error(completed, "Replica 1 exited with code 3",
@@ -271,7 +271,7 @@ def test_a_failing_replica_stops_the_others_and_shows_its_stderr(tmp_path, store
 
 
 def test_a_hung_replica_is_failed_at_the_timeout_and_the_others_are_stopped(tmp_path, store):
-    completed = run_cli("check", "--store", store, "--parallel", "2", "--timeout", "40",
+    completed = run_cli("check", "--store", store, "--jobs", "2", "--timeout", "40",
                         *script("torch_matmul.py", "--hang-replica", "1", "--pid-dir", tmp_path))
     assert_one_sentence_error(completed, "Replica 1 did not finish within 40 s",
                               "raise --timeout")

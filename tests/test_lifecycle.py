@@ -44,7 +44,7 @@ def start_check(tmp_path, store, *script_args):
     pids.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     check = subprocess.Popen(
-        [TWINRUN, "check", "--store", str(store), "--parallel", "2", "--",
+        [TWINRUN, "check", "--store", str(store), "--jobs", "2", "--",
          "python", str(SCRIPTS / "sleepy.py"), "--pid-dir", str(pids), *script_args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
