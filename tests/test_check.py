@@ -377,3 +377,19 @@ def test_a_module_run_with_python_m_is_checked(tmp_path, store):
                         "mypackage.train", cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert json.loads(completed.stdout)["verdict"] == "identical"
+
+
+# replicas whose threads do not fit the CPUs at once take turns
+
+def test_replicas_whose_threads_exceed_the_cpus_take_turns_step_by_step(store, tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    prefix = tmp_path / "clock"
+    verdict = check("--threads", f"{cpus},{cpus}", "--no-localize",
+                    *script("step_clock.py", prefix, "--steps", "8"), store=store)
+    assert verdict["verdict"] == "identical"
+    assert any("taking turns step by step" in note for note in verdict["notes"])
+    first, second = (json.loads(Path(f"{prefix}-{i}.json").read_text()) for i in (0, 1))
+    assert len(first) == len(second) == 8
+    # Step 0 follows start-up in both at once; from step 1 on no two steps overlap in time.
+    steps = sorted(first[1:] + second[1:])
+    assert all(end <= next_begin for (_, end), (next_begin, _) in zip(steps, steps[1:]))

@@ -13,6 +13,7 @@ as a check (`twinrun checks`, `twinrun show CHECK_ID`). The check's folder,
 `<store>/checks/<check_id>/`, keeps each replica's trace and whole log (`replica-N.log`).
 """
 
+import functools
 import hashlib
 import hmac
 import json
@@ -62,6 +63,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
         localize: `"auto"`/True to name the first divergent layer, False to skip.
         trace_every: fingerprint the whole state every k-th step only; a divergence is then
             placed by a rerun that traces every step (`place_sampled_divergence`).
+        progress: optional `f(states, expected_steps)` (`twinrun.report.terminal.
+            replica_progress`): each replica's state and steps, and the most steps one takes.
 
     Returns a `Verdict`; the replicas are recorded as runs and the verdict as a check in the
     store (`config.store`).
@@ -81,6 +84,11 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
     config = prepare(config)
     plan = plan_replicas(n, threads or [config.threads] * n, parallel,
                          judged_lockstep(judging, lockstep))
+    if progress is not None:  # with the steps a replica takes, the display can give an ETA
+        from twinrun.workloads import workload_module
+
+        progress = functools.partial(
+            progress, expected_steps=workload_module(config.workload).max_steps(config))
     check_id = new_check_id()
     store = Store(config.store)
     directory = store.check_dir(check_id)
@@ -119,7 +127,8 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
 
     try:
         outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
-                                timeout=timeout, progress=progress,
+                                concurrent_steps=plan.concurrent_steps, timeout=timeout,
+                                progress=progress,
                                 on_end=on_end if config.record else None,
                                 compare=compared_while_running(judging))
         results = [read_json(o.spec.result) for o in outcomes]
@@ -227,7 +236,7 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
 
     try:
         outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
-                                timeout=timeout, progress=progress, on_start=on_start,
+                                concurrent_steps=plan.concurrent_steps, timeout=timeout, progress=progress, on_start=on_start,
                                 on_end=on_end, compare=compared_while_running(judging))
         for outcome in outcomes:
             if not outcome.reader.trace.header:

@@ -51,6 +51,7 @@ class ReplicaPlan:
     threads: list   # each replica's thread count (all the CPUs where not pinned)
     pinned: bool    # whether the thread counts were given (else the framework's default)
     cpus: int       # CPUs this process may use
+    concurrent_steps: int | None = None  # lockstep: replicas computing a step at once (None: all)
 
     @property
     def shared_cores(self):
@@ -67,8 +68,11 @@ def plan_replicas(n, threads, parallel=None, lockstep=None):
       a step of where it happened, after start-up, not after `n` trainings.
     - Thread counts are never lowered to make the replicas fit the CPUs: the count changes the
       bits, so the verdict must be about the count a run really uses. When `n` x threads is
-      more than the CPUs, the replicas share the cores (about as long as running them one
-      after another; docs/performance.md measures it).
+      more than the CPUs, the replicas take turns instead of fighting over the cores: only
+      as many compute a step at once as fit (CPUs // threads, at least one; with one they
+      alternate step by step), the others wait at a step already written. Side by side, the
+      threads of both spin for the cores and the system time doubles; taking turns costs a
+      hand-over per step, and still stops every replica within a step of a divergence.
     - `lockstep=False`, or a `parallel` below `n`: `parallel` at a time (default: as many as
       fit, CPUs // threads), each training to its end, so the verdict shows how the
       difference grew over the whole run. The traces are still compared as they grow.
@@ -87,6 +91,8 @@ def plan_replicas(n, threads, parallel=None, lockstep=None):
     (True, 2)
     >>> plan_replicas(3, [1, 1, 1], parallel=1).lockstep
     False
+    >>> plan_replicas(2, [512, 512]).concurrent_steps  # more threads than CPUs: take turns
+    1
     """
     from twinrun.launch import available_cpus
 
@@ -105,7 +111,9 @@ def plan_replicas(n, threads, parallel=None, lockstep=None):
                 f"Lockstep runs every replica at once, so --jobs {parallel} cannot hold "
                 f"for -n {n}; drop --jobs, or pass --no-lockstep to run {parallel} at a "
                 f"time.")
-        return ReplicaPlan(parallel=n, lockstep=True, threads=threads, pinned=pinned, cpus=cpus)
+        fits = max(1, cpus // per_replica)
+        return ReplicaPlan(parallel=n, lockstep=True, threads=threads, pinned=pinned, cpus=cpus,
+                           concurrent_steps=fits if fits < n and sum(threads) > cpus else None)
     fits = max(1, min(n, cpus // per_replica))
     return ReplicaPlan(parallel=min(n, parallel or fits), lockstep=False, threads=threads,
                        pinned=pinned, cpus=cpus)
@@ -117,8 +125,16 @@ def plan_note(plan, stopped):
     if not plan.lockstep:
         return (f"The replicas ran {plan.parallel} at a time, each to its end, compared as "
                 f"they went.")
-    note = f"The {n} replicas ran side by side, compared in lockstep"
-    if plan.shared_cores and plan.pinned:
+    shared = "at once" if plan.concurrent_steps is not None else "side by side"
+    note = f"The {n} replicas ran {shared}, compared in lockstep"
+    if plan.concurrent_steps is not None:
+        threads = (f"{' + '.join(map(str, plan.threads))} threads" if plan.pinned
+                   else f"{n} x {max(plan.threads)} threads (the framework's default)")
+        turns = ("taking turns step by step" if plan.concurrent_steps == 1
+                 else f"{plan.concurrent_steps} computing a step at a time")
+        note += (f", {turns}: {threads} would not fit {plan.cpus} CPUs at once (thread counts "
+                 f"are kept as asked, since they change the bits)")
+    elif plan.shared_cores and plan.pinned:
         note += (f"; with {' + '.join(map(str, plan.threads))} threads on {plan.cpus} CPUs "
                  f"they shared the cores (thread counts are kept as asked, since they change "
                  f"the bits)")

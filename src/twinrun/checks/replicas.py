@@ -5,7 +5,9 @@ starts. Replicas run side by side up to `parallel` at a time, and the launcher c
 traces as they grow (`twinrun.checks.verdict.Comparison`), each replica against replica 0, freeing
 every step's words once it is compared: the launcher's memory stays small however long the
 training. In lockstep mode all of them run at once and the launcher compares every step before
-letting any replica take the next one, so a divergence stops them within one step.
+letting any replica take the next one, so a divergence stops them within one step; when their
+threads are more than the CPUs, fewer of them compute a step at a time (`concurrent_steps`:
+with one, the replicas take turns, step by step), so they do not fight over the cores.
 
 Whatever ends the check (a verdict, a failing or hung replica, a signal to the launcher), every
 replica's process group is ended before `run_replicas` returns or raises, and `on_end` hears
@@ -70,14 +72,18 @@ class _Replica:
                               time.monotonic() - self.child.started)
 
 
-def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=None,
-                 compare=True, poll_interval=0.005, progress=None, on_start=None, on_end=None):
+def run_replicas(specs, *, parallel=1, lockstep=False, concurrent_steps=None, timeout=None,
+                 stop_when=None, compare=True, poll_interval=0.005, progress=None, on_start=None,
+                 on_end=None):
     """Run every replica and return their outcomes (traces read back), in the order of `specs`.
 
     Arguments:
         specs: the `ReplicaSpec`s.
         parallel: how many run at a time (lockstep runs all at once).
         lockstep: compare step by step and stop every replica at the first difference.
+        concurrent_steps: lockstep only: how many replicas may compute a step at once (None:
+            all). The others wait for their go at a step already written, so each step is
+            still compared before any replica goes past it; start-up and step 0 run in all.
         timeout: seconds a replica may run before it counts as hung.
         stop_when: optional `f(reader) -> bool`; a replica is stopped once it is true (used
             by localisation, which needs the traces only up to one step).
@@ -137,15 +143,15 @@ def run_replicas(specs, *, parallel=1, lockstep=False, timeout=None, stop_when=N
                                                    f"diverged at step {divergence.step}")
                         else:
                             limit = _lockstep_limit(comparison, running, order)
-                            _release(running, limit)
+                            _release(running, limit, concurrent_steps or math.inf)
                 if stop_when is not None:
                     for replica in running:
                         if replica.child.stop_reason is None and stop_when(replica.reader):
                             replica.child.stop("stopped once localisation had its step")
                 for replica in list(running):
                     # A lockstep replica that wrote its step and waits for its go is not hung:
-                    # the one behind it is, and is timed out instead.
-                    waiting = len(replica.reader.trace.steps) > limit
+                    # the one behind it, or the one whose turn it is, is, and is timed out.
+                    waiting = lockstep and len(replica.reader.trace.steps) > replica.released
                     progressed |= _check_one(replica, timeout, end, stop_all, waiting)
                 if progressed and progress is not None:
                     progress(_states(pending, running, finished))
@@ -174,12 +180,17 @@ def _lockstep_limit(comparison, running, order):
     return min(bounds) if bounds else math.inf
 
 
-def _release(running, limit):
-    """Lockstep: give every running replica one go for each step let go."""
-    for replica in running:
-        while replica.released < min(limit, len(replica.reader.trace.steps)):
+def _release(running, limit, concurrent):
+    """Lockstep: give the running replicas one go for each step let go, while at most
+    `concurrent` of them compute at once; the one furthest behind goes first."""
+    computing = sum(r.released >= len(r.reader.trace.steps) for r in running)
+    for replica in sorted(running, key=lambda r: r.released):
+        while (computing < concurrent or concurrent >= len(running)) and \
+                replica.released < min(limit, len(replica.reader.trace.steps)):
             replica.child.release()
             replica.released += 1
+            if replica.released >= len(replica.reader.trace.steps):
+                computing += 1
 
 
 def _check_one(replica, timeout, end, stop_all, waiting=False):

@@ -112,8 +112,9 @@ def check(ctx, n, workload, preset, backend, seed, epochs, no_determinism, porta
       takes step s+1 before every replica's step s was compared, so a divergence
       at step 0 is reported a step after start-up, not after N trainings.
     - Thread counts are never lowered to make the replicas fit the CPUs (the count
-      changes the bits): when N x threads is more than the CPUs, the replicas share
-      the cores and take about as long as N runs one after another.
+      changes the bits): when N x threads is more than the CPUs, the replicas take
+      turns, only as many computing a step at once as fit (one: step by step),
+      instead of fighting over the cores; the verdict says which was chosen.
     - --no-lockstep (or --jobs below N): --jobs at a time, each to its end;
       the traces are still compared as they grow.
     """

@@ -14,6 +14,7 @@ from pathlib import Path
 from twinrun.errors import TwinrunError
 from twinrun.launch import run_id_path
 from twinrun.runconfig import RunConfig
+from twinrun.workloads import workload_module
 
 
 def _say(message, quiet):
@@ -114,13 +115,6 @@ def execute(config, quiet=False, on_start=None):
 METRIC_KEYS = ("test_loss", "test_accuracy", "class_accuracy", "per_class", "confusion_matrix",
                "best_epoch", "best_val_loss", "best_val_accuracy", "stopped_epoch",
                "early_stopped", "perturbation", "initial_fingerprint", "predictions")
-
-
-def workload_module(name):
-    """The module of a built-in workload: it has `load_data(config)` and `train(...)`."""
-    import importlib
-
-    return importlib.import_module(f"twinrun.workloads.{name.replace('-', '_')}")
 
 
 def _train(config, data, store, run_id, quiet):

@@ -376,24 +376,85 @@ def audit_progress(out=None):
         timer.cancel()
 
 
-@contextlib.contextmanager
-def replica_progress(enabled=True, out=None):
-    """A live status line of each replica's state and steps while a check runs.
+class ReplicaSteps:
+    """How far a check's replicas are, and when they should be done, from their step counts.
 
-    Yields the callback `run_replicas` calls, or None when the output is no terminal: piped
-    output stays exactly the verdict (and an error stays one sentence).
+    Arguments:
+        expected_steps: the steps one replica trains at most (None when unknown: a script).
+
+    Example:
+    >>> seen = ReplicaSteps(100)
+    >>> seen.line({"replica 0": ("running", 1), "replica 1": ("running", 0)}, now=5.0)
+    'replica 0: running, 1/100 steps  replica 1: running, 0/100 steps'
+    >>> seen.line({"replica 0": ("running", 50), "replica 1": ("running", 49)}, now=15.0)
+    'replica 0: running, 50/100 steps  replica 1: running, 49/100 steps  ETA 10 s'
+    """
+
+    def __init__(self, expected_steps=None):
+        self.expected_steps = expected_steps
+        self.first = None  # (time, steps of all replicas) at the first step: after start-up
+
+    def line(self, states, now=None):
+        now = time.monotonic() if now is None else now
+        of = f"/{self.expected_steps}" if self.expected_steps else ""
+        text = "  ".join(f"{label}: {state}, {steps}{of} steps"
+                         for label, (state, steps) in states.items())
+        done = sum(steps for _, steps in states.values())
+        if self.first is None:
+            if done:
+                self.first = (now, done)
+            return text
+        eta = self._eta(states, now, done)
+        return text + (f"  ETA {eta}" if eta else "")
+
+    def _eta(self, states, now, done):
+        began, steps_then = self.first
+        if not self.expected_steps or done <= steps_then or now <= began:
+            return None
+        rate = (done - steps_then) / (now - began)  # steps of all replicas together per second
+        left = sum(max(0, self.expected_steps - steps) for state, steps in states.values()
+                   if state != "done")
+        seconds = round(left / rate)
+        return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+@contextlib.contextmanager
+def replica_progress(enabled=True, out=None, plain=None, every=30.0):
+    """Each replica's state and steps, and the time left, while a check runs.
+
+    On a terminal a live status line (on stderr); otherwise, unless `enabled` is False
+    (`--json`), a plain line on stdout every `every` seconds, before the verdict, so a piped
+    `make run` shows it is alive and an error stays the one sentence on stderr.
+
+    Yields the callback `run_replicas` calls: `update(states, expected_steps=None)`, where
+    `expected_steps` is what one replica trains at most, when known; or None when disabled.
     """
     out = out or Console(file=sys.stderr)
-    if not enabled or not out.is_terminal:
+    if not enabled:
         yield None
         return
-    last = {"shown": 0.0}
+    seen = ReplicaSteps()
+    last = {"shown": time.monotonic() if not out.is_terminal else 0.0}
+    if not out.is_terminal:
+        plain = plain or Console(file=sys.stdout, highlight=False)
+
+        def print_line(states, expected_steps=None):
+            seen.expected_steps = expected_steps or seen.expected_steps
+            text = seen.line(states)
+            now = time.monotonic()
+            if now - last["shown"] >= every:
+                last["shown"] = now
+                plain.print(data_text(text), soft_wrap=True)
+
+        yield print_line
+        return
     with out.status("starting replicas ...") as status:
-        def update(states):
+        def update(states, expected_steps=None):
+            seen.expected_steps = expected_steps or seen.expected_steps
+            text = seen.line(states)
             now = time.monotonic()
             if now - last["shown"] > 0.25:
                 last["shown"] = now
-                status.update(data_text("  ".join(f"{label}: {state}, {steps} steps"
-                                                  for label, (state, steps) in states.items())))
+                status.update(data_text(text))
 
         yield update

@@ -13,6 +13,7 @@ dropout, patience, subset, val_fraction, split_seed, fold and test predictions (
 `twinrun.workloads.options.validate_supported`).
 """
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -76,6 +77,12 @@ def options_of(config):
 def max_epochs(config):
     """The most epochs a run of `config` trains (for a progress display)."""
     return options_of(config).epochs
+
+
+def max_steps(config):
+    """The optimizer steps a run of `config` takes (for a progress display)."""
+    options = options_of(config)
+    return math.ceil(TRAIN_SIZE / options.batch_size) * options.epochs
 
 
 def train(config, data, callbacks=(), on_dataset=None):

@@ -267,6 +267,15 @@ def max_epochs(config):
     return options_of(config).epochs
 
 
+def max_steps(config):
+    """About the most optimizer steps a run of `config` takes (for a progress display; a
+    cross-validation fold trains on a slightly different number of images)."""
+    options = options_of(config)
+    return PRESETS[config.preset].sizes(
+        subset=options.subset, val_fraction=options.val_fraction,
+        batch_size=options.batch_size)["steps_per_epoch"] * options.epochs
+
+
 def train(config, data, callbacks=(), on_dataset=None):
     """Train the seed CNN under `config` on the loaded Fashion-MNIST `data`.
 
