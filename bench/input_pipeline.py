@@ -7,8 +7,8 @@ passes NumPy arrays with `shuffle=True`. Native PyTorch compares a `DataLoader` 
 `shuffle=True` against batches in twinrun's order (`bench/native_torch_cnn.batches`).
 
 Each framework runs in two fresh processes: one with the environment as it is here (`plain`)
-and one with `twinrun.determinism.allocator_environment()` added (`twinrun`, what every process
-twinrun launches gets). Inside, after one warm-up epoch per variant, the variants alternate for
+and one with `twinrun.determinism.common.allocator_environment()` added (`twinrun`: what
+twinrun's launcher gives every JAX process; the other frameworks' rows show why only JAX's). Inside, after one warm-up epoch per variant, the variants alternate for
 `--rounds` rounds, and each epoch records its wall time per step, the process's minor page
 faults (`resource.getrusage(RUSAGE_SELF).ru_minflt`) and its user and system CPU seconds. Page
 faults and CPU seconds hardly depend on what else the machine runs; wall time does, so the load
@@ -108,7 +108,7 @@ def child(framework, rounds):
 
 
 def run_child(framework, allocator, rounds):
-    from twinrun.determinism import allocator_environment
+    from twinrun.determinism.common import allocator_environment
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}

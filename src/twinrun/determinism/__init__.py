@@ -12,8 +12,7 @@ import sys
 
 from twinrun.backends import resolve_backend
 from twinrun.determinism.common import (
-    APPLIED, Control, DeterminismReport, allocator_environment, hash_seed_control,
-    seed_python_and_numpy,
+    APPLIED, Control, DeterminismReport, hash_seed_control, seed_python_and_numpy,
 )
 from twinrun.errors import TwinrunError
 from twinrun.seeds import DEFAULT_SEED, derive_seeds
@@ -54,9 +53,6 @@ PORTABLE_VARIABLE = "TWINRUN_PORTABLE"
 def environment_for(backend, threads=None, determinism=True, hash_seed=None, portable=False):
     """Environment variables a fresh process needs before it starts, for one backend.
 
-    Besides the framework's own, glibc's allocator settings (`allocator_environment`): they
-    too are read only when a process starts.
-
     Arguments:
         backend: `"tensorflow"`, `"jax"` or `"torch"`.
         threads: thread-pool size, or None to leave the framework's default.
@@ -71,7 +67,6 @@ def environment_for(backend, threads=None, determinism=True, hash_seed=None, por
     if portable:
         env.update(framework.portable_variables())
         env[PORTABLE_VARIABLE] = "1"
-    env.update(allocator_environment())
     env["KERAS_BACKEND"] = backend
     env["TWINRUN_DETERMINISM"] = "1" if determinism else "0"
     if threads is not None:

@@ -18,8 +18,8 @@ TensorFlow-era spelling) is refused by XLA's flag parser.
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, not_pinned,
-    pinned_detail, schedulable_cpus, set_before_start, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, allocator_environment,
+    not_pinned, pinned_detail, schedulable_cpus, set_before_start, thread_environment,
 )
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
@@ -28,8 +28,9 @@ THREADS = "XLA CPU thread pool"
 
 
 def environment_variables(threads=None, determinism=True):
-    """Variables XLA reads when its backend initialises."""
-    env = {}
+    """Variables XLA reads when its backend initialises, and glibc's allocator settings for
+    XLA's large step buffers (`allocator_environment`)."""
+    env = allocator_environment()
     if determinism:
         flags = os.environ.get("XLA_FLAGS", "").split()
         if DETERMINISTIC_FLAG not in flags:
