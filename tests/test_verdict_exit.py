@@ -162,9 +162,13 @@ def test_a_signal_outside_the_replicas_ends_the_command_with_one_sentence(signum
             env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"})
         connection, _ = server.accept()
         with connection:
+            # Wait for the request itself: then `check` is past connecting, waiting on the
+            # answer, and the signal cannot land in the middle of setting up the socket.
+            connection.settimeout(60)
+            connection.recv(1)
             process.send_signal(signum)
             stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == status
+    assert process.returncode == status, (process.returncode, stderr)
     assert stderr == sentence
     assert stdout == ""
     assert not store.exists()

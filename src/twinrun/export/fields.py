@@ -80,6 +80,13 @@ def _flat(prefix, value, out):
         out[mlflow_name(prefix)] = _text(value, MAX_PARAM_VALUE)
 
 
+def _as_printed(verdict):
+    """The verdict as `twinrun check --json` prints it, with its `reading` (headline, cause,
+    culprit) first, so the MLflow artifact and the terminal's JSON are the same document."""
+    from twinrun.report.headline import with_reading
+
+    return with_reading(verdict) if isinstance(verdict, dict) else verdict
+
 def _ms(timestamp):
     if not timestamp:
         return None
@@ -226,7 +233,7 @@ def check_fields(check, verdict):
               "replicas": str(check.get("replicas"))}
     return Fields(name=f"check {check.get('label') or ''} {check['check_id']}".replace("  ", " "),
                   params=params, metrics=metrics, tags=tags,
-                  artifacts={"verdict.json": verdict, "check.json": check},
+                  artifacts={"verdict.json": _as_printed(verdict), "check.json": check},
                   start_ms=_ms(check.get("created_at")), end_ms=_ms(check.get("created_at")))
 
 
