@@ -31,7 +31,7 @@ DOCTEST := $(PYTEST) --doctest-modules src/twinrun
 
 # Every test, then every docstring example; fails if either fails (both always run).
 test: setup
-	$(PYTEST) tests; tests=$$?; $(DOCTEST); examples=$$?; \
+	$(PYTEST) --durations=30 tests; tests=$$?; $(DOCTEST); examples=$$?; \
 	test $$tests -eq 0 && test $$examples -eq 0
 
 # Everything but the tests that train real models in fresh processes, then the examples.
