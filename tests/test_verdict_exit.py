@@ -141,6 +141,11 @@ def test_a_report_and_an_export_that_fail_after_a_divergence_keep_exit_1(tmp_pat
 
 # -- signals and closed pipes ---------------------------------------------------------------------
 
+def _default_signals():
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, status, sentence", [
     (signal.SIGTERM, 2, "Error: twinrun was stopped by SIGTERM; nothing more was run.\n"),
     (signal.SIGHUP, 2, "Error: twinrun was stopped by SIGHUP; nothing more was run.\n"),
@@ -159,7 +164,10 @@ def test_a_signal_outside_the_replicas_ends_the_command_with_one_sentence(signum
             [TWINRUN, "check", "--store", str(store), "--mlflow",
              f"http://127.0.0.1:{server.getsockname()[1]}", "--", "python", str(TINY)],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"})
+            env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"},
+            # As from a terminal: a signal this pytest process ignores (something earlier in
+            # the suite leaves SIGINT ignored) would be ignored by the child too, rightly.
+            preexec_fn=_default_signals)
         connection, _ = server.accept()
         with connection:
             # Wait for the request itself: then `check` is past connecting, waiting on the
