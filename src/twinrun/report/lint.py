@@ -18,28 +18,9 @@ def render_findings(findings, path, out=None):
         path: the script, as the user named it.
         out: a Rich console (default: stdout).
     """
-    out = out or Console()
-    for finding in findings:
-        out.print(Text.assemble(data_text(f"{path}:{finding.line}", "bold"), "  ",
-                                data_text(finding.title, "yellow"), "  ",
-                                data_text(f"[{finding.rule}]", "dim")))
-        if finding.code:
-            out.print(Text.assemble("    ", data_text(finding.code, "cyan")))
-        out.print(Text.assemble("    why: ", data_text(finding.why)))
-        out.print(Text.assemble("    fix: ", data_text(finding.fix)))
-        out.print()
-    if findings:
-        lines = sorted({finding.line for finding in findings})
-        out.print(Text.assemble(
-            f"{len(findings)} reproducibility pitfall{'s' if len(findings) != 1 else ''} in ",
-            data_text(path), f" (line{'s' if len(lines) != 1 else ''} ",
-            ", ".join(map(str, lines)), "). `twinrun check -n 2 -- python ", data_text(path),
-            "` shows whether the runs still differ."))
-    else:
-        out.print(Text.assemble(
-            "No known reproducibility pitfall in ", data_text(path), ". This reads the code "
-            "only; `twinrun check -n 2 -- python ", data_text(path), "` proves the runs "
-            "identical."))
+    _render(findings, path, out, place=lambda finding: f"{path}:{finding.line}",
+            unit="line", unit_of=lambda finding: finding.line,
+            command="twinrun check -n 2 -- python ")
 
 
 def findings_json(findings, path):
@@ -66,9 +47,16 @@ def render_notebook_findings(findings, path, out=None):
         path: the notebook, as the user named it.
         out: a Rich console (default: stdout).
     """
+    _render(findings, path, out, place=lambda finding: f"{path}, {finding.describe()}",
+            unit="cell", unit_of=lambda finding: finding.cell, command="twinrun check -n 2 ")
+
+
+def _render(findings, path, out, *, place, unit, unit_of, command):
+    """Scripts and notebooks alike: each finding at its place, why and fix, then a summary
+    naming the lines (or cells) and the check that proves whether the runs differ."""
     out = out or Console()
     for finding in findings:
-        out.print(Text.assemble(data_text(f"{path}, {finding.describe()}", "bold"), "  ",
+        out.print(Text.assemble(data_text(place(finding), "bold"), "  ",
                                 data_text(finding.title, "yellow"), "  ",
                                 data_text(f"[{finding.rule}]", "dim")))
         if finding.code:
@@ -77,13 +65,13 @@ def render_notebook_findings(findings, path, out=None):
         out.print(Text.assemble("    fix: ", data_text(finding.fix)))
         out.print()
     if findings:
-        cells = sorted({finding.cell for finding in findings})
+        units = sorted({unit_of(finding) for finding in findings})
         out.print(Text.assemble(
             f"{len(findings)} reproducibility pitfall{'s' if len(findings) != 1 else ''} in ",
-            data_text(path), f" (cell{'s' if len(cells) != 1 else ''} ",
-            ", ".join(map(str, cells)), "). `twinrun check -n 2 ", data_text(path),
+            data_text(path), f" ({unit}{'s' if len(units) != 1 else ''} ",
+            ", ".join(map(str, units)), f"). `{command}", data_text(path),
             "` shows whether the runs still differ."))
     else:
         out.print(Text.assemble(
             "No known reproducibility pitfall in ", data_text(path), ". This reads the code "
-            "only; `twinrun check -n 2 ", data_text(path), "` proves the runs identical."))
+            f"only; `{command}", data_text(path), "` proves the runs identical."))
