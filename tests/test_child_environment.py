@@ -82,7 +82,7 @@ def test_a_check_verdict_as_json_holds_no_nan(tmp_path):
     verdict = Verdict(verdict="diverged", steps_compared=3,
                       replicas=[{"label": "replica 0", "final_loss": float("nan")},
                                 {"label": "replica 1", "final_loss": float("inf")}],
-                      first_divergence=Divergence(step=2, epoch=0, records=["loss"]),
+                      first_divergence=Divergence(step=2, epoch=1, records=["loss"]),
                       max_loss_difference=math.nan)
 
     def refuse(constant):

@@ -175,7 +175,7 @@ def test_the_planted_pattern_is_diverged_through_the_zero_change_hooks(store):
                         SCRIPTS / "zero_ulp_pattern.py", env={"COLUMNS": "200"})
     assert completed.returncode == 1, completed.stderr[-3000:]
     text = completed.stdout
-    assert "DIVERGED at step 4 in epoch 0 (both counted from 0): the exact digest of the whole " \
+    assert "DIVERGED at step 4 (epoch 1): the exact digest of the whole " \
            "state at the run's end differs" in text
     assert "first variables to differ: weight\n" in text
     digests = text.split("exact digests: ")[1].split("\n")[0].split(" vs ")

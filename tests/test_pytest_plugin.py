@@ -81,8 +81,7 @@ def test_a_marked_test_that_diverges_fails_with_the_verdict_in_one_line(tmp_path
     assert "2 failed" in out, out
     summary = next(line for line in out.splitlines()
                    if line.startswith("test_unseeded_batches diverged"))
-    assert summary.startswith("test_unseeded_batches diverged at step 0 in epoch 0 (both "
-                              "counted from 0): batch"), out
+    assert summary.startswith("test_unseeded_batches diverged at step 0 (epoch 1): batch"), out
     assert "asks for tmp_path" in out, out
     assert "Traceback" not in out, out
 
@@ -105,6 +104,6 @@ def test_the_one_line_summary_names_the_step_the_records_the_variables_and_the_l
                                     variables=["a", "b", "c", "d"],
                                     layer={"name": "noisy", "class": "Noise"}))
     assert verdict_summary(verdict, label="test_x") == (
-        "test_x diverged at step 4 in epoch 1 (both counted from 0): variables differ; "
+        "test_x diverged at step 4 (epoch 1): variables differ; "
         "first variables to differ: a, b, c and 1 more; localised to layer noisy")
     assert "\n" not in verdict_summary(verdict)

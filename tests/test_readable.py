@@ -42,7 +42,7 @@ def test_a_layer_that_diverges_again_at_the_same_step_is_unseeded_randomness_not
     assert verdict["likely_causes"][0].startswith("Unseeded randomness in layer 2 (Noise):")
     assert not any("GPU" in cause for cause in verdict["likely_causes"])  # a CPU run
     assert verdict["reading"]["headline"] == (
-        "Not reproducible: first differs at step 0 (epoch 0), layer 2 (Noise); most likely "
+        "Not reproducible: first differs at step 0 (epoch 1), layer 2 (Noise); most likely "
         "cause: unseeded randomness in layer 2 (Noise).")
     shown = run_cli("show", verdict["check_id"], "--store", store)
     assert shown.returncode == 0, shown.stderr
@@ -96,14 +96,14 @@ def test_likely_causes_name_gpu_kernels_only_when_a_gpu_was_there():
 def test_a_headline_never_points_at_a_finding_the_hooks_made_harmless():
     # An unseeded framework is seeded by the hooks under `twinrun check`: not the culprit.
     verdict = {"verdict": "diverged", "replicas": [{}, {}], "steps_compared": 3,
-               "first_divergence": {"step": 2, "epoch": 0, "records": ["loss"],
+               "first_divergence": {"step": 2, "epoch": 1, "records": ["loss"],
                                     "layer": {"name": "noise", "class": "Noise"}},
                "likely_causes": ["Unseeded randomness in layer noise (Noise): ..."],
                "findings": [{"rule": "framework-unseeded", "file": "/x/train.py", "line": 9,
                              "fix": "Seed it."}]}
     reading = check_reading(verdict)
     assert reading["culprit"] is None
-    assert reading["headline"] == ("Not reproducible: first differs at step 2 (epoch 0), layer "
+    assert reading["headline"] == ("Not reproducible: first differs at step 2 (epoch 1), layer "
                                    "noise (Noise); most likely cause: unseeded randomness in "
                                    "layer noise (Noise).")
 

@@ -80,7 +80,7 @@ def test_a_diverging_check_prints_layer_and_variable_names_literally_and_exits_1
     out = completed.stdout
     assert "\x1b" not in out
     assert printable(TAG) in out
-    assert "DIVERGED at step 1 in epoch 0 (both counted from 0)" in out
+    assert "DIVERGED at step 1 (epoch 1)" in out
     variables = next(line for line in out.splitlines() if "first variables to differ" in line)
     for name in ("[red]x", "[/x].weight", "\\x1b[2J.weight", "\\x1b[2J.bias"):
         assert name in variables
@@ -96,16 +96,17 @@ def test_the_text_verdict_counts_steps_and_epochs_as_the_json_verdict_does(store
     assert completed.returncode == 1, completed.stderr[-3000:]
     verdict = json.loads(completed.stdout)
     divergence = verdict["first_divergence"]
-    assert (divergence["step"], divergence["epoch"]) == (3, 1)
+    # Step 3 with 2 steps an epoch is the second epoch's second step: epochs count from 1.
+    assert (divergence["step"], divergence["epoch"]) == (3, 2)
     out = Console(file=StringIO(), width=1000)
     render_verdict(verdict, "the script", out=out)
     text = out.file.getvalue()
-    assert "DIVERGED at step 3 in epoch 1 (both counted from 0)" in text
+    assert "DIVERGED at step 3 (epoch 2)" in text
     growth = verdict["loss_growth"]
     assert f"|Δloss| by step: {growth[0]['step']}: " in text
     distance = verdict["weight_distance"]
     assert distance, verdict
-    assert "weight distance by epochs finished: " + ", ".join(
+    assert "weight distance at the end of epoch: " + ", ".join(
         f"{d['epoch']}: {d['max_relative_distance']:.3g}" for d in distance) in text
 
 

@@ -354,7 +354,7 @@ def localize_against_reference(verdict, reference, make_specs, timeout):
 
 def _digest_point(digest):
     """Where a digest was taken, in words: "the run's end (after step 4)", "the end of
-    epoch 2 (after step 99)" (epochs counted from 1 there: `epoch 2` is the second)."""
+    epoch 2 (after step 99)"."""
     at = digest["at"]
     return ("the run's end" if at == "end" else f"the end of {at}") + (
         f" (after step {digest['after_step']})")

@@ -23,6 +23,9 @@ class Divergence:
     """The first place the replicas differ.
 
     `step` is the optimizer step (0-based; `-1` for the training data before step 0),
+    `epoch` the epoch it belongs to, counted from 1 as Keras prints epochs (`Epoch 1/5`) and
+    as every twinrun output counts them (the step records of a trace keep the 0-based epoch
+    a framework's callbacks receive: `epoch_number` converts),
     `records` what differed there (`data`, `batch`, `loss`, `variables`), `variables` the
     names of the fingerprinted tensors that differed first (model variables, optimizer state
     named `optimizer/...`, random generator states named `rng/...`), and `layer` the layer
@@ -103,6 +106,17 @@ def first_divergence(traces):
 EXACT_DIGEST = "exact digest"
 
 
+def epoch_number(record):
+    """The epoch of a trace's step record counted from 1, as every output counts epochs (step
+    records keep the 0-based index a framework's callbacks receive); None when unknown.
+
+    >>> epoch_number({"step": 0, "epoch": 0}), epoch_number({"step": 5})
+    (1, None)
+    """
+    epoch = record.get("epoch")
+    return epoch + 1 if isinstance(epoch, int) else None
+
+
 def with_exact_digests(traces, divergence):
     """The earlier of `divergence` (from the step words, or None) and the first exact digest
     of the whole state that differs between the replicas (`twinrun.trace.digests`).
@@ -119,7 +133,7 @@ def with_exact_digests(traces, divergence):
     if divergence is not None and divergence.step <= step:
         return divergence
     record = traces[0].steps[step]
-    return Divergence(step=step, epoch=record.get("epoch"), records=[EXACT_DIGEST],
+    return Divergence(step=step, epoch=epoch_number(record), records=[EXACT_DIGEST],
                       variables=found["tensors"],
                       digest={"at": found["at"], "after_step": step,
                               "digests": found["digests"]})
@@ -287,7 +301,7 @@ def compare_step(rows, names):
         records.append("variables")
     if not records:
         return None
-    return Divergence(step=rows[0]["step"], epoch=rows[0].get("epoch"), records=records,
+    return Divergence(step=rows[0]["step"], epoch=epoch_number(rows[0]), records=records,
                       variables=differing)
 
 

@@ -75,22 +75,22 @@ def interval(values, digits=4, form=decimals):
 
 
 def where(divergence):
-    """Where the replicas first parted, in words: the same numbers as the JSON verdict, said
-    to count from 0 so that "epoch 0" reads right.
+    """Where the replicas first parted, in words: the same numbers as the JSON verdict (steps
+    counted from 0, epochs from 1, as everywhere in twinrun).
 
     Arguments:
         divergence: the verdict's `first_divergence` as a dict.
 
     Example:
-    >>> where({"step": 12, "epoch": 0}), where({"step": -1, "epoch": None})
-    ('at step 12 in epoch 0 (both counted from 0)', 'in the training data, before step 0')
+    >>> where({"step": 12, "epoch": 1}), where({"step": -1, "epoch": None})
+    ('at step 12 (epoch 1)', 'in the training data, before step 0')
     """
     step, epoch = divergence.get("step"), divergence.get("epoch")
     if isinstance(step, int) and step < 0:
         return "in the training data, before step 0"
     if epoch is None:
-        return f"at step {step} (counted from 0)"
-    return f"at step {step} in epoch {epoch} (both counted from 0)"
+        return f"at step {step}"
+    return f"at step {step} (epoch {epoch})"
 
 
 # One fingerprint length in every table and page: the first 16 hex digits (64 bits) tell runs

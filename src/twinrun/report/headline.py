@@ -7,7 +7,7 @@ no markup, no backticks (a page shows names in its own way).
 
 A check's headline:
     Reproducible: 2 replicas, 750 steps, same bits.
-    Not reproducible: first differs at step 12 (epoch 0), layer planted_noise; most likely
+    Not reproducible: first differs at step 12 (epoch 1), layer planted_noise; most likely
     cause: unseeded randomness in layer planted_noise (Noise), at train.py:5 (fix: ...).
 
 A study's:

@@ -140,8 +140,8 @@ def _check(report):
         if len(variables) > MAX_NAMES:
             shown += f" and {len(variables) - MAX_NAMES} more"
         out += ["## First divergence\n", _pairs([
-            ("step (from 0)", divergence.get("step")),
-            ("epoch (from 0)", divergence.get("epoch")),
+            ("step", divergence.get("step")),
+            ("epoch", divergence.get("epoch")),
             ("what differs first", ", ".join(map(str, divergence.get("records") or []))),
             ("localised layer", layer.get("name")),
             ("layer class", layer.get("class")),
@@ -163,8 +163,8 @@ def _check(report):
                                                     for g in picks])]
         distance = verdict.get("weight_distance") or []
         if distance:
-            out += ["## Relative weight distance by epochs finished\n",
-                    _table(["epochs finished", "max relative distance"],
+            out += ["## Relative weight distance at the end of each epoch\n",
+                    _table(["epoch", "max relative distance"],
                            [[d["epoch"], d["max_relative_distance"]] for d in distance])]
         causes = verdict.get("likely_causes") or []
         if causes:

@@ -18,7 +18,7 @@ def verdict_summary(verdict, label=None):
     ...                                       "records": ["batch", "loss"],
     ...                                       "variables": ["0.weight"], "layer": None}},
     ...                 label="train")
-    'train diverged at step 0 (counted from 0): batch, loss differ; first variables to differ: 0.weight'
+    'train diverged at step 0: batch, loss differ; first variables to differ: 0.weight'
     """
     verdict = verdict if isinstance(verdict, dict) else verdict.to_dict()
     prefix = f"{label} " if label else ""

@@ -46,9 +46,9 @@ def render_verdict(verdict, label, out=None, headline=True):
 
     Every name in it (the command, layers, variables, paths, notes) is printed as text, never
     read as Rich markup, with control characters escaped. Steps and epochs are printed as the
-    JSON verdict holds them: `first_divergence.step`, `.epoch` and `loss_growth[].step` count
-    from 0 (step 0 of epoch 0 is the first optimizer step), and `weight_distance[].epoch` is the
-    number of epochs finished, so the text says "by epochs finished".
+    JSON verdict holds them, counted as everywhere in twinrun: steps from 0 (step 0 is the first
+    optimizer step), epochs from 1 (`first_divergence.epoch`, and `weight_distance[].epoch`,
+    the epoch whose end was measured).
 
     Arguments:
         verdict: `Verdict.to_dict()`.
@@ -116,7 +116,7 @@ def render_verdict(verdict, label, out=None, headline=True):
     elif divergence.get("digest"):
         digest = divergence["digest"]
         point = ("the run's end" if digest["at"] == "end"
-                 else f"the end of {digest['at']} (counted from 1)")
+                 else f"the end of {digest['at']}")
         out.print(Text.assemble(("DIVERGED", "bold red"), " ", where(divergence),
                                 ": the exact digest of the whole state at ", data_text(point),
                                 " differs, although every step's words and losses up to it agreed."))
@@ -152,7 +152,7 @@ def render_verdict(verdict, label, out=None, headline=True):
                 f"{g['step']}: {g['max_abs_loss_diff']:.3g}" for g in picks)))
         distance = verdict.get("weight_distance") or []
         if distance:
-            out.print(Text("  weight distance by epochs finished: " + ", ".join(
+            out.print(Text("  weight distance at the end of epoch: " + ", ".join(
                 f"{d['epoch']}: {d['max_relative_distance']:.3g}" for d in distance[:12])))
         for cause in verdict.get("likely_causes") or []:
             out.print(Text.assemble("  likely cause: ", data_text(cause)))

@@ -27,7 +27,9 @@ Records (format 2):
 - `{"kind": "end", "steps": n}` — the run finished.
 
 Steps and epochs are counted from 0 in step records, so step `s` is the `s+1`-th optimizer
-step; epoch records carry the number of epochs finished.
+step (the epoch is the index a framework's callbacks receive); epoch records carry the number
+of epochs finished. What twinrun prints counts epochs from 1, as Keras prints them
+(`twinrun.checks.verdict.epoch_number`), and steps from 0.
 
 Read back, the step records are packed into arrays (`twinrun.trace.steps.StepTable`): a
 full-preset trace of 150,000 steps is about 100 MB of words per replica instead of gigabytes

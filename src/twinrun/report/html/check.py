@@ -2,8 +2,8 @@
 grew, where it started (with the localised layer or optimizer slot), and how the replicas'
 environments differed.
 
-Steps and epochs read as the JSON verdict holds them: `first_divergence.step` and `.epoch`
-count from 0, and `weight_distance[].epoch` is the number of epochs finished.
+Steps and epochs read as the JSON verdict holds them, counted as everywhere in twinrun: steps
+from 0, epochs from 1 (`weight_distance[].epoch` is the epoch whose end was measured).
 """
 
 from pathlib import Path
@@ -133,7 +133,7 @@ def _loss_curves(curves, divergence):
     marks = _step_mark(divergence)
     series = [(f"replica {c['replica']}", c["steps"], c["loss"]) for c in curves]
     chart = svg.line_chart(series, title="batch loss per step, replicas overlaid",
-                           x_label="step (from 0)", y_label="batch loss", marks=marks)
+                           x_label="step", y_label="batch loss", marks=marks)
     return section("Loss per step", figure(chart, "Each replica's loss on each batch, from its "
                                                   "trace; where they part, they diverged."))
 
@@ -152,7 +152,7 @@ def _growth(verdict, divergence):
         chart = svg.line_chart(
             [("max |Δloss|", [g["step"] for g in growth],
               [g.get("max_abs_loss_diff") for g in growth])],
-            title="|Δloss| between replicas", x_label="step (from 0)", y_label="|Δloss|",
+            title="|Δloss| between replicas", x_label="step", y_label="|Δloss|",
             log_y=True, marks=_step_mark(divergence))
         zeros = sum(1 for g in growth if not g.get("max_abs_loss_diff"))
         caption = ("The largest difference of any replica's batch loss from replica 0's."
@@ -162,12 +162,12 @@ def _growth(verdict, divergence):
     distance = verdict.get("weight_distance") or []
     if distance:
         epoch = divergence.get("epoch")
-        marks = ([(epoch, f"first divergence: in epoch {epoch} (from 0)")]
+        marks = ([(epoch, f"first divergence: in epoch {epoch}")]
                  if isinstance(epoch, int) else [])
         chart = svg.line_chart(
             [("max ‖w − w₀‖ / ‖w₀‖", [d["epoch"] for d in distance],
               [d.get("max_relative_distance") for d in distance])],
-            title="relative weight distance", x_label="epochs finished",
+            title="relative weight distance", x_label="epoch (at its end)",
             y_label="relative distance", log_y=True, marks=marks)
         plots.append(figure(chart, "The largest relative distance of any replica's weights "
                                    "from replica 0's, from the snapshot after each epoch."))
@@ -219,8 +219,8 @@ _KERNEL_KEYS = ("framework.cpu_capability", "cpu.isa", "cpu.identity", "threads.
 def _first_divergence(verdict, divergence):
     localization = verdict.get("localization") or {}
     layer = divergence.get("layer") or localization.get("layer") or {}
-    rows = [("step (from 0)", divergence.get("step")),
-            ("epoch (from 0)", divergence.get("epoch")),
+    rows = [("step", divergence.get("step")),
+            ("epoch", divergence.get("epoch")),
             ("what differs first", ", ".join(str(r) for r in divergence.get("records") or []))]
     if layer:
         rows += [("localised layer", Html(tag("code", layer.get("name")))),
