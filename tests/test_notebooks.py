@@ -186,14 +186,18 @@ def test_an_unseeded_shuffle_in_cell_3_diverges_at_step_0_at_the_batch_naming_ce
                     "import os\n"
                     "order = np.random.default_rng(int.from_bytes(os.urandom(4), 'little'))"
                     ".permutation(64)\n" + TRAIN)
-    temporary = tmp_path / "tmp"
+    # A TMPDIR too long for a Unix socket's path (107 bytes) under the kernel's folder, as
+    # pytest-xdist's and some CI runners' are: the sockets go to a short folder of their own.
+    temporary = tmp_path / ("tmp-" + "long" * 20)
     temporary.mkdir()
+    socket_folders = set(Path("/tmp").glob("twinrun-k-*"))
     verdict = check(path, store=store, env={"TMPDIR": str(temporary)})
     assert verdict["verdict"] == "diverged"
     assert verdict["first_divergence"]["step"] == 0
     assert "batch" in verdict["first_divergence"]["records"]
     # Lockstep stopped both replicas; their kernels' private folders went with them.
     assert list(temporary.glob("twinrun-kernel-*")) == []
+    assert set(Path("/tmp").glob("twinrun-k-*")) <= socket_folders
     assert verdict["notebook"]["phases"][0]["cell"] == 3
     assert any(note.startswith("The divergence at step 0 is in cell 3 (`import os`)")
                for note in verdict["notes"]), verdict["notes"]

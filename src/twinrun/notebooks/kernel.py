@@ -76,7 +76,7 @@ def kernel_manager(cwd=None):
         # reach the kernel (and it says nothing about running unencrypted).
         manager = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs,
                                      connection_file=str(Path(folder) / "connection.json"),
-                                     transport="ipc", ip=str(Path(folder) / "kernel"))
+                                     transport="ipc", ip=socket_base(folder))
         env = dict(os.environ)
         env.update(private)
         env.pop("JPY_PARENT_PID", None)
@@ -92,6 +92,31 @@ def kernel_manager(cwd=None):
 
 
 _folders = []  # this process's kernel folders not yet removed
+
+# A Unix socket's path holds at most 107 bytes (Linux's sun_path, less its NUL); the kernel
+# adds "-" and a port number of up to 5 digits to the base.
+SOCKET_PATH_MAX = 107
+
+
+def socket_base(folder):
+    """Where the kernel's IPC sockets go: `FOLDER/kernel`, or, when a long TMPDIR makes that
+    path too long for a Unix socket, a private folder of its own under /tmp (removed with the
+    others).
+
+    >>> import tempfile
+    >>> socket_base(tempfile.mkdtemp(prefix="twinrun-kernel-")).endswith("/kernel")
+    True
+    >>> long = tempfile.mkdtemp(prefix="twinrun-kernel-" + "x" * 100)
+    >>> len(socket_base(long)) + 6 <= SOCKET_PATH_MAX
+    True
+    >>> remove_private_folders(); shutil.rmtree(long)
+    """
+    base = str(Path(folder) / "kernel")
+    if len(os.fsencode(base)) + 6 <= SOCKET_PATH_MAX:
+        return base
+    short = tempfile.mkdtemp(prefix="twinrun-k-", dir="/tmp")  # mode 0700, as the other
+    _folders.append(short)
+    return str(Path(short) / "kernel")
 
 
 def remove_private_folders():
