@@ -29,14 +29,21 @@ PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 # change process-wide state (seeds, thread pools, the Keras backend); see src/conftest.py.
 DOCTEST := $(PYTEST) --doctest-modules src/twinrun
 
+# The tests run in TEST_WORKERS pytest-xdist workers, a test file to a worker (its module and
+# session fixtures, the trained artifacts, are made once): most tests wait on fresh processes
+# that import a framework, load data or sleep, so two workers on 2 cores took 0.71x the time
+# of one (docs/performance.md, "The test suite").
+TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 # Every test, then every docstring example; fails if either fails (both always run).
 test: setup
-	$(PYTEST) --durations=30 tests; tests=$$?; $(DOCTEST); examples=$$?; \
+	$(PYTEST) $(PARALLEL) --durations=30 tests; tests=$$?; $(DOCTEST); examples=$$?; \
 	test $$tests -eq 0 && test $$examples -eq 0
 
 # Everything but the tests that train real models in fresh processes, then the examples.
 test-fast: setup
-	$(PYTEST) -m "not slow" tests; tests=$$?; $(DOCTEST); examples=$$?; \
+	$(PYTEST) $(PARALLEL) -m "not slow" tests; tests=$$?; $(DOCTEST); examples=$$?; \
 	test $$tests -eq 0 && test $$examples -eq 0
 
 doctest: setup

@@ -36,6 +36,22 @@ def assert_one_sentence_error(completed, *fragments):
 
 
 @pytest.fixture
+def one_ray_cluster_at_a_time():
+    """Hold a lock on this machine while a test starts a local Ray cluster: `make test` runs
+    test files in parallel workers (pytest-xdist), and two local clusters started at once can
+    pick the same ports (ray-project/ray#53906)."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "twinrun-tests-ray.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture
 def store(tmp_path):
     return tmp_path / "store"
 

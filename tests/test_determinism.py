@@ -338,8 +338,10 @@ def tiny_training(backend, allocator):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_the_allocator_settings_leave_batches_and_weights_bit_identical(backend):
+def test_the_allocator_settings_leave_batches_and_weights_bit_identical():
+    # Only JAX's processes get the settings (the test above), so JAX is where they must
+    # change no bit; the script is the same for every backend.
+    backend = "jax"
     plain = tiny_training(backend, allocator=False)
     settled = tiny_training(backend, allocator=True)
     assert len(plain["batches"]) == 20 and len(set(plain["batches"])) == 20

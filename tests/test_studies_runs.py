@@ -137,8 +137,8 @@ def test_running_the_same_study_command_again_runs_nothing(resumed_study):
     assert (report["session"]["ran"], report["session"]["already_done"]) == (0, 2)
 
 
-def test_a_study_on_a_local_ray_cluster_records_what_the_local_pool_records(resumed_study,
-                                                                            tmp_path):
+def test_a_study_on_a_local_ray_cluster_records_what_the_local_pool_records(
+        resumed_study, tmp_path, one_ray_cluster_at_a_time):
     require("ray")
     ray_run = run_cli(*STUDY, "--executor", "ray", "--cpus-per-run", "1", "--store", tmp_path,
                       "--json")

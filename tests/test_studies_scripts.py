@@ -175,7 +175,8 @@ def test_a_seed_the_script_never_read_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_script_study_on_a_local_ray_cluster_records_what_the_local_pool_records(tmp_path):
+def test_a_script_study_on_a_local_ray_cluster_records_what_the_local_pool_records(
+        tmp_path, one_ray_cluster_at_a_time):
     require("ray")
     records = {}
     for name, options in (("local", ["--jobs", 2]), ("ray", ["--executor", "ray"])):
