@@ -151,10 +151,10 @@ def test_with_rtol_the_workload_with_and_without_determinism_is_within_tolerance
 
 @requires_data
 @pytest.mark.parametrize("backend, preset, steps", [("tensorflow", "quick", 150),
-                                                    ("jax", "tiny", 20), ("torch", "tiny", 20)])
+                                                    ("jax", "tiny", 10), ("torch", "tiny", 10)])
 def test_the_fashion_cnn_is_identical_on_each_backend(backend, preset, steps, store):
     # The real quick preset (two of its epochs) on the default backend, as `make run` trains
-    # it; the tiny preset, the same code on the same data in 10 steps an epoch, on the others.
+    # it; the tiny preset, the same code on the same data in 5 steps an epoch, on the others.
     verdict = check("--backend", backend, "--preset", preset, "--epochs", "2", "--seed", "7",
                     store=store)
     assert verdict["verdict"] == "identical"
