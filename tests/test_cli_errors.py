@@ -2,10 +2,13 @@
 
 import gzip
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_sentence_error, fashion_mnist_dir, requires_data, run_cli
+from conftest import (TWINRUN, assert_one_sentence_error, fashion_mnist_dir, requires_data,
+                      run_cli)
 
 
 def test_unknown_backend(store):
@@ -59,6 +62,19 @@ def test_a_store_where_nothing_may_be_written_is_refused():
     # /proc refuses new entries even to root.
     completed = run_cli("train", "--store", "/proc/twinrun-store")
     assert_one_sentence_error(completed, "/proc/twinrun-store")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_output_to_a_full_device_is_one_sentence_not_a_bug_report(tmp_path):
+    # /dev/full refuses every write with ENOSPC, as a full disk does.
+    script = tmp_path / "train.py"
+    script.write_text("import random\nrandom.shuffle([1, 2, 3])\n")
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([TWINRUN, "lint", str(script)], stdout=full,
+                                   stderr=subprocess.PIPE, text=True, timeout=120)
+    completed.stdout = ""
+    assert_one_sentence_error(completed, "No space left on the device", "free some space")
+    assert "bug in twinrun" not in completed.stderr
 
 
 def test_show_an_unknown_run(store):

@@ -52,6 +52,12 @@ class _Group(click.Group):
         except KeyboardInterrupt as error:
             _fail("Interrupted; nothing more was run.", error, ctx, expected=True,
                   exit_code=INTERRUPTED_EXIT)
+        except OSError as error:
+            sentence = _full_device_sentence(error)
+            if sentence is None:
+                _fail(_unexpected_sentence(error), error, ctx, expected=False,
+                      exit_code=ERROR_EXIT)
+            _fail(sentence, error, ctx, expected=True, exit_code=ERROR_EXIT)
         except Exception as error:  # noqa: BLE001  (the contract: a bug still gets a sentence)
             _fail(_unexpected_sentence(error), error, ctx, expected=False, exit_code=ERROR_EXIT)
 
@@ -157,6 +163,19 @@ def _fail(sentence, error, ctx, expected, exit_code):
         click.echo("".join(traceback.format_exception(type(error), error, error.__traceback__)),
                    err=True, nl=False)
     sys.exit(exit_code)
+
+
+def _full_device_sentence(error):
+    """One sentence for a write the machine refused for want of space (the output redirected to
+    a full disk, a store on one): the machine's state, not a bug in twinrun. None otherwise."""
+    import errno
+
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    reason = ("No space left on the device" if error.errno == errno.ENOSPC
+              else "The disk quota is exceeded")
+    return f"{reason}{where}; free some space and run the command again."
 
 
 def _unexpected_sentence(error):
