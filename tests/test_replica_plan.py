@@ -53,7 +53,7 @@ def test_the_eta_counts_the_steps_every_unfinished_replica_has_left():
     line = seen.line({"replica 0": ("running", 101), "replica 1": ("running", 101)}, now=40.0)
     # 200 steps in 20 s; 649 + 649 left: 130 s.
     assert line == ("replica 0: running, 101/750 steps  replica 1: running, 101/750 steps  "
-                    "ETA 2 min 10 s")
+                    "ETA 2m 10s")  # written as every duration is (`report.formatting.duration`)
 
 
 def test_piped_a_check_prints_plain_progress_lines_on_stdout_and_nothing_on_stderr():

@@ -106,3 +106,18 @@ def short_fingerprint(fingerprint):
     '9f059ef9eb794b1a'
     """
     return (fingerprint or "")[:FINGERPRINT_DIGITS]
+
+
+def duration(seconds):
+    """A duration for people, written the same way in every table, page and progress line.
+
+    >>> duration(12.54), duration(65.2), duration(3725), duration(None)
+    ('12.5 s', '1m 05s', '1h 02m', '')
+    """
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"

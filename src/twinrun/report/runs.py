@@ -7,7 +7,7 @@ tables are Rich tables; in a pipe or a file they are aligned plain text without 
 import json
 from datetime import datetime
 
-from twinrun.report.formatting import console, number, short_fingerprint
+from twinrun.report.formatting import console, duration, number, short_fingerprint
 
 _RICH_TABLE_MAX_ROWS = 100
 
@@ -373,11 +373,4 @@ def _when(iso):
         return iso
 
 
-def _duration(seconds):
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+_duration = duration  # one way to write a duration, in every table and progress line

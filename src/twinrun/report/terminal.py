@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from twinrun.report.formatting import console, fixed, short_fingerprint, where
+from twinrun.report.formatting import console, duration, fixed, short_fingerprint, where
 from twinrun.report.text import data_text, printable
 
 
@@ -387,7 +387,7 @@ class ReplicaSteps:
     >>> seen.line({"replica 0": ("running", 1), "replica 1": ("running", 0)}, now=5.0)
     'replica 0: running, 1/100 steps  replica 1: running, 0/100 steps'
     >>> seen.line({"replica 0": ("running", 50), "replica 1": ("running", 49)}, now=15.0)
-    'replica 0: running, 50/100 steps  replica 1: running, 49/100 steps  ETA 10 s'
+    'replica 0: running, 50/100 steps  replica 1: running, 49/100 steps  ETA 10.3 s'
     """
 
     def __init__(self, expected_steps=None):
@@ -414,8 +414,7 @@ class ReplicaSteps:
         rate = (done - steps_then) / (now - began)  # steps of all replicas together per second
         left = sum(max(0, self.expected_steps - steps) for state, steps in states.values()
                    if state != "done")
-        seconds = round(left / rate)
-        return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+        return duration(left / rate)
 
 
 @contextlib.contextmanager
