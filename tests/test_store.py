@@ -776,7 +776,7 @@ def test_a_version_3_store_moves_check_ids_out_of_study_id_and_says_finished(tmp
     assert store.get_study("variance-0123456789")["status"] == "finished"
     assert [s["status"] for s in store.list_studies()] == ["finished"]
     with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert connection.execute("SELECT count(*) FROM runs WHERE study_id LIKE 'check-%'"
                                   ).fetchone()[0] == 0
 
@@ -795,3 +795,32 @@ def test_processes_opening_a_version_3_store_at_once_migrate_it_once(tmp_path):
     with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
     assert columns.count("check_id") == 1
+
+
+def test_a_version_4_store_counts_its_verdicts_epochs_from_1_as_every_output_does(tmp_path):
+    # Schema 4 is schema 3 migrated; its diverged check counted the epoch from 0.
+    _version_3_store(tmp_path)
+    Store(tmp_path).close()
+    diverged = {"verdict": "diverged", "steps_compared": 7, "replicas": [{}, {}],
+                "first_divergence": {"step": 6, "epoch": 1, "records": ["loss"],
+                                     "variables": [], "layer": None, "digest": None},
+                "max_loss_difference": 0.125}
+    identical = {"verdict": "identical", "steps_compared": 5, "first_divergence": None}
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        connection.execute("INSERT INTO checks VALUES ('check-20260101-000001-bbbbbb', "
+                           "'2026-01-01T00:01:00+00:00', 'command', 'python t.py', 'diverged', "
+                           "2, 7, NULL, ?)", (json.dumps(diverged),))
+        connection.execute("UPDATE checks SET result = ? WHERE verdict = 'identical'",
+                           (json.dumps(identical),))
+        connection.execute("PRAGMA user_version = 4")
+    store = Store(tmp_path)
+    migrated = json.loads(store.get_check("check-20260101-000001-bbbbbb")["result"])
+    assert migrated == {**diverged, "first_divergence": {**diverged["first_divergence"],
+                                                         "epoch": 2}}
+    assert json.loads(store.get_check("check-20260101-000000-aaaaaa")["result"]) == identical
+    store.close()
+    Store(tmp_path).close()  # opened again: migrated once, not twice
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        [(result,)] = connection.execute(
+            "SELECT result FROM checks WHERE check_id = 'check-20260101-000001-bbbbbb'")
+    assert json.loads(result)["first_divergence"]["epoch"] == 2

@@ -52,7 +52,7 @@ from twinrun.store.studies import STUDY_SCHEMA, StudyRecords
 
 DB_NAME = "runs.sqlite"
 CHECKS_DIR = "checks"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 30.0
 
 _NEXT_STEP = f"Pass --store DIR or set {STORE_ENV_VAR} to a writable folder."
@@ -124,6 +124,26 @@ UPDATE runs SET check_id = study_id, study_id = NULL WHERE study_id LIKE 'check-
 UPDATE studies SET status = 'finished' WHERE status = 'complete'
 """
 _INDEX_4 = "CREATE INDEX IF NOT EXISTS runs_check_id ON runs (check_id)"
+
+
+def _count_epochs_from_1(conn):
+    """Version 5: a verdict's `first_divergence.epoch` counts from 1, as every other epoch in
+    twinrun does; a check recorded before counted it from 0. Each stored verdict is rewritten
+    as `twinrun check --json` prints it today, everything else in it kept as it was."""
+    import json
+
+    rows = conn.execute("SELECT check_id, result FROM checks").fetchall()
+    for check_id, result in rows:
+        try:
+            verdict = json.loads(result)
+        except ValueError:
+            continue
+        divergence = verdict.get("first_divergence") if isinstance(verdict, dict) else None
+        epoch = divergence.get("epoch") if isinstance(divergence, dict) else None
+        if isinstance(epoch, int) and not isinstance(epoch, bool):
+            divergence["epoch"] = epoch + 1
+            conn.execute("UPDATE checks SET result = ? WHERE check_id = ?",
+                         (json.dumps(verdict), check_id))
 
 # The statuses a run goes through: running, then one of the others.
 STATUSES = ("running", "finished", "failed", "stopped")
@@ -308,7 +328,8 @@ class Store(StudyRecords):
                     # the table version 2 added, its runs kept as they are; a store older than
                     # version 3 gets its studies, study keys and predictions; and one older
                     # than version 4 moves its checks' ids out of `study_id` and its finished
-                    # studies to `finished`. Under BEGIN IMMEDIATE, with the version read
+                    # studies to `finished`; one older than version 5 counts its verdicts'
+                    # epochs from 1 (`_count_epochs_from_1`). Under BEGIN IMMEDIATE, with the version read
                     # again inside: of two processes opening an old store at once, the second
                     # finds it migrated.
                     script = _SCHEMA if version == 0 else ""
@@ -322,6 +343,8 @@ class Store(StudyRecords):
                     for statement in script.split(";"):
                         if statement.strip():
                             conn.execute(statement)
+                    if 0 < version < 5:
+                        _count_epochs_from_1(conn)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
