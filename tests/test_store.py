@@ -467,9 +467,10 @@ def test_twinrun_runs_prints_a_plain_table_when_piped(tmp_path):
     assert "finished" in row and "answer-demo" in row and "0.875" in row
     assert weights_fingerprint(5)[:16] in row and weights_fingerprint(5) not in row
     # The wall time is from the row's start to its end (the run measured 12.5 s of its own).
-    from twinrun.report.runs import _duration, wall_time
+    from twinrun.report.formatting import duration
+    from twinrun.report.runs import wall_time
 
-    assert _duration(wall_time(store.get_run(run_id))) in row and "12.5 s" not in row
+    assert duration(wall_time(store.get_run(run_id))) in row and "12.5 s" not in row
     assert "\x1b[" not in result.output and "┃" not in result.output
 
 

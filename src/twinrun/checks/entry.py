@@ -236,8 +236,9 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
 
     try:
         outcomes = run_replicas(specs(), parallel=plan.parallel, lockstep=plan.lockstep,
-                                concurrent_steps=plan.concurrent_steps, timeout=timeout, progress=progress, on_start=on_start,
-                                on_end=on_end, compare=compared_while_running(judging))
+                                concurrent_steps=plan.concurrent_steps, timeout=timeout,
+                                progress=progress, on_start=on_start, on_end=on_end,
+                                compare=compared_while_running(judging))
         for outcome in outcomes:
             if not outcome.reader.trace.header:
                 raise TwinrunError(program.no_trace_message(outcome) if program is not None

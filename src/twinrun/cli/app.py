@@ -53,11 +53,9 @@ class _Group(click.Group):
             _fail("Interrupted; nothing more was run.", error, ctx, expected=True,
                   exit_code=INTERRUPTED_EXIT)
         except OSError as error:
-            sentence = _full_device_sentence(error)
-            if sentence is None:
-                _fail(_unexpected_sentence(error), error, ctx, expected=False,
-                      exit_code=ERROR_EXIT)
-            _fail(sentence, error, ctx, expected=True, exit_code=ERROR_EXIT)
+            full = _full_device_sentence(error)
+            _fail(full or _unexpected_sentence(error), error, ctx, expected=full is not None,
+                  exit_code=ERROR_EXIT)
         except Exception as error:  # noqa: BLE001  (the contract: a bug still gets a sentence)
             _fail(_unexpected_sentence(error), error, ctx, expected=False, exit_code=ERROR_EXIT)
 

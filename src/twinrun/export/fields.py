@@ -87,6 +87,7 @@ def _as_printed(verdict):
 
     return with_reading(verdict) if isinstance(verdict, dict) else verdict
 
+
 def _ms(timestamp):
     if not timestamp:
         return None

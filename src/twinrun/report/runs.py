@@ -52,7 +52,7 @@ def render_runs(summaries, title, out=None, among=None, wide=False):
             run["epochs_trained"],
             number(run["test_accuracy"]),
             short_fingerprint(run["fingerprint"]),
-            _duration(wall_time(run)),
+            duration(wall_time(run)),
         ]
         for run in summaries
     ]
@@ -89,7 +89,7 @@ def render_run(run, out=None):
         *group_pairs(run),
         ("started", _when(run["created_at"])),
         ("ended", _when(run["finished_at"])),
-        ("wall time", _duration(wall_time(run))),
+        ("wall time", duration(wall_time(run))),
         ("epochs", run["epochs_trained"]),
         ("fingerprint", short_fingerprint(run["fingerprint"])),
         ("artifacts", run.get("artifacts")),
@@ -371,6 +371,3 @@ def _when(iso):
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return iso
-
-
-_duration = duration  # one way to write a duration, in every table and progress line

@@ -11,9 +11,9 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
-from twinrun.report.formatting import console, decimals, interval
+from twinrun.report.formatting import console, decimals, duration, interval
 from twinrun.report.headline import FEW_RUNS
-from twinrun.report.runs import _duration, _print_table, _styled
+from twinrun.report.runs import _print_table, _styled
 from twinrun.report.text import data_text
 
 
@@ -39,7 +39,7 @@ def render_study_run(summary, out=None):
         parts.append(f"{summary['failed']} failed")
     if summary["taken"]:
         parts.append(f"{summary['taken']} being run by another process")
-    _say(out, ", ".join(parts) + f" ({_duration(summary['wall_time'])}).")
+    _say(out, ", ".join(parts) + f" ({duration(summary['wall_time'])}).")
     for key, error in list(summary["errors"].items())[:10]:
         _say(out, "  failed ", (key, "bold"), ": ", (error or "", "red"))
     if summary["planned"] > summary["finished"]:
@@ -143,7 +143,7 @@ def render_cv(results, out=None):
         stopped = folds.get("stopped_epoch")
         rows.append([key, cell("test_accuracy"), cell("test_loss", 5), cell("val_loss", 5),
                      "" if stopped is None else str(int(stopped[i])),
-                     _duration(folds["fit_time"][i]) if "fit_time" in folds else ""])
+                     duration(folds["fit_time"][i]) if "fit_time" in folds else ""])
     _print_table(out, f"Study {results['study_id']}: {results['n_splits']}-fold "
                       f"cross-validation", columns, rows,
                  right_aligned={"test acc", "test loss", "val loss", "stopped", "fit time"})
@@ -229,7 +229,7 @@ def eta_text(seconds):
     >>> eta_text(65.2), eta_text(None)
     ('ETA 1m 05s', 'ETA unknown')
     """
-    return "ETA unknown" if seconds is None else f"ETA {_duration(seconds)}"
+    return "ETA unknown" if seconds is None else f"ETA {duration(seconds)}"
 
 
 def progress_line(state):

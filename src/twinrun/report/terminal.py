@@ -433,27 +433,23 @@ def replica_progress(enabled=True, out=None, plain=None, every=30.0):
         yield None
         return
     seen = ReplicaSteps()
-    last = {"shown": time.monotonic() if not out.is_terminal else 0.0}
-    if not out.is_terminal:
-        plain = plain or Console(file=sys.stdout, highlight=False)
 
-        def print_line(states, expected_steps=None):
-            seen.expected_steps = expected_steps or seen.expected_steps
-            text = seen.line(states)
-            now = time.monotonic()
-            if now - last["shown"] >= every:
-                last["shown"] = now
-                plain.print(data_text(text), soft_wrap=True)
+    def updater(show, interval, shown):
+        last = {"shown": shown}
 
-        yield print_line
-        return
-    with out.status("starting replicas ...") as status:
         def update(states, expected_steps=None):
             seen.expected_steps = expected_steps or seen.expected_steps
             text = seen.line(states)
             now = time.monotonic()
-            if now - last["shown"] > 0.25:
+            if now - last["shown"] >= interval:
                 last["shown"] = now
-                status.update(data_text(text))
+                show(data_text(text))
+        return update
 
-        yield update
+    if not out.is_terminal:
+        plain = plain or Console(file=sys.stdout, highlight=False)
+        # The first plain line comes `every` seconds after the start, not at once.
+        yield updater(lambda text: plain.print(text, soft_wrap=True), every, time.monotonic())
+        return
+    with out.status("starting replicas ...") as status:
+        yield updater(status.update, 0.25, 0.0)
