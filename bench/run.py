@@ -318,32 +318,42 @@ def bench_fingerprint(settings):
     return {"measurements": measured, "rows": rows}
 
 
-def step_time_command(framework, determinism, settings):
+# The sampled trace's K (`twinrun check --trace-every sampled`).
+SAMPLED_EVERY = 16
+
+
+def step_time_command(framework, determinism, settings, trace_every=1):
     return [PYTHON, str(BENCH / "step_time.py"), "--framework", framework,
             "--determinism", "on" if determinism else "off", "--trace-blocks",
+            "--trace-every", str(trace_every),
             "--warmup", str(settings["warmup"]), "--steps", str(settings["steps"]),
             "--blocks", str(settings["blocks"])]
 
 
 def bench_step_time(settings, frameworks, device="cpu"):
     """Per framework: fresh processes with determinism off and on, alternating (off, on), (on,
-    off), ...; inside each, untraced and traced blocks alternate."""
+    off), ...; inside each, untraced and traced blocks alternate (every step). A third process
+    per round, determinism on, traces its traced blocks sampled (the whole state every
+    `SAMPLED_EVERY`-th step)."""
     processes = {f: [] for f in frameworks}
-    total = settings["rounds"] * 2 * len(frameworks)
+    total = settings["rounds"] * 3 * len(frameworks)
     try:
         for r in range(settings["rounds"]):
             for framework in frameworks:
-                order = (False, True) if r % 2 == 0 else (True, False)
-                for determinism in order:
-                    result, wall = run_json(step_time_command(framework, determinism, settings),
-                                            env=run_environment(framework, determinism))
+                order = [(False, 1), (True, 1)] if r % 2 == 0 else [(True, 1), (False, 1)]
+                for determinism, every in order + [(True, SAMPLED_EVERY)]:
+                    result, wall = run_json(
+                        step_time_command(framework, determinism, settings, every),
+                        env=run_environment(framework, determinism))
                     result.update(round=r, determinism_on=determinism, process_wall_s=wall,
+                                  trace_every=every,
                                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
                     processes[framework].append(result)
                     done = sum(len(v) for v in processes.values())
                     say(f"  [{done}/{total}] {framework:<12} determinism "
-                        f"{'on ' if determinism else 'off'}: {step_time_line(result)} "
-                        f"({wall:.0f} s)")
+                        f"{'on ' if determinism else 'off'}"
+                        f"{f', sampled {every}' if every > 1 else ''}: "
+                        f"{step_time_line(result)} ({wall:.0f} s)")
     except KeyboardInterrupt:
         say("  interrupted: summarising the processes measured so far")
     return {"measurements": processes, "rows": all_step_time_rows(processes, device)}
@@ -406,8 +416,9 @@ def quiet_note(ratios):
 def step_time_rows(framework, results, device="cpu"):
     """Determinism and trace rows of one framework; each also gives, in its note, the median
     ratio over the pairs whose processes had the machine to themselves."""
-    ok = [r for r in results if "error" not in r]
-    quiet = {id(r) for r in ok if r["load"].get("others_cores", 9) < QUIET_CORES}
+    ok = [r for r in results if "error" not in r and r.get("trace_every", 1) == 1]
+    sampled = [r for r in results if "error" not in r and r.get("trace_every", 1) > 1]
+    quiet = {id(r) for r in ok + sampled if r["load"].get("others_cores", 9) < QUIET_CORES}
     label = {"native-torch": "native PyTorch"}.get(framework, f"Keras on {framework}")
     load = median(r["load"].get("others_cores") for r in ok)
     off = {r["round"]: r for r in ok if not r["determinism_on"]}
@@ -423,19 +434,24 @@ def step_time_rows(framework, results, device="cpu"):
                 note=quiet_note([b["plain_ms"] / a["plain_ms"] for a, b in quiet_pairs])
                 + "; CPU time per step: " + percent(median(
                     cpu_ms(b) / cpu_ms(a) for a, b in pairs)))]
-    plain, traced, ratios, quiet_ratios = [], [], [], []
-    for r in ok:
-        blocks = r["blocks"]
-        for a, b in zip(blocks[0::2], blocks[1::2]):
-            untraced_block, traced_block = (a, b) if b["traced"] else (b, a)
-            plain.append(untraced_block["mean_ms"])
-            traced.append(traced_block["mean_ms"])
-            ratios.append(traced_block["mean_ms"] / untraced_block["mean_ms"])
-            if id(r) in quiet:
-                quiet_ratios.append(ratios[-1])
     tracer = "`twinrun.torch.Tracer`" if framework == "native-torch" else "`twinrun.keras.Trace`"
-    rows.append(row(f"{prefix}trace", f"{label}: {tracer} every step", "no trace", plain, traced,
-                    ratios, "ms/step", 1.03, load=load, note=quiet_note(quiet_ratios)))
+    for processes, mode, goal in ((ok, "every step", 1.03),
+                                  (sampled, f"sampled (whole state every {SAMPLED_EVERY})", 1.01)):
+        if not processes:
+            continue
+        plain, traced, ratios, quiet_ratios = [], [], [], []
+        for r in processes:
+            blocks = r["blocks"]
+            for a, b in zip(blocks[0::2], blocks[1::2]):
+                untraced_block, traced_block = (a, b) if b["traced"] else (b, a)
+                plain.append(untraced_block["mean_ms"])
+                traced.append(traced_block["mean_ms"])
+                ratios.append(traced_block["mean_ms"] / untraced_block["mean_ms"])
+                if id(r) in quiet:
+                    quiet_ratios.append(ratios[-1])
+        rows.append(row(f"{prefix}trace", f"{label}: {tracer} {mode}", "no trace", plain,
+                        traced, ratios, "ms/step", goal, load=load,
+                        note=quiet_note(quiet_ratios)))
     return rows
 
 

@@ -1,7 +1,8 @@
 """Step times of the seed CNN (batch 64, real Fashion-MNIST) in this fresh process.
 
     python bench/step_time.py --framework tensorflow|jax|torch|native-torch \
-        [--determinism on|off] [--trace-blocks] [--warmup 10] [--steps 15] [--blocks 8]
+        [--determinism on|off] [--trace-blocks] [--trace-every K] [--warmup 10] [--steps 15]
+        [--blocks 8]
 
 The runner (`bench/run.py`) starts this script with the environment the variant needs
 (`twinrun.launch.run_environment`, as `twinrun train` does), so what must be in place
@@ -14,7 +15,9 @@ After `--warmup` steps (compilation, first allocations; traced when tracing is m
 the fingerprint function is compiled there too) it times `--blocks` blocks of `--steps` steps.
 With `--trace-blocks` the blocks alternate untraced and traced (`twinrun.keras.Trace` or
 `twinrun.torch.Tracer` recording every step), in the order A B B A A B ..., so each traced
-block has an untraced neighbour measured seconds apart on the same process.
+block has an untraced neighbour measured seconds apart on the same process. With
+`--trace-every K` the traced blocks are sampled: batch and loss every step, the whole state's
+words every K-th step (`twinrun check --trace-every K`).
 
 A step's time is the time between the ends of consecutive optimizer steps, so it includes
 data loading, every callback and the trace. Prints one JSON line.
@@ -154,7 +157,8 @@ def keras_run(args, schedule, workdir):
     if args.trace_blocks:
         from twinrun.keras import Trace
 
-        trace = Trace(Path(workdir) / "run.trace", batches=batches, snapshots=False)
+        trace = Trace(Path(workdir) / "run.trace", batches=batches, snapshots=False,
+                      trace_every=args.trace_every)
         callbacks.append(traced_steps(keras, trace, schedule, stamps))
     callbacks.append(StepClock())  # last: its stamp comes after the trace's work
     model.fit(batches, epochs=1, verbose=0, callbacks=callbacks)
@@ -190,6 +194,7 @@ def traced_steps(keras, trace, schedule, stamps):
             if in_step is not None and switch.get("on") != traced:
                 in_step.active.assign(traced)
                 switch["on"] = traced
+                trace._in_step_on = traced  # a sampled trace switches it again, knowing this
             if traced:
                 trace.on_train_batch_begin(batch, logs)
 
@@ -228,7 +233,8 @@ def native_torch_run(args, schedule, workdir):
     if args.trace_blocks:
         from twinrun.torch import Tracer
 
-        tracer = Tracer(model, optimizer, path=Path(workdir) / "run.trace", snapshots=False)
+        tracer = Tracer(model, optimizer, path=Path(workdir) / "run.trace", snapshots=False,
+                        trace_every=args.trace_every)
     stamps, losses = [], []
 
     def traced_if_due(step):
@@ -268,6 +274,8 @@ def main():
     parser.add_argument("--determinism", choices=["on", "off"], default="off")
     parser.add_argument("--trace-blocks", action="store_true",
                         help="alternate untraced and traced blocks")
+    parser.add_argument("--trace-every", type=int, default=1,
+                        help="the whole state's words every K-th traced step")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=15, help="steps per block")
     parser.add_argument("--blocks", type=int, default=8)
@@ -283,7 +291,8 @@ def main():
     plain = [b["mean_ms"] for b in blocks if not b["traced"]]
     print(json.dumps({
         "framework": args.framework, "determinism": args.determinism,
-        "trace_blocks": args.trace_blocks, "warmup": args.warmup, "steps": args.steps,
+        "trace_blocks": args.trace_blocks, "trace_every": args.trace_every,
+        "warmup": args.warmup, "steps": args.steps,
         "blocks": blocks, "plain_ms": statistics.median(plain),
         "warmup_ms": [round(1e3 * float(d), 1) for d in np.diff(stamps[:args.warmup])],
         "impossible_controls": [c.name for c in report.impossible],

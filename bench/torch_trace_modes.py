@@ -6,10 +6,12 @@ block by block (A B C D, then D C B A, ...), so a drift in the machine's speed f
 them alike:
 
 - `no trace`;
-- `every step`: `Tracer.step` with the whole state's words every step (on a CPU the words run
-  on one thread, `twinrun.fingerprint.torch`);
-- `every step, words on the step's threads`: the same words computed with the training's own
-  intra-op threads (what the tracer did before);
+- `every step`: `Tracer.step` with the whole state's words every step (on a CPU, scheme 3:
+  each tensor's bytes hashed in place, `twinrun.fingerprint.exact`);
+- `every step, scheme 2 words`: the row-sum words of `twinrun.fingerprint.torch` on one
+  thread (what the tracer computed on a CPU before scheme 3);
+- `every step, scheme 2 on the step's threads`: the same words computed with the training's
+  own intra-op threads (what the tracer did before that);
 - `sampled`: a `Tracer(trace_every=K)`, the whole state every K-th step, batch and loss every
   step.
 
@@ -54,12 +56,14 @@ def main():
     loss_function = torch.nn.CrossEntropyLoss()
     folder = Path(tempfile.mkdtemp(prefix="twinrun-bench-modes-"))
     every = Tracer(model, optimizer, path=folder / "every.trace", snapshots=False)
+    rows = Tracer(model, optimizer, path=folder / "rows.trace", snapshots=False)
+    rows._words = fingerprint_torch.tensor_words  # scheme 2, on one thread
     threaded = Tracer(model, optimizer, path=folder / "threaded.trace", snapshots=False)
-    threaded._words = fingerprint_torch._words_now  # the words on the step's own threads
+    threaded._words = fingerprint_torch._words_now  # scheme 2 on the step's own threads
     sampled = Tracer(model, optimizer, path=folder / "sampled.trace", snapshots=False,
                      trace_every=args.every)
-    variants = {"no trace": None, "every step": every,
-                "every step, words on the step's threads": threaded,
+    variants = {"no trace": None, "every step": every, "every step, scheme 2 words": rows,
+                "every step, scheme 2 on the step's threads": threaded,
                 f"sampled (every {args.every})": sampled}
     wall = {name: [] for name in variants}
     cpu = {name: [] for name in variants}
@@ -68,7 +72,7 @@ def main():
     order = list(variants)
     batch = 0
     for _ in range(3):  # warm-up: first allocations, the fingerprint plans
-        for tracer in (every, threaded, sampled):
+        for tracer in (every, rows, threaded, sampled):
             optimizer.zero_grad()
             loss = loss_function(model(x[:64]), y[:64])
             loss.backward()
@@ -78,22 +82,22 @@ def main():
         for name in (order if round_ % 2 == 0 else order[::-1]):
             tracer = variants[name]
             for _ in range(args.steps):
-                rows = slice(64 * (batch % 8), 64 * (batch % 8 + 1))
+                part = slice(64 * (batch % 8), 64 * (batch % 8 + 1))
                 batch += 1
                 started, started_cpu = time.perf_counter(), time.process_time()
                 optimizer.zero_grad()
-                loss = loss_function(model(x[rows]), y[rows])
+                loss = loss_function(model(x[part]), y[part])
                 loss.backward()
                 optimizer.step()
                 if tracer is not None:
                     traced, traced_cpu = time.perf_counter(), time.thread_time()
-                    tracer.step(loss, (x[rows], y[rows]))
+                    tracer.step(loss, (x[part], y[part]))
                     trace_wall[name].append(time.perf_counter() - traced)
                     trace_cpu[name].append(time.thread_time() - traced_cpu)
                 float(loss.detach())  # what a loop logs; also ends the step
                 wall[name].append(time.perf_counter() - started)
                 cpu[name].append(time.process_time() - started_cpu)
-    for tracer in (every, threaded, sampled):
+    for tracer in (every, rows, threaded, sampled):
         tracer.close()
     base_wall, base_cpu = statistics.mean(wall["no trace"]), statistics.mean(cpu["no trace"])
     result = {

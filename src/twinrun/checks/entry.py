@@ -112,6 +112,7 @@ def check_workload(config, *, n=2, parallel=None, lockstep=None, timeout=None, t
             Path(c.trace).unlink(missing_ok=True)
             env = run_environment(c, {"TWINRUN_REPLICA": str(i),
                                       **trace_every_environment(trace_every),
+                                      **replay_environment(judging),
                                       **(extra_env or {})}, hash_seed=hash_seed)
             result.append(ReplicaSpec(
                 label=f"replica {i}", command=worker_command(config_path, result_path),
@@ -212,8 +213,8 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
             env = command_replica_environment(
                 i, trace, backend=backend, seed=seed, threads=threads[i] if threads else None,
                 determinism=determinism[i], hash_seed=hash_seed, portable=portable,
-                extra={**trace_every_environment(trace_every), **(environment or {}),
-                       **(extra_env or {})})
+                extra={**trace_every_environment(trace_every), **replay_environment(judging),
+                       **(environment or {}), **(extra_env or {})})
             result.append(ReplicaSpec(label=f"replica {i}", command=list(command), env=env,
                                       trace=trace, log=directory / f"replica-{i}{tag}.log"))
         return result
@@ -265,6 +266,17 @@ def check_command(command, *, n=2, backend=None, seed=0, determinism=True, paral
         return verdict
     finally:
         records.close()
+
+
+def replay_environment(judging):
+    """What a run compared with a reference needs in its environment: the reference's
+    fingerprint scheme, so that its step words can be compared with the recorded ones."""
+    from twinrun.fingerprint import SCHEME_VARIABLE
+
+    reference = judging.reference if judging is not None else None
+    if reference is None or reference.fingerprint_scheme not in (2, 3):
+        return {}
+    return {SCHEME_VARIABLE: str(reference.fingerprint_scheme)}
 
 
 def command_replica_environment(replica, trace, *, backend, seed, threads=None,

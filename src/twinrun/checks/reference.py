@@ -70,6 +70,12 @@ class Reference:
         return bool(self.header.get("portable"))
 
     @property
+    def fingerprint_scheme(self):
+        """The scheme of the recorded step words (`twinrun.fingerprint.trace_words_for`): a
+        replay writes the same scheme's words."""
+        return self.trace.header.get("fingerprint_scheme", 1)
+
+    @property
     def snapshots(self):
         """The snapshot files the reference holds, by name."""
         return [e["snapshot"] for e in self.header.get("epochs") or [] if e.get("snapshot")]

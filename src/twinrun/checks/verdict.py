@@ -171,6 +171,7 @@ class Comparison:
         self.differs_at = [None] * len(self.positions)  # index of each replica's first difference
         self.divergence = None
         self._data_checked = False
+        self._schemes_checked = False
 
     @property
     def agreed(self):
@@ -187,6 +188,14 @@ class Comparison:
         """
         if self.divergence is not None:
             return self.divergence
+        if not self._schemes_checked and all(t.header for t in self.traces):
+            self._schemes_checked = True
+            schemes = sorted({t.header.get("fingerprint_scheme", 1) for t in self.traces})
+            if len(schemes) > 1:
+                raise TwinrunError(
+                    f"The traces' step words were written with different fingerprint schemes "
+                    f"({' and '.join(map(str, schemes))}), which cannot be compared; record "
+                    f"them again with one twinrun version and device.")
         if not self._data_checked and (final or all(len(t.steps) for t in self.traces)):
             self._data_checked = True
             data = [t.data["fingerprint"] if t.data else None for t in self.traces]

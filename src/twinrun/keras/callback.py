@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from twinrun.fingerprint import digest_arrays, tensor_words_for
+from twinrun.fingerprint import SCHEME_VARIABLE, digest_arrays, trace_words_for
 from twinrun.keras.in_step import InStepWords
 from twinrun.keras.state import (
     BatchLoss, build_optimizer, current_values, jax_state_index, training_state)
@@ -111,7 +111,10 @@ class Trace(keras.callbacks.Callback):
                                            active=lambda: probe.active))
         if self._batch_loss is None:
             self._batch_loss = BatchLoss.attach(model)
-        if self.in_step and self._in_step is None and self.probe is None:
+        # The in-step words are scheme 2's; a replay of a scheme-3 reference computes its
+        # words after the step.
+        if (self.in_step and self._in_step is None and self.probe is None
+                and os.environ.get(SCHEME_VARIABLE) != "3"):
             if keras.backend.backend() == "tensorflow":
                 build_optimizer(model)
             self._in_step = InStepWords.attach(model, [v for _, v in training_state(model)])
@@ -120,8 +123,9 @@ class Trace(keras.callbacks.Callback):
         if not self.enabled:
             return
         backend = keras.backend.backend()
-        self._words = tensor_words_for(backend)
-        self._track(training_state(self._model))
+        state = training_state(self._model)
+        self._words, scheme = trace_words_for(backend, [v for _, v in state])
+        self._track(state)
         self._checked_state = False
         self.writer = self._open_writer()
         from twinrun.environment import fingerprint_environment
@@ -129,7 +133,7 @@ class Trace(keras.callbacks.Callback):
         self.writer.header(
             self._names, [list(v.shape) for v in self._variables],
             backend=backend, framework="keras", replica=os.environ.get("TWINRUN_REPLICA"),
-            environment=fingerprint_environment(backend=backend),
+            environment=fingerprint_environment(backend=backend), fingerprint_scheme=scheme,
             **process_facts(), **self.schedule.header(), started=time.time())
         if self.data is not None:
             arrays = [np.asarray(a) for a in (self.data if isinstance(self.data, (list, tuple))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twinrun.fingerprint import digest_arrays, tensor_words_for
+from twinrun.fingerprint import digest_arrays, trace_words_for
 from twinrun.trace import TraceWriter
 from twinrun.trace.digests import state_digest_record
 from twinrun.trace.lockstep import Lockstep
@@ -78,7 +78,8 @@ class Tracer:
                   "not under `twinrun check` (pass Tracer(model, optimizer, path=...) to "
                   "record one).", file=sys.stderr)
             return
-        self._words = tensor_words_for("torch")
+        self._words, self._scheme = trace_words_for(
+            "torch", list(model.parameters()) + list(model.buffers()))
         self.schedule = StateSchedule.from_environment(trace_every)
         self._named = list(model.named_parameters()) + list(model.named_buffers())
         self._tensors = [t for _, t in self._named]
@@ -92,7 +93,8 @@ class Tracer:
                            backend="torch", framework="torch",
                            replica=os.environ.get("TWINRUN_REPLICA"),
                            environment=fingerprint_environment(backend="torch"),
-                           **process_facts(), **self.schedule.header(), started=time.time())
+                           fingerprint_scheme=self._scheme, **process_facts(),
+                           **self.schedule.header(), started=time.time())
         if data is not None:
             arrays = [_to_numpy(a) for a in (data if isinstance(data, (list, tuple)) else [data])]
             self.writer.write({"kind": "data", "fingerprint": digest_arrays(arrays)})

@@ -6,7 +6,9 @@ a `kill -9` stays readable; a torn last line is ignored when reading. Nothing is
 Records (format 2):
 - `{"kind": "header", "variables": [names], "shapes": [...], "backend": ..., "replica": ...,
    "environment": {...}, "format": 2, "fingerprint_scheme": 2}` — first line (the scheme of
-   the step words, `twinrun.fingerprint.common.SCHEME`; absent: scheme 1). `variables` names every fingerprinted
+   the step words: 2, row sums on the device, `twinrun.fingerprint.common`; 3, each tensor's
+   bytes hashed in host memory, `twinrun.fingerprint.exact`; absent: scheme 1; words of two
+   schemes are never compared). `variables` names every fingerprinted
    tensor known when training starts: the model's variables (BatchNorm statistics included),
    then the optimizer's state (`optimizer/...`: slots such as Adam's moments, and the
    iteration or step counters), then the random generators' states (`rng/...`);
@@ -65,10 +67,13 @@ class TraceWriter:
     def write(self, record):
         self._file.write(json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n")
 
-    def header(self, variables, shapes=None, **extra):
+    def header(self, variables, shapes=None, fingerprint_scheme=None, **extra):
+        """The header; `fingerprint_scheme` is that of the step words the tracer writes
+        (`twinrun.fingerprint.trace_words_for`; default scheme 2's)."""
         from twinrun.fingerprint.common import SCHEME
 
-        self.write({"kind": "header", "format": FORMAT, "fingerprint_scheme": SCHEME,
+        self.write({"kind": "header", "format": FORMAT,
+                    "fingerprint_scheme": fingerprint_scheme or SCHEME,
                     "variables": list(variables), "shapes": shapes, **extra})
 
     def step(self, step, epoch, batch, loss, words, **extra):
