@@ -69,9 +69,9 @@ def keras_variants():
         "arrays, shuffle=True": lambda: model.fit(
             splits.x_train, splits.y_train, batch_size=fashion_cnn.BATCH_SIZE, shuffle=True,
             epochs=1, verbose=0),
-        "twinrun batches": lambda: model.fit(batches, epochs=1, verbose=0),
+        "twinrun batches": lambda: model.fit(batches, epochs=1, verbose=0, shuffle=False),
         "twinrun batches + progress": lambda: model.fit(
-            batches, epochs=1, verbose=0, callbacks=[progress]),
+            batches, epochs=1, verbose=0, callbacks=[progress], shuffle=False),
     }
     del keras
     return variants, steps

@@ -161,7 +161,7 @@ def keras_run(args, schedule, workdir):
                       trace_every=args.trace_every)
         callbacks.append(traced_steps(keras, trace, schedule, stamps))
     callbacks.append(StepClock())  # last: its stamp comes after the trace's work
-    model.fit(batches, epochs=1, verbose=0, callbacks=callbacks)
+    model.fit(batches, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
     return stamps, report
 
 

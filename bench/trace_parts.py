@@ -65,7 +65,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as workdir:
         trace = TimedTrace(Path(workdir) / "run.trace", batches=batches, snapshots=False)
-        model.fit(batches, epochs=1, verbose=0, callbacks=[trace, Clock()])
+        model.fit(batches, epochs=1, verbose=0, callbacks=[trace, Clock()], shuffle=False)
     print(f"Keras on {keras.backend.backend()}, median of steps 20-{len(stamps)}:")
     for name, values in parts.items():
         print(f"  {name:<16}{statistics.median(values[20:]):8.3f} ms")

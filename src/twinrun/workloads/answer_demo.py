@@ -108,7 +108,7 @@ def train(config, data, callbacks=(), on_dataset=None):
         on_dataset(batches)
     history = model.fit(batches, validation_data=(data["x_val"], data["y_val"]),
                         validation_batch_size=BATCH_SIZE, epochs=options.epochs,
-                        callbacks=list(callbacks), verbose=0)
+                        callbacks=list(callbacks), verbose=0, shuffle=False)
     last = {name: float(values[-1]) for name, values in history.history.items()}
     rows = [{"epoch": i + 1, **{n: float(v[i]) for n, v in history.history.items()}}
             for i in range(len(history.history["loss"]))]

@@ -314,6 +314,7 @@ def train(config, data, callbacks=(), on_dataset=None):
     history = model.fit(
         batches, validation_data=(splits.x_val, splits.y_val), validation_batch_size=BATCH_SIZE,
         epochs=options.epochs, callbacks=[stopper, *callbacks], verbose=0,
+        shuffle=False,  # the batches come in twinrun's order already
     )
     val_losses = history.history["val_loss"]
     # EarlyStopping keeps the first of equal minima and restores its weights: the same epoch.
