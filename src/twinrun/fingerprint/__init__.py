@@ -72,8 +72,8 @@ def trace_words_for(backend, tensors):
                                f"twinrun writes (2 or 3); unset it.")
         scheme = int(asked)
     else:
-        on_host = all(getattr(common.unwrap_variable(t), "device", None) is not None
-                      and str(common.unwrap_variable(t).device) == "cpu" for t in tensors)
+        devices = [getattr(common.unwrap_variable(t), "device", None) for t in tensors]
+        on_host = all(device is not None and str(device) == "cpu" for device in devices)
         scheme = exact.SCHEME if backend == "torch" and on_host else common.SCHEME
     if scheme == exact.SCHEME:
         return exact.TensorWords(), scheme
