@@ -8,7 +8,7 @@ passes NumPy arrays with `shuffle=True`. Native PyTorch compares a `DataLoader` 
 
 Each framework runs in two fresh processes: one with the environment as it is here (`plain`)
 and one with `twinrun.determinism.common.allocator_environment()` added (`twinrun`: what
-twinrun's launcher gives every JAX process; the other frameworks' rows show why only JAX's). Inside, after one warm-up epoch per variant, the variants alternate for
+twinrun's launcher gives every JAX and TensorFlow process; the torch rows show why not torch's). Inside, after one warm-up epoch per variant, the variants alternate for
 `--rounds` rounds, and each epoch records its wall time per step, the process's minor page
 faults (`resource.getrusage(RUSAGE_SELF).ru_minflt`) and its user and system CPU seconds. Page
 faults and CPU seconds hardly depend on what else the machine runs; wall time does, so the load

@@ -676,6 +676,16 @@ def verdict_text(r):
     return text
 
 
+def cpu_text(document):
+    """", on AMD EPYC family 25 model 1 (AVX2)": the box a results file was measured on."""
+    cpu = (document.get("environment") or {}).get("cpu") or {}
+    if not cpu.get("model"):
+        return ""
+    identity = f" {cpu['identity'].split(' stepping')[0]}" if cpu.get("identity") else ""
+    isa = f" ({cpu['isa']})" if cpu.get("isa") else ""
+    return f", on {cpu['model']}{identity}{isa}"
+
+
 def render_table():
     lines = ["| Benchmark | Variant | Baseline | Baseline median | Variant median | "
              "Median pairwise ratio (quartiles) | Pairs | Others' load | Goal | Result |",
@@ -694,8 +704,8 @@ def render_table():
             when.setdefault(stamp, []).append(framework)
         merged = (" (" + "; ".join(f"{', '.join(f)} measured {t} UTC" for t, f in when.items())
                   + ")") if len(when) > 1 else ""
-        runs.append(f"{name}: {document['mode']} mode{where}, {document['started'][:16]} UTC, "
-                    f"{document['seconds']:.0f} s{merged}")
+        runs.append(f"{name}: {document['mode']} mode{where}{cpu_text(document)}, "
+                    f"{document['started'][:16]} UTC, {document['seconds']:.0f} s{merged}")
         if document.get("error"):
             lines.append(f"| {name} | failed: {document['error'][:120]} | | | | | | | | |")
         for r in document.get("rows", []):

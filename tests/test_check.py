@@ -150,15 +150,16 @@ def test_with_rtol_the_workload_with_and_without_determinism_is_within_tolerance
 # identical where it should be
 
 @requires_data
-@pytest.mark.parametrize("backend, epochs", [("tensorflow", 2), ("jax", 1), ("torch", 1)])
-def test_the_quick_fashion_cnn_is_identical_on_each_backend(backend, epochs, store):
-    # The real quick preset (75 steps an epoch) on every backend: two epochs (the second
-    # epoch's reshuffle included) on the default backend, as `make run` trains it, one on the
-    # others.
-    verdict = check("--backend", backend, "--preset", "quick", "--epochs", str(epochs),
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_the_quick_fashion_cnn_is_identical_on_each_backend(backend, store):
+    # The real quick preset (its data, model and 75-step epoch, then the whole test set) on
+    # every backend, one epoch each: `make run` checks all ten. Later epochs' batch order is
+    # tests/test_batch_order.py's; two epochs on TensorFlow took 219 s of a 28-minute suite on
+    # the slow Zen 3 box (docs/performance.md).
+    verdict = check("--backend", backend, "--preset", "quick", "--epochs", "1",
                     "--seed", "7", store=store)
     assert verdict["verdict"] == "identical"
-    assert verdict["steps_compared"] == 75 * epochs
+    assert verdict["steps_compared"] == 75
     fingerprints = {r["fingerprint"] for r in verdict["replicas"]}
     assert len(fingerprints) == 1 and None not in fingerprints
 

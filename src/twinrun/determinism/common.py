@@ -128,9 +128,13 @@ def allocator_environment(environ=None):
     allocates the seed CNN's step buffers as blocks of 42-69 MB, and one 75-step epoch on JAX
     took 2.8 M minor page faults with more system than user time. One arena that never maps
     blocks of its own and never trims keeps the process at its peak size and reuses it: 12
-    faults an epoch (`bench/input_pipeline.py`). Only JAX's processes get them: TensorFlow
-    allocates from many threads at once, and one arena made its steps take about 25 % more
-    CPU time (its faults were 7-8 k an epoch without them); torch showed no fault storm.
+    faults an epoch (`bench/input_pipeline.py`). TensorFlow's processes get them too: on an
+    AVX2-only AMD EPYC (Zen 3) one quick training (750 steps) took 30 M faults and 99 s of
+    system time without them, 0.22 M and 4.5 s with them, and 99 instead of 201 s, with the
+    same fingerprint (on an AVX-512 Zen 5 it faulted far less and the settings changed its CPU
+    time by about 3 %). torch's processes get none: on the same Zen 3 its quick training
+    faulted 1.6 M times for 7.5 s of system time, and one arena cost it more user time (150
+    against 138 s) than that.
 
     Arguments:
         environ: the environment the fresh process inherits (default `os.environ`). When it

@@ -3,8 +3,8 @@
 import os
 
 from twinrun.determinism.common import (
-    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, not_pinned,
-    pinned_detail, schedulable_cpus, thread_environment,
+    ALREADY_SET, APPLIED, IMPOSSIBLE, NOT_NEEDED, OFF, PORTABLE, Control, allocator_environment,
+    not_pinned, pinned_detail, schedulable_cpus, thread_environment,
 )
 
 THREADS = "TensorFlow thread pools"
@@ -12,12 +12,13 @@ DATA = "tf.data deterministic order"
 
 
 def environment_variables(threads=None, determinism=True):
-    """Variables TensorFlow reads when it starts.
+    """Variables TensorFlow reads when it starts, and glibc's allocator settings
+    (`allocator_environment`).
 
     `TF_DETERMINISTIC_OPS`/`TF_CUDNN_DETERMINISTIC` are the pre-2.9 spellings of
     `enable_op_determinism()`; older TensorFlow versions only honour those.
     """
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", **allocator_environment()}
     if determinism:
         env.update(TF_DETERMINISTIC_OPS="1", TF_CUDNN_DETERMINISTIC="1")
     elif threads is None:
