@@ -40,6 +40,15 @@ def batches(x, y, seed, epoch=0):
         yield x[rows], y[rows]
 
 
+def random_data(batches=8, seed=0):
+    """Images and labels for `batches` batches of 64 from torch's normal and uniform
+    generators: what a step costs does not depend on the pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(BATCH_SIZE * batches, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (BATCH_SIZE * batches,), generator=generator)
+    return x, y
+
+
 def train_steps(model, optimizer, batch_iterator, on_step=None, tracer_for_step=None):
     """One optimizer step per batch, then `tracer.step(loss, batch)` when `tracer_for_step(i)`
     returns a `twinrun.torch.Tracer` for step i, then `on_step(loss)`."""

@@ -43,9 +43,7 @@ def main():
 
     load_before = os.getloadavg()
     model, optimizer = cnn.build(0)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(64 * 8, 1, 28, 28, generator=generator)
-    y = torch.randint(0, 10, (64 * 8,), generator=generator)
+    x, y = cnn.random_data()
     loss_function = torch.nn.CrossEntropyLoss()
     variants = {"framework default": (False, True), "deterministic, fill on": (True, True),
                 "deterministic, fill off": (True, False)}
