@@ -48,10 +48,12 @@ SETTINGS = {
     "full": {"rounds": 4, "warmup": 8, "steps": 12, "blocks": 8, "harness_rounds": 3,
              "harness_epochs": 3, "cli_repeats": 15, "io_repeats": 5, "fingerprint_repeats": 200,
              "verdict_rounds": 3, "lockstep_rounds": 2, "lockstep_epochs": 1,
+             "lockstep_preset": "quick", "step_time_processes": "all",
              "memory_steps": 150_000, "studies_rounds": 2, "studies_epochs": None},
     "quick": {"rounds": 1, "warmup": 5, "steps": 8, "blocks": 4, "harness_rounds": 1,
               "harness_epochs": 2, "cli_repeats": 3, "io_repeats": 1, "fingerprint_repeats": 20,
               "verdict_rounds": 1, "lockstep_rounds": 1, "lockstep_epochs": 1,
+              "lockstep_preset": "tiny", "step_time_processes": "two",
               "memory_steps": 20_000, "studies_rounds": 1, "studies_epochs": 2},
     # bench/gpu_bench.sh: steps take milliseconds there, so more of them per block; the
     # longer warm-up covers cuDNN/XLA autotuning.
@@ -333,18 +335,28 @@ def step_time_command(framework, determinism, settings, trace_every=1):
             "--blocks", str(settings["blocks"])]
 
 
+def step_time_processes(settings, r):
+    """The (determinism, trace_every) processes of round `r`, in order. All: determinism off and
+    on, alternating (off, on), (on, off), ..., traced every step, then one sampled with
+    determinism on. Two (the quick mode, a smoke test): determinism off traced every step, and
+    determinism on sampled; the determinism row then compares their untraced blocks."""
+    if settings["step_time_processes"] == "two":
+        return [(False, 1), (True, SAMPLED_EVERY)]
+    order = [(False, 1), (True, 1)] if r % 2 == 0 else [(True, 1), (False, 1)]
+    return order + [(True, SAMPLED_EVERY)]
+
+
 def bench_step_time(settings, frameworks, device="cpu"):
-    """Per framework: fresh processes with determinism off and on, alternating (off, on), (on,
-    off), ...; inside each, untraced and traced blocks alternate (every step). A third process
-    per round, determinism on, traces its traced blocks sampled (the whole state every
-    `SAMPLED_EVERY`-th step)."""
+    """Per framework and round, fresh processes (`step_time_processes`); inside each, untraced
+    and traced blocks alternate, the traced ones traced every step or sampled (the whole state
+    every `SAMPLED_EVERY`-th step)."""
     processes = {f: [] for f in frameworks}
-    total = settings["rounds"] * 3 * len(frameworks)
+    total = sum(len(step_time_processes(settings, r)) for r in range(settings["rounds"]))
+    total *= len(frameworks)
     try:
         for r in range(settings["rounds"]):
             for framework in frameworks:
-                order = [(False, 1), (True, 1)] if r % 2 == 0 else [(True, 1), (False, 1)]
-                for determinism, every in order + [(True, SAMPLED_EVERY)]:
+                for determinism, every in step_time_processes(settings, r):
                     result, wall = run_json(
                         step_time_command(framework, determinism, settings, every),
                         env=run_environment(framework, determinism))
@@ -425,7 +437,9 @@ def step_time_rows(framework, results, device="cpu"):
     label = {"native-torch": "native PyTorch"}.get(framework, f"Keras on {framework}")
     load = median(r["load"].get("others_cores") for r in ok)
     off = {r["round"]: r for r in ok if not r["determinism_on"]}
-    on = {r["round"]: r for r in ok if r["determinism_on"]}
+    # A round without an every-step process with determinism on (the quick mode) compares
+    # with its sampled one's untraced blocks.
+    on = {r["round"]: r for r in sampled + ok if r["determinism_on"]}
     rounds = sorted(set(off) & set(on))
     pairs = [(off[k], on[k]) for k in rounds]
     quiet_pairs = [(a, b) for a, b in pairs if id(a) in quiet and id(b) in quiet]
@@ -536,7 +550,8 @@ def bench_verdict(settings):
     rows.append(row("comparing parent", "peak RSS during that check", "", [],
                     found["parent_peak_mb"], [], "MB", 500, goal_kind="value_max"))
 
-    cost = bench.lockstep_cost(settings["lockstep_rounds"], settings["lockstep_epochs"])
+    cost = bench.lockstep_cost(settings["lockstep_rounds"], settings["lockstep_epochs"],
+                               settings["lockstep_preset"])
     if cost.get("error"):
         return {"error": f"lockstep cost: {cost['error']}", "rows": rows,
                 "measurements": measurements}
@@ -544,7 +559,8 @@ def bench_verdict(settings):
     walls = cost["wall_s"]
     lockstep, free, sequential = (walls[name] for name in bench.LOCKSTEP_VARIANTS)
     load = median(cost["load_average_1min"])
-    note = f"identical check, quick preset, {cost['steps']} steps; load average {load:.1f}"
+    note = (f"identical check, {settings['lockstep_preset']} preset, {cost['steps']} steps; "
+            f"load average {load:.1f}")
     say(f"  identical check ({cost['steps']} steps): lockstep {median(lockstep):.1f} s, side by "
         f"side without lockstep {median(free):.1f} s, one after another {median(sequential):.1f} s")
     rows.append(row("lockstep", "lockstep, side by side (the default)",

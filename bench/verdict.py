@@ -110,9 +110,9 @@ LOCKSTEP_VARIANTS = {
 }
 
 
-def lockstep_cost(rounds, epochs):
-    """An identical quick-preset check, each way, interleaved (A, B, C, C, B, A, ...)."""
-    args = ["--workload", "fashion-cnn", "--preset", "quick", "--backend", "torch",
+def lockstep_cost(rounds, epochs, preset="quick"):
+    """An identical check of `preset`, each way, interleaved (A, B, C, C, B, A, ...)."""
+    args = ["--workload", "fashion-cnn", "--preset", preset, "--backend", "torch",
             "--epochs", str(epochs)]
     names = list(LOCKSTEP_VARIANTS)
     walls = {name: [] for name in names}
