@@ -1,8 +1,8 @@
 """`twinrun train`: the seed CNN trained in fresh processes, recorded in the store.
 
 Every training here is the tiny preset (10 steps, tested on 1,000 images, docs/presets.md):
-what is tested is `train` and its options, not the model. The quick preset's checks of every
-backend are in test_check.py.
+what is tested is `train` and its options, not the model. The checks of every backend (the
+quick preset on TensorFlow) are in test_check.py.
 """
 
 import json
@@ -36,7 +36,7 @@ def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_an
     assert other["fingerprint"] != first["fingerprint"]
     runs = [first, other]
     if backend == "tensorflow":
-        # A second fresh process with seed 7: the same bits. On JAX and torch the quick check
+        # A second fresh process with seed 7: the same bits. On JAX and torch the check
         # of every backend (test_check.py) already runs two fresh processes and compares them
         # step by step, so one backend here keeps `train`'s own record honest at less cost.
         second = train(backend, 7, store)
