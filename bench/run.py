@@ -1,7 +1,7 @@
 """twinrun's benchmark suite: what determinism, tracing and bookkeeping cost, side by side.
 
     python bench/run.py            # `make bench`: every benchmark (~15 min quiet, ~40 loaded)
-    python bench/run.py --quick    # `make bench-quick`: one pass of each, a smoke test (3-6 min)
+    python bench/run.py --quick    # `make bench-quick`: a smoke test, less than a pass (3-5 min)
     python bench/run.py --only step_time --frameworks torch --rounds 8
     python bench/run.py --only verdict   # time to verdict, lockstep's cost, the parent's memory
 
