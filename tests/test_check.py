@@ -150,28 +150,20 @@ def test_with_rtol_the_workload_with_and_without_determinism_is_within_tolerance
 # identical where it should be
 
 @requires_data
-def test_the_quick_fashion_cnn_is_identical_on_tensorflow(store):
+@pytest.mark.parametrize(("backend", "size", "steps"), [
+    ("tensorflow", ["--preset", "quick", "--epochs", "1"], 75),
+    ("jax", ["--preset", "tiny"], 10),
+    ("torch", ["--preset", "tiny"], 10)])
+def test_the_fashion_cnn_is_identical_on_each_backend(backend, size, steps, store):
     # The real quick preset (its data, model and 75-step epoch, then the whole test set) on
     # `make run`'s backend, one epoch: `make run` checks all ten. Later epochs' order is
     # tests/test_batch_order.py's; two epochs on TensorFlow took 219 s of a 28-minute suite on
-    # the slow Zen 3 box (docs/performance.md).
-    verdict = check("--backend", "tensorflow", "--preset", "quick", "--epochs", "1",
-                    "--seed", "7", store=store)
+    # the slow Zen 3 box (docs/performance.md). JAX and torch on the tiny preset: their quick
+    # checks took 144 and 84 s of a 29-minute suite there, most of it start-up and the test
+    # set; their two fresh processes are compared step by step all the same.
+    verdict = check("--backend", backend, *size, "--seed", "7", store=store)
     assert verdict["verdict"] == "identical"
-    assert verdict["steps_compared"] == 75
-    fingerprints = {r["fingerprint"] for r in verdict["replicas"]}
-    assert len(fingerprints) == 1 and None not in fingerprints
-
-
-@requires_data
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_the_fashion_cnn_is_identical_on_jax_and_torch(backend, store):
-    # The same on the other backends, on the tiny preset: their quick checks took 144 and 84 s
-    # of a 29-minute suite on the Zen 3 (docs/performance.md), most of it start-up and the
-    # test set; the two fresh processes are compared step by step all the same.
-    verdict = check("--backend", backend, "--preset", "tiny", "--seed", "7", store=store)
-    assert verdict["verdict"] == "identical"
-    assert verdict["steps_compared"] == 10
+    assert verdict["steps_compared"] == steps
     fingerprints = {r["fingerprint"] for r in verdict["replicas"]}
     assert len(fingerprints) == 1 and None not in fingerprints
 
