@@ -59,3 +59,29 @@ def test_twinrun_keras_and_twinrun_torch_load_on_first_use_after_a_plain_import_
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result == {"before": [], "tracer": "twinrun.torch.tracer",
                       "trace": "twinrun.keras.callback", "has_nonsense": False, "listed": True}
+
+
+LEFT_OUT = """
+import json, sys
+from twinrun.programs.frameworks import leave_out_unused_frameworks
+leave_out_unused_frameworks({backend!r})
+outcome = {{}}
+for name in ("jax", "jax.numpy", "jaxlib"):
+    try:
+        __import__(name)
+        outcome[name] = "imported"
+    except ImportError as error:  # what Keras' Orbax callback catches
+        outcome[name] = type(error).__name__
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
+def test_a_workers_process_on_tensorflow_or_torch_cannot_import_jax_and_on_jax_can(backend):
+    require("jax")
+    completed = subprocess.run([sys.executable, "-c", LEFT_OUT.format(backend=backend)],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    expected = "imported" if backend == "jax" else "ModuleNotFoundError"
+    assert outcome == dict.fromkeys(("jax", "jax.numpy", "jaxlib"), expected)

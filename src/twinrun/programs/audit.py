@@ -11,6 +11,9 @@ import sys
 
 def main():
     backend, seed = sys.argv[1], int(sys.argv[2])
+    from twinrun.programs.frameworks import leave_out_unused_frameworks
+
+    leave_out_unused_frameworks(backend)  # as a run's worker does
     import keras  # noqa: F401  (the backend comes from KERAS_BACKEND)
 
     from twinrun.determinism import deterministic

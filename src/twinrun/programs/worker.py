@@ -13,6 +13,7 @@ from pathlib import Path
 
 from twinrun.errors import TwinrunError
 from twinrun.launch import run_id_path
+from twinrun.programs.frameworks import leave_out_unused_frameworks
 from twinrun.runconfig import RunConfig
 from twinrun.workloads import workload_module
 
@@ -147,6 +148,7 @@ def main(argv=None):
     result_file = Path(result_path)
     try:
         config = RunConfig.from_dict(json.loads(Path(config_path).read_text())).validated()
+        leave_out_unused_frameworks(config.backend)
         result = execute(config, quiet=quiet,
                          on_start=lambda run_id: run_id_path(result_file).write_text(run_id))
     except TwinrunError as error:
