@@ -15,10 +15,14 @@ INSTALLED := $(VENV)/.installed
 setup: $(INSTALLED) data
 	scripts/get-chromium.sh  # headless Chromium for the report tests
 
-# Reinstall only when the pinned dependencies or the package metadata change.
+# Reinstall only when the pinned dependencies or the package metadata change. pip writes no
+# bytecode here: `compileall` writes the same .pyc files on every core, where pip's one process
+# took 83 of its 162 s on the 2-core Zen 3 (docs/performance.md). Its status is not checked:
+# like pip, it reports files that are not Python 3.11 (torch ships some for 3.12) and goes on.
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,test]'
+	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e '.[all,test]'
+	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1
 	touch $(INSTALLED)
 
 data: $(INSTALLED)
