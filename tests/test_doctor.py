@@ -9,11 +9,18 @@ from conftest import assert_one_sentence_error, requires, run_cli
 from twinrun.backends import KERAS_BACKENDS, is_installed
 
 
-@pytest.mark.slow
-def test_doctor_audits_every_installed_backend_in_a_fresh_process():
+@pytest.fixture(scope="module")
+def doctor_json():
+    """`twinrun doctor --json`, run once for this file (an audit is a fresh process per
+    backend)."""
     completed = run_cli("doctor", "--json")
     assert completed.returncode == 0, completed.stderr[-2000:]
-    report = json.loads(completed.stdout)
+    return json.loads(completed.stdout)
+
+
+@pytest.mark.slow
+def test_doctor_audits_every_installed_backend_in_a_fresh_process(doctor_json):
+    report = doctor_json
     assert report["environment"]["python"]["version"].startswith("3.")
     audits = {a["backend"]: a for a in report["backends"]}
     assert set(audits) == set(KERAS_BACKENDS)
@@ -24,6 +31,23 @@ def test_doctor_audits_every_installed_backend_in_a_fresh_process():
         states = {c["name"]: c["state"] for c in audits[backend]["controls"]}
         assert states["PYTHONHASHSEED"] == "already set"
         assert "impossible" not in states.values(), audits[backend]
+
+
+@pytest.mark.slow
+def test_doctor_opens_with_one_line_and_cuts_no_control_name_at_80_columns(doctor_json):
+    completed = run_cli("doctor", env={"COLUMNS": "80"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    first = completed.stdout.splitlines()[0]
+    assert first.startswith("Deterministic here: ") and first.endswith(
+        "; portability not checked (doctor --portable tests it).")
+    assert "no GPU" in first or "GPU: " in first
+    assert "…" not in completed.stdout
+    for audit in doctor_json["backends"]:
+        for control in audit.get("controls") or []:
+            assert control["name"] in completed.stdout
+    # Progress, when there is any, is plain lines on stderr; stdout stays the result.
+    assert all(line.startswith("doctor: ") for line in completed.stderr.splitlines())
+    assert "doctor: " not in completed.stdout
 
 
 # Audits that misbehave, with the real frameworks: a hang is the real import under a timeout

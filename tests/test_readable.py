@@ -235,26 +235,6 @@ def test_a_copied_store_whose_original_is_gone_shows_reports_and_diffs_from_its_
     assert any(str(copy / "checks") in text for text in printed)
 
 
-# -- doctor ------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_doctor_opens_with_one_line_and_cuts_no_control_name_at_80_columns():
-    completed = run_cli("doctor", env={"COLUMNS": "80"})
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    first = completed.stdout.splitlines()[0]
-    assert first.startswith("Deterministic here: ") and first.endswith(
-        "; portability not checked (doctor --portable tests it).")
-    assert "no GPU" in first or "GPU: " in first
-    assert "…" not in completed.stdout
-    report = json.loads(run_cli("doctor", "--json").stdout)
-    for audit in report["backends"]:
-        for control in audit.get("controls") or []:
-            assert control["name"] in completed.stdout
-    # Progress, when there is any, is plain lines on stderr; stdout stays the result.
-    assert all(line.startswith("doctor: ") for line in completed.stderr.splitlines())
-    assert "doctor: " not in completed.stdout
-
-
 # -- the README's example of output ------------------------------------------------------------
 
 README = Path(__file__).parent.parent / "README.md"
