@@ -19,9 +19,13 @@ setup: $(INSTALLED) data
 # bytecode here: `compileall` writes the same .pyc files on every core, where pip's one process
 # took 83 of its 162 s on the 2-core Zen 3 (docs/performance.md). Its status is not checked:
 # like pip, it reports files that are not Python 3.11 (torch ships some for 3.12) and goes on.
+# Chromium's install (apt, on a fresh machine) runs beside pip's, which uses one core;
+# `setup` runs the same script again afterwards, which returns at once when it is in place.
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e '.[all,test]'
+	scripts/get-chromium.sh & chromium=$$!; \
+	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e '.[all,test]'; \
+	installed=$$?; wait $$chromium; test $$installed -eq 0
 	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1
 	touch $(INSTALLED)
 
