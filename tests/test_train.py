@@ -29,21 +29,15 @@ def shown(run_id, store):
     return json.loads(completed.stdout)
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_two_fresh_processes_with_seed_7_give_the_same_fingerprint_and_seed_8_another(
-        backend, store):
+def test_seed_7_and_seed_8_train_to_other_fingerprints_and_both_runs_are_recorded(store):
+    # That two fresh processes with one seed give the same bits, step by step and on the test
+    # set, is the check of every backend in test_check.py (seed 7 too), which also trains
+    # seed 8 on JAX and torch; here, on `make run`'s backend, that another seed gives other
+    # bits, and what `train` prints and records.
+    backend = "tensorflow"
     first, other = train(backend, 7, store), train(backend, 8, store)
     assert other["fingerprint"] != first["fingerprint"]
     runs = [first, other]
-    if backend == "tensorflow":
-        # A second fresh process with seed 7: the same bits. On JAX and torch the check
-        # of every backend (test_check.py) already runs two fresh processes and compares them
-        # step by step, so one backend here keeps `train`'s own record honest at less cost.
-        second = train(backend, 7, store)
-        assert first["fingerprint"] == second["fingerprint"]
-        assert first["test_loss"] == second["test_loss"]
-        assert first["history"] == second["history"]
-        runs.append(second)
     for result in (first, other):
         assert result["backend"] == backend
         assert (result["epochs_trained"], result["steps_per_epoch"]) == (2, 5)
