@@ -249,6 +249,7 @@ def test_a_pytorch_script_study_varies_init_and_order_and_names_the_dropout_it_l
 def test_compare_runs_two_set_variants_and_compares_them(tmp_path):
     completed = run_cli("compare", "--set", "epochs=1", "--set-b",
                         "learning_rate=0.003", "--runs", 2, "--preset", "tiny", "--jobs", 2,
+                        "--backend", "torch", "--threads", 1,
                         "--store", tmp_path / "store", "--json", timeout=900)
     assert completed.returncode == 0, completed.stderr
     results = json.loads(completed.stdout)
