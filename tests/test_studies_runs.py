@@ -19,8 +19,8 @@ from twinrun.store import Store
 
 pytestmark = [pytest.mark.slow, requires_data]
 
-# On torch: a tiny run's fresh process took 8-9 s there against 11-12 s on TensorFlow (the
-# Zen 3, docs/performance.md); what is tested is the driver, on any backend.
+# On torch: a tiny run's fresh process took 8-9 s against 11-12 s on TensorFlow on the slow
+# Zen 3 box (docs/performance.md); what is tested is the driver, on any backend.
 STUDY = ["variance", "--runs", "2", "--vary", "init", "--preset", "tiny", "--set", "epochs=1",
          "--backend", "torch"]
 COMPARED_METRICS = ("test_accuracy", "test_loss", "best_val_loss", "stopped_epoch")
