@@ -8,9 +8,10 @@ class _LeftOut(importlib.abc.MetaPathFinder):
     """Makes `import jax` fail in this process as if JAX were not installed.
 
     Keras 3 imports JAX on every backend whenever it is installed (its Orbax checkpoint
-    callback patches `jax.monitoring` at import, inside `try: ... except ImportError`): about
-    1.35 s of import time, about 1 s of CPU saved per fresh process (docs/performance.md). A built-in workload's
-    run on TensorFlow or torch uses nothing of it, so its worker leaves it out (and so does the
+    callback patches `jax.monitoring` at import, inside `try: ... except ImportError`): 1.35 s
+    of import time, about 1 s of CPU per fresh process (docs/performance.md). A built-in
+    workload's run on TensorFlow or torch uses nothing of it, so its worker leaves it out (and
+    so does the
     doctor's audit, which must see what a run sees); the run's bits are the same either way.
     A user's own script, under `twinrun check` or a study, is never run in these programs and
     keeps everything it imports.
