@@ -11,8 +11,8 @@ class _LeftOut(importlib.abc.MetaPathFinder):
     callback patches `jax.monitoring` at import, inside `try: ... except ImportError`): 1.35 s
     of import time, about 1 s of CPU per fresh process (docs/performance.md). A built-in
     workload's run on TensorFlow or torch uses nothing of it, so its worker leaves it out (and
-    so does the
-    doctor's audit, which must see what a run sees); the run's bits are the same either way.
+    so does the doctor's audit, which must see what a run sees); the run's bits are the same
+    either way.
     A user's own script, under `twinrun check` or a study, is never run in these programs and
     keeps everything it imports.
     """
