@@ -7,7 +7,10 @@ them alike:
 
 - `no trace`;
 - `every step`: `Tracer.step` with the whole state's words every step (on a CPU, scheme 3:
-  each tensor's bytes hashed in place, `twinrun.fingerprint.exact`);
+  each tensor's bytes hashed in place, `twinrun.fingerprint.exact`, shared among the step's
+  threads);
+- `every step, scheme 3 on one thread`: the same words hashed by the calling thread alone
+  (what the tracer did before 2026-12-02, 20:00 UTC);
 - `every step, scheme 2 words`: the row-sum words of `twinrun.fingerprint.torch` on one
   thread (what the tracer computed on a CPU before scheme 3);
 - `every step, scheme 2 on the step's threads`: the same words computed with the training's
@@ -54,13 +57,16 @@ def main():
     loss_function = torch.nn.CrossEntropyLoss()
     folder = Path(tempfile.mkdtemp(prefix="twinrun-bench-modes-"))
     every = Tracer(model, optimizer, path=folder / "every.trace", snapshots=False)
+    alone = Tracer(model, optimizer, path=folder / "alone.trace", snapshots=False)
+    alone._words.PARALLEL_BYTES = float("inf")  # never shared: the calling thread alone
     rows = Tracer(model, optimizer, path=folder / "rows.trace", snapshots=False)
     rows._words = fingerprint_torch.tensor_words  # scheme 2, on one thread
     threaded = Tracer(model, optimizer, path=folder / "threaded.trace", snapshots=False)
     threaded._words = fingerprint_torch._words_now  # scheme 2 on the step's own threads
     sampled = Tracer(model, optimizer, path=folder / "sampled.trace", snapshots=False,
                      trace_every=args.every)
-    variants = {"no trace": None, "every step": every, "every step, scheme 2 words": rows,
+    variants = {"no trace": None, "every step": every,
+                "every step, scheme 3 on one thread": alone, "every step, scheme 2 words": rows,
                 "every step, scheme 2 on the step's threads": threaded,
                 f"sampled (every {args.every})": sampled}
     wall = {name: [] for name in variants}
@@ -70,7 +76,7 @@ def main():
     order = list(variants)
     batch = 0
     for _ in range(3):  # warm-up: first allocations, the fingerprint plans
-        for tracer in (every, rows, threaded, sampled):
+        for tracer in (every, alone, rows, threaded, sampled):
             optimizer.zero_grad()
             loss = loss_function(model(x[:64]), y[:64])
             loss.backward()
@@ -95,7 +101,7 @@ def main():
                 float(loss.detach())  # what a loop logs; also ends the step
                 wall[name].append(time.perf_counter() - started)
                 cpu[name].append(time.process_time() - started_cpu)
-    for tracer in (every, rows, threaded, sampled):
+    for tracer in (every, alone, rows, threaded, sampled):
         tracer.close()
     base_wall, base_cpu = statistics.mean(wall["no trace"]), statistics.mean(cpu["no trace"])
     result = {

@@ -3,6 +3,7 @@ tensor's step words are an exact hash of its bytes, which sees the changes schem
 miss; words of two schemes are never compared, and a replay writes its reference's scheme."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -53,6 +54,37 @@ def test_torch_tensors_and_numpy_arrays_of_the_same_bits_have_the_same_words():
     parameter.data = torch.ones(4)
     assert cached([parameter])[0].tolist() == exact.tensor_words([torch.ones(4)])[0].tolist()
     assert cached([parameter])[0].tolist() != before
+
+
+def test_a_large_state_is_hashed_on_the_steps_threads_to_the_same_words(monkeypatch):
+    torch = require("torch")
+    threads = torch.get_num_threads()
+    generator = torch.Generator().manual_seed(0)
+    # 9 MB in all, above the sharing threshold; small tensors and a non-contiguous one among
+    # them, in an order the largest-first sharing does not keep.
+    tensors = [torch.randn(size, generator=generator)
+               for size in [(3,), (1_200_000,), (64, 3, 3), (700_000,), (5,), (350_000,)]]
+    tensors.append(torch.randn(40, 30, generator=generator).T)
+    expected = exact.tensor_words([t.numpy() for t in tensors])
+    try:
+        # With OpenMP's idle threads spinning for the cores, the calling thread alone.
+        monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+        torch.set_num_threads(2)
+        alone = exact.TensorWords()
+        assert (alone(tensors) == expected).all() and alone._pool is None
+        monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # as twinrun starts torch processes
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            shared = exact.TensorWords()
+            assert (shared(tensors) == expected).all(), count
+            helpers = 0 if shared._pool is None else shared._pool[2] - 1
+            assert helpers == min(count, len(os.sched_getaffinity(0))) - 1
+        tensors[3][123_456] += 1.0  # hashed by a helper thread when there is one
+        changed = shared(tensors)
+        assert (changed[3] != expected[3]).any()
+        assert (np.delete(changed, 3, axis=0) == np.delete(expected, 3, axis=0)).all()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_scheme_follows_the_device_unless_the_environment_says(monkeypatch):

@@ -23,6 +23,8 @@ On the 2-core AMD EPYC box, the whole state of native PyTorch's seed CNN with Ad
 with scheme 2's (docs/performance.md).
 """
 
+import os
+
 import numpy as np
 import xxhash
 
@@ -64,6 +66,14 @@ def _numpy_bytes(array):
 
 def _is_torch(tensor):
     return hasattr(tensor, "untyped_storage") and hasattr(tensor, "detach")
+
+
+def _torch_threads():
+    """torch's intra-op thread count where torch is imported, else None."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.get_num_threads()
 
 
 def _words(name, shape, data, seed=None):
@@ -109,28 +119,92 @@ class TensorWords:
     """`tensor_words` for a tracer, which fingerprints the same tensors step after step: the
     byte view, size and header hash of each contiguous torch CPU tensor are made once and
     reused while the tensor keeps its storage and shape (a third of the time on the seed CNN's
-    67 tensors, most of them small)."""
+    67 tensors, most of them small).
+
+    Where OpenMP's idle threads sleep (`OMP_WAIT_POLICY=PASSIVE`, which twinrun gives the torch
+    processes it starts), the hashing of a large state is shared among the training's own
+    threads (torch's intra-op thread count; one thread when the training runs on one): xxh3
+    releases the GIL on large buffers, and the training waits for the words, so the threads
+    read a state nobody writes. Each tensor's words are those of `tensor_words`, whichever
+    thread hashed it. Reading the state from memory bounds the gain: about a sixth of the call
+    on the 2-core Zen 3; with OpenMP's threads spinning for the cores, none
+    (docs/performance.md)."""
+
+    # Below this many bytes in all, handing tensors to another thread costs more than it saves.
+    PARALLEL_BYTES = 4 << 20
 
     def __init__(self):
         self._views = {}  # id(tensor) -> (tensor, data_ptr, shape, bytes, seed, size)
+        self._pool = None  # (pid, executor, workers)
 
     def __call__(self, tensors):
         tensors = validate_tensor_list(tensors)
         if len(self._views) > 4 * len(tensors) + 64:
             self._views.clear()  # tensors replaced (a new optimizer): forget the old ones
-        rows = []
-        for tensor in tensors:
+        rows = [None] * len(tensors)
+        items = []  # (row, bytes, seed, size) of each tensor read in place
+        for row, tensor in enumerate(tensors):
             tensor = unwrap_variable(tensor)
             entry = self._views.get(id(tensor))
             if (entry is None or entry[0] is not tensor or entry[1] != tensor.data_ptr()
                     or entry[2] != tensor.shape):
                 entry = self._remember(tensor)
-                if entry is None:
-                    rows.append(array_words(tensor))
-                    continue
-            value = xxhash.xxh3_64_intdigest(entry[3], entry[4])
-            rows.append((entry[5], value & 0xFFFFFFFF, value >> 32))
+            if entry is not None:
+                items.append((row, entry[3], entry[4], entry[5]))
+            else:
+                rows[row] = array_words(tensor)
+        for item, words in zip(items, self._hash(items)):
+            rows[item[0]] = words
         return np.array(rows, np.uint32).reshape(len(tensors), WORDS_PER_TENSOR)
+
+    def _hash(self, items):
+        """The words `(size, low, high)` of every `(row, bytes, seed, size)` item, in their
+        order, hashed on the step's threads."""
+        def words(i):
+            _, data, seed, size = items[i]
+            value = xxhash.xxh3_64_intdigest(data, seed)
+            return size, value & 0xFFFFFFFF, value >> 32
+
+        workers = self._workers(sum(item[1].nbytes for item in items))
+        if workers == 1:
+            return [words(i) for i in range(len(items))]
+        # Largest first, each to the thread with the fewest bytes so far.
+        groups = [[] for _ in range(workers)]
+        loads = [0] * workers
+        for i in sorted(range(len(items)), key=lambda i: -items[i][1].nbytes):
+            lightest = loads.index(min(loads))
+            groups[lightest].append(i)
+            loads[lightest] += items[i][1].nbytes
+
+        def hash_group(group):
+            return [(i, words(i)) for i in group]
+
+        others = [self._pool[1].submit(hash_group, group) for group in groups[1:]]
+        done = hash_group(groups[0])
+        for future in others:
+            done.extend(future.result())
+        result = [None] * len(items)
+        for i, row_words in done:
+            result[i] = row_words
+        return result
+
+    def _workers(self, nbytes):
+        """How many threads hash this many bytes: the training's thread count for a large
+        state where OpenMP's idle threads sleep, else one. Starts (or, in a forked child,
+        restarts) the helper threads."""
+        if (nbytes < self.PARALLEL_BYTES
+                or os.environ.get("OMP_WAIT_POLICY", "").strip().lower() != "passive"):
+            return 1
+        workers = max(1, min(_torch_threads() or 1, len(os.sched_getaffinity(0))))
+        if workers > 1 and (self._pool is None or self._pool[0] != os.getpid()
+                            or self._pool[2] != workers):
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self._pool is not None and self._pool[0] == os.getpid():
+                self._pool[1].shutdown(wait=False)
+            self._pool = (os.getpid(), ThreadPoolExecutor(
+                max_workers=workers - 1, thread_name_prefix="twinrun-words"), workers)
+        return workers
 
     def _remember(self, tensor):
         """The cache entry of a contiguous torch CPU tensor; None for anything else."""
