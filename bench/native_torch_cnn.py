@@ -71,3 +71,21 @@ def build(seed, device="cpu"):
     torch.manual_seed(seed)
     model = SeedCNN().to(device)
     return model, torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+
+
+def random_training(seed=0):
+    """`build(seed)` and `random_data()`: the model, optimizer, images and labels that the
+    one-process benchmarks (`bench/torch_*.py`) train."""
+    model, optimizer = build(seed)
+    return (model, optimizer, *random_data())
+
+
+def step_on(model, optimizer, x, y, step):
+    """One optimizer step on batch `step % 8` of `random_data()`; returns the loss and the
+    batch."""
+    part = slice(BATCH_SIZE * (step % 8), BATCH_SIZE * (step % 8 + 1))
+    optimizer.zero_grad()
+    loss = nn.functional.cross_entropy(model(x[part]), y[part])
+    loss.backward()
+    optimizer.step()
+    return loss, (x[part], y[part])

@@ -42,26 +42,21 @@ def main():
     import native_torch_cnn as cnn
 
     load_before = os.getloadavg()
-    model, optimizer = cnn.build(0)
-    x, y = cnn.random_data()
-    loss_function = torch.nn.CrossEntropyLoss()
+    model, optimizer, x, y = cnn.random_training()
     variants = {"framework default": (False, True), "deterministic, fill on": (True, True),
                 "deterministic, fill off": (True, False)}
     wall = {name: [] for name in variants}
     cpu = {name: [] for name in variants}
 
-    def step(part):
-        optimizer.zero_grad()
-        loss = loss_function(model(x[part]), y[part])
-        loss.backward()
-        optimizer.step()
+    def step(batch):
+        loss, _ = cnn.step_on(model, optimizer, x, y, batch)
         float(loss.detach())
 
     for name, (deterministic, fill) in variants.items():  # warm-up, every variant
         torch.use_deterministic_algorithms(deterministic)
         torch.utils.deterministic.fill_uninitialized_memory = fill
         for _ in range(3):
-            step(slice(0, 64))
+            step(0)
     order = list(variants)
     batch = 0
     for round_ in range(args.rounds):
@@ -70,10 +65,9 @@ def main():
             torch.use_deterministic_algorithms(deterministic)
             torch.utils.deterministic.fill_uninitialized_memory = fill
             for _ in range(args.steps):
-                part = slice(64 * (batch % 8), 64 * (batch % 8 + 1))
-                batch += 1
                 started, started_cpu = time.perf_counter(), time.process_time()
-                step(part)
+                step(batch)
+                batch += 1
                 wall[name].append(time.perf_counter() - started)
                 cpu[name].append(time.process_time() - started_cpu)
     base_wall = statistics.mean(wall["framework default"])

@@ -52,9 +52,7 @@ def main():
     from twinrun.torch import Tracer
 
     load_before = os.getloadavg()
-    model, optimizer = cnn.build(0)
-    x, y = cnn.random_data()
-    loss_function = torch.nn.CrossEntropyLoss()
+    model, optimizer, x, y = cnn.random_training()
     folder = Path(tempfile.mkdtemp(prefix="twinrun-bench-modes-"))
     every = Tracer(model, optimizer, path=folder / "every.trace", snapshots=False)
     alone = Tracer(model, optimizer, path=folder / "alone.trace", snapshots=False)
@@ -77,25 +75,17 @@ def main():
     batch = 0
     for _ in range(3):  # warm-up: first allocations, the fingerprint plans
         for tracer in (every, alone, rows, threaded, sampled):
-            optimizer.zero_grad()
-            loss = loss_function(model(x[:64]), y[:64])
-            loss.backward()
-            optimizer.step()
-            tracer.step(loss, (x[:64], y[:64]))
+            tracer.step(*cnn.step_on(model, optimizer, x, y, 0))
     for round_ in range(args.rounds):
         for name in (order if round_ % 2 == 0 else order[::-1]):
             tracer = variants[name]
             for _ in range(args.steps):
-                part = slice(64 * (batch % 8), 64 * (batch % 8 + 1))
-                batch += 1
                 started, started_cpu = time.perf_counter(), time.process_time()
-                optimizer.zero_grad()
-                loss = loss_function(model(x[part]), y[part])
-                loss.backward()
-                optimizer.step()
+                loss, data = cnn.step_on(model, optimizer, x, y, batch)
+                batch += 1
                 if tracer is not None:
                     traced, traced_cpu = time.perf_counter(), time.thread_time()
-                    tracer.step(loss, (x[part], y[part]))
+                    tracer.step(loss, data)
                     trace_wall[name].append(time.perf_counter() - traced)
                     trace_cpu[name].append(time.thread_time() - traced_cpu)
                 float(loss.detach())  # what a loop logs; also ends the step

@@ -36,9 +36,7 @@ def main():
     from twinrun.torch import Tracer
 
     load_before = os.getloadavg()
-    model, optimizer = cnn.build(0)
-    x, y = cnn.random_data()
-    loss_function = torch.nn.CrossEntropyLoss()
+    model, optimizer, x, y = cnn.random_training()
     folder = Path(tempfile.mkdtemp(prefix="twinrun-bench-words-"))
     tracer = Tracer(model, optimizer, path=folder / "run.trace", snapshots=False)  # its state
     shared, alone = TensorWords(), TensorWords()
@@ -46,11 +44,7 @@ def main():
     times = {"shared": ([], []), "one thread": ([], [])}
     nbytes = 0
     for step in range(args.warmup + args.steps):
-        part = slice(64 * (step % 8), 64 * (step % 8 + 1))
-        optimizer.zero_grad()
-        loss = loss_function(model(x[part]), y[part])
-        loss.backward()
-        optimizer.step()
+        cnn.step_on(model, optimizer, x, y, step)
         _, tensors = tracer._state()
         nbytes = sum(t.numel() * t.element_size() for t in tensors)
         order = [("shared", shared), ("one thread", alone)]
