@@ -7,10 +7,10 @@ them alike:
 
 - `no trace`;
 - `every step`: `Tracer.step` with the whole state's words every step (on a CPU, scheme 3:
-  each tensor's bytes hashed in place, `twinrun.fingerprint.exact`, shared among the step's
-  threads);
+  each tensor's bytes hashed in place, `twinrun.fingerprint.exact`; shared among the step's
+  threads under `OMP_WAIT_POLICY=PASSIVE`, as in the torch processes twinrun starts);
 - `every step, scheme 3 on one thread`: the same words hashed by the calling thread alone
-  (what the tracer did before 2026-12-02, 20:00 UTC);
+  (what the tracer does without `PASSIVE`, and did everywhere before 2026-12-02, 20:00 UTC);
 - `every step, scheme 2 words`: the row-sum words of `twinrun.fingerprint.torch` on one
   thread (what the tracer computed on a CPU before scheme 3);
 - `every step, scheme 2 on the step's threads`: the same words computed with the training's
