@@ -68,14 +68,6 @@ def _is_torch(tensor):
     return hasattr(tensor, "untyped_storage") and hasattr(tensor, "detach")
 
 
-def _torch_threads():
-    """torch's intra-op thread count where torch is imported, else None."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    return None if torch is None else torch.get_num_threads()
-
-
 def _words(name, shape, data, seed=None):
     size = int(np.prod(shape, dtype=np.int64))
     value = xxhash.xxh3_64_intdigest(data, _header_seed(name, shape) if seed is None else seed)
@@ -195,7 +187,9 @@ class TensorWords:
         if (nbytes < self.PARALLEL_BYTES
                 or os.environ.get("OMP_WAIT_POLICY", "").strip().lower() != "passive"):
             return 1
-        workers = max(1, min(_torch_threads() or 1, len(os.sched_getaffinity(0))))
+        import torch  # the cached views are torch tensors': already imported
+
+        workers = max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0))))
         if workers > 1 and (self._pool is None or self._pool[0] != os.getpid()
                             or self._pool[2] != workers):
             from concurrent.futures import ThreadPoolExecutor
