@@ -87,6 +87,82 @@ def test_a_large_state_is_hashed_on_the_steps_threads_to_the_same_words(monkeypa
         torch.set_num_threads(threads)
 
 
+
+def wide_training(torch):
+    """A two-layer model whose Adam slots (2.2 MB in all, 256 and 512 KB each for the weights)
+    are large enough for the tracer to hash them in the background."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 512), torch.nn.ReLU(),
+                                torch.nn.Linear(512, 256))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3), torch.randn(32, 128)
+
+
+def traced_steps(torch, path, defer, between=None, steps=4):
+    """Train `wide_training` for `steps` steps under a Tracer; `between(step, model,
+    optimizer)` runs after each `tracer.step`. Returns the trace's step records, the words of
+    the state as each `tracer.step` found it (hashed on the spot), and the tracer."""
+    from twinrun.torch import Tracer
+    from twinrun.trace import read_trace
+
+    model, optimizer, x = wide_training(torch)
+    at_step, waited = [], []
+    with Tracer(model, optimizer, path=path) as tracer:
+        tracer._defer = tracer._defer and defer
+        for step in range(steps):
+            optimizer.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            # The optimizer's step waited for the words of the slots it was about to write.
+            assert tracer._record is None
+            at_step.append(exact.tensor_words(tracer._state()[1]).tolist())
+            tracer.step(loss, x)
+            waited.append(tracer._record is not None)
+            if between is not None:
+                between(step, model, optimizer)
+    trace = read_trace(path)
+    assert trace.finished and trace.digests[-1]["after"] == steps  # every step before the end
+    return trace.steps, at_step, tracer, waited
+
+
+def test_the_optimizers_slots_hashed_in_the_background_give_the_steps_own_words(tmp_path):
+    torch = require("torch")
+    steps, at_step, _, waited = traced_steps(torch, tmp_path / "later.trace", defer=True)
+    assert all(waited)  # every step's slots were left to the background thread
+    assert [s["step"] for s in steps] == [0, 1, 2, 3]
+    assert [s["variables"] for s in steps] == at_step
+    same, _, _, waited = traced_steps(torch, tmp_path / "now.trace", defer=False)
+    assert not any(waited)
+    assert [s["variables"] for s in same] == at_step
+    assert [s["loss"] for s in same] == [s["loss"] for s in steps]
+
+
+def test_a_slot_written_before_the_next_optimizer_step_is_hashed_as_written(tmp_path, capfd):
+    torch = require("torch")
+
+    def halve_a_moment(step, model, optimizer):
+        if step == 1:
+            optimizer.state[model[0].weight]["exp_avg"].mul_(0.5)
+
+    steps, at_step, tracer, waited = traced_steps(
+        torch, tmp_path / "a.trace", defer=True, between=halve_a_moment)
+    names = steps[0]["names"]
+    row = names.index("optimizer/0.weight/exp_avg")
+    assert waited == [True, True, False, False] and not tracer._defer
+    message = capfd.readouterr().err
+    assert message.count("optimizer/0.weight/exp_avg changed between tracer.step()") == 1
+    # Step 1's record holds the halved moment, as the optimizer's next step found it; the
+    # other rows are the words at tracer.step.
+    assert steps[1]["variables"][row] != at_step[1][row]
+    assert [w for i, w in enumerate(steps[1]["variables"]) if i != row] == \
+        [w for i, w in enumerate(at_step[1]) if i != row]
+    assert [s["variables"] for s in steps[2:]] == at_step[2:]
+    # The same script gives the same words again: the record does not depend on when the
+    # background thread read the slot.
+    again, _, _, _ = traced_steps(torch, tmp_path / "b.trace", defer=True,
+                                  between=halve_a_moment)
+    assert [s["variables"] for s in again] == [s["variables"] for s in steps]
+
 def test_the_scheme_follows_the_device_unless_the_environment_says(monkeypatch):
     torch = require("torch")
     state = [torch.zeros(3)]
