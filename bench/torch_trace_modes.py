@@ -9,15 +9,8 @@ them alike:
 - `every step`: `Tracer.step` with the whole state's words every step (on a CPU, scheme 3:
   each tensor's bytes hashed in place, `twinrun.fingerprint.exact`; shared among the step's
   threads under `OMP_WAIT_POLICY=PASSIVE`, as in the torch processes twinrun starts);
-  The optimizer's slots (two thirds of the state) are hashed by a background thread while the
-  next step's forward and backward run, and joined before the optimizer's next step (since
-  2026-12-03, 01:30 UTC): that wait is inside the next step's time, so for this variant only the
-  step times (`wall_cost_percent`), not the call's, give the trace's cost;
-- `every step, slots in the call`: the same words, the slots too hashed inside `Tracer.step`
-  (what the tracer did before 2026-12-03);
-- `every step, scheme 3 on one thread`: the same words hashed by the calling thread alone,
-  slots too (what the tracer did without `PASSIVE` before 2026-12-03, and everywhere before
-  2026-12-02, 20:00 UTC);
+- `every step, scheme 3 on one thread`: the same words hashed by the calling thread alone
+  (what the tracer does without `PASSIVE`, and did everywhere before 2026-12-02, 20:00 UTC);
 - `every step, scheme 2 words`: the row-sum words of `twinrun.fingerprint.torch` on one
   thread (what the tracer computed on a CPU before scheme 3);
 - `every step, scheme 2 on the step's threads`: the same words computed with the training's
@@ -64,18 +57,13 @@ def main():
     every = Tracer(model, optimizer, path=folder / "every.trace", snapshots=False)
     alone = Tracer(model, optimizer, path=folder / "alone.trace", snapshots=False)
     alone._words.PARALLEL_BYTES = float("inf")  # never shared: the calling thread alone
-    alone._defer = False
-    inline = Tracer(model, optimizer, path=folder / "inline.trace", snapshots=False)
-    inline._defer = False  # the slots in the call, as before 2026-12-03
     rows = Tracer(model, optimizer, path=folder / "rows.trace", snapshots=False)
     rows._words = fingerprint_torch.tensor_words  # scheme 2, on one thread
-    rows._defer = False
     threaded = Tracer(model, optimizer, path=folder / "threaded.trace", snapshots=False)
     threaded._words = fingerprint_torch._words_now  # scheme 2 on the step's own threads
-    threaded._defer = False
     sampled = Tracer(model, optimizer, path=folder / "sampled.trace", snapshots=False,
                      trace_every=args.every)
-    variants = {"no trace": None, "every step": every, "every step, slots in the call": inline,
+    variants = {"no trace": None, "every step": every,
                 "every step, scheme 3 on one thread": alone, "every step, scheme 2 words": rows,
                 "every step, scheme 2 on the step's threads": threaded,
                 f"sampled (every {args.every})": sampled}
@@ -86,7 +74,7 @@ def main():
     order = list(variants)
     batch = 0
     for _ in range(3):  # warm-up: first allocations, the fingerprint plans
-        for tracer in (every, inline, alone, rows, threaded, sampled):
+        for tracer in (every, alone, rows, threaded, sampled):
             tracer.step(*cnn.step_on(model, optimizer, x, y, 0))
     for round_ in range(args.rounds):
         for name in (order if round_ % 2 == 0 else order[::-1]):
@@ -103,7 +91,7 @@ def main():
                 float(loss.detach())  # what a loop logs; also ends the step
                 wall[name].append(time.perf_counter() - started)
                 cpu[name].append(time.process_time() - started_cpu)
-    for tracer in (every, inline, alone, rows, threaded, sampled):
+    for tracer in (every, alone, rows, threaded, sampled):
         tracer.close()
     base_wall, base_cpu = statistics.mean(wall["no trace"]), statistics.mean(cpu["no trace"])
     result = {

@@ -7,10 +7,10 @@ block by block (A B C, then C B A, ...):
 
 - `no trace`;
 - `every step`: a `Tracer` recording the whole state every step, as twinrun ships it;
-- `every step, slots later` (only at the commit that had it, 2026-12-03): the optimizer's slots
-  hashed by a background thread during the next step's forward and backward, joined in the
-  optimizer's step pre-hook (`TWINRUN_LATER_PRIORITY=idle|nice` gives that thread
-  `SCHED_IDLE` or nice 19).
+- `every step, slots later`, only at commit 1b6fb3e (tried and reverted, docs/performance.md):
+  the optimizer's slots hashed by a background thread during the next step's forward and
+  backward, joined in the optimizer's step pre-hook (`TWINRUN_LATER_PRIORITY=idle|nice` gave
+  that thread `SCHED_IDLE` or nice 19).
 
 Prints each variant's median forward-and-backward, optimizer step, trace call and whole step
 (ms); then its cost: the median, over rounds, of its mean step over the same round's untraced

@@ -2,9 +2,7 @@
 
 After optimizer step `--step` (0-based), replica `--replica` (from `TWINRUN_REPLICA`) moves
 the first element of the first layer's `exp_avg_sq` to the next float up, before the tracer
-records the step. The weights and the loss of that step are untouched. The layers are wide
-enough (Adam's slots 1.6 MB in all) for the tracer to hash the slots in a background thread,
-as it does a real model's.
+records the step. The weights and the loss of that step are untouched.
 """
 
 import argparse
@@ -23,10 +21,9 @@ args = parser.parse_args()
 
 twinrun.deterministic(backend="torch")
 generator = torch.Generator().manual_seed(0)
-x = torch.randn(64, 128, generator=generator)
+x = torch.randn(64, 6, generator=generator)
 y = torch.randn(64, 1, generator=generator)
-model = torch.nn.Sequential(torch.nn.Linear(128, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256),
-                            torch.nn.ReLU(), torch.nn.Linear(256, 1))
+model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 with twinrun.torch.Tracer(model, optimizer, data=(x, y)) as tracer:
     for step in range(args.steps):

@@ -128,47 +128,13 @@ class TensorWords:
     def __init__(self):
         self._views = {}  # id(tensor) -> (tensor, data_ptr, shape, bytes, seed, size)
         self._pool = None  # (pid, executor, workers)
-        self._later = None  # (pid, executor) of `start`'s background thread
 
     def __call__(self, tensors):
-        rows, items = self._views_of(tensors)
-        for item, words in zip(items, self._hash(items)):
-            rows[item[0]] = words
-        return np.array(rows, np.uint32).reshape(len(tensors), WORDS_PER_TENSOR)
-
-    def start(self, tensors, later=()):
-        """Begin the words of `tensors`, as `__call__` gives them: every row now, except the
-        rows in `later` that are read in place, which one background thread hashes while the
-        caller goes on. Returns a `PendingWords`; its `result()` waits for them.
-
-        The caller promises that nothing writes those tensors until it calls `result()` (the
-        torch tracer calls it before its optimizer's next step, the one writer of optimizer
-        slots). An in-place write through the tensor itself is seen all the same, by torch's
-        version counter: `result()` then hashes that tensor as the write left it, and names
-        its row in `rewritten`."""
-        rows, items = self._views_of(tensors)
-        later = set(later)
-        versions = {item[0]: _version(item[4]) for item in items if item[0] in later}
-        later = {row for row, version in versions.items() if version is not None}
-        now = [item for item in items if item[0] not in later]
-        for item, words in zip(now, self._hash(now)):
-            rows[item[0]] = words
-        deferred = [item for item in items if item[0] in later]
-        if not deferred:
-            return PendingWords(rows, None, ())
-        watched = [(item[0], item[4], versions[item[0]]) for item in deferred]
-        future = self._background().submit(
-            lambda: [(item[0], _words_of(item)) for item in deferred])
-        return PendingWords(rows, future, watched)
-
-    def _views_of(self, tensors):
-        """Each tensor's row: its words now where it is not read in place (`None` where it
-        is), and the `(row, bytes, seed, size, tensor)` items of those read in place."""
         tensors = validate_tensor_list(tensors)
         if len(self._views) > 4 * len(tensors) + 64:
             self._views.clear()  # tensors replaced (a new optimizer): forget the old ones
         rows = [None] * len(tensors)
-        items = []
+        items = []  # (row, bytes, seed, size) of each tensor read in place
         for row, tensor in enumerate(tensors):
             tensor = unwrap_variable(tensor)
             entry = self._views.get(id(tensor))
@@ -176,26 +142,20 @@ class TensorWords:
                     or entry[2] != tensor.shape):
                 entry = self._remember(tensor)
             if entry is not None:
-                items.append((row, entry[3], entry[4], entry[5], tensor))
+                items.append((row, entry[3], entry[4], entry[5]))
             else:
                 rows[row] = array_words(tensor)
-        return rows, items
-
-    def _background(self):
-        """The one thread that hashes deferred rows (started again in a forked child)."""
-        if self._later is None or self._later[0] != os.getpid():
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._later = (os.getpid(), ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="twinrun-words-later",
-                initializer=_idle_priority))
-        return self._later[1]
+        for item, words in zip(items, self._hash(items)):
+            rows[item[0]] = words
+        return np.array(rows, np.uint32).reshape(len(tensors), WORDS_PER_TENSOR)
 
     def _hash(self, items):
-        """The words `(size, low, high)` of every `(row, bytes, seed, size, tensor)` item, in
-        their order, hashed on the step's threads."""
+        """The words `(size, low, high)` of every `(row, bytes, seed, size)` item, in their
+        order, hashed on the step's threads."""
         def words(i):
-            return _words_of(items[i])
+            _, data, seed, size = items[i]
+            value = xxhash.xxh3_64_intdigest(data, seed)
+            return size, value & 0xFFFFFFFF, value >> 32
 
         workers = self._workers(sum(item[1].nbytes for item in items))
         if workers == 1:
@@ -250,52 +210,3 @@ class TensorWords:
                  tensor.numel() & 0xFFFFFFFF)
         self._views[id(tensor)] = entry
         return entry
-
-
-def _idle_priority():
-    """Run the calling thread only where a core would idle (`TWINRUN_LATER_PRIORITY=idle`),
-    at nice 19 (`nice`), or as any other thread (anything else)."""
-    mode = os.environ.get("TWINRUN_LATER_PRIORITY", "")
-    if mode == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif mode == "nice":
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
-
-
-def _version(tensor):
-    """torch's count of in-place writes to the tensor (None where it keeps none: an
-    inference-mode tensor)."""
-    try:
-        return tensor._version
-    except (AttributeError, RuntimeError):
-        return None
-
-
-def _words_of(item):
-    """`(size, low, high)` of a `(row, bytes, seed, size, tensor)` item read in place."""
-    value = xxhash.xxh3_64_intdigest(item[1], item[2])
-    return item[3], value & 0xFFFFFFFF, value >> 32
-
-
-class PendingWords:
-    """The words `TensorWords.start` began; `result()` waits for the background thread."""
-
-    def __init__(self, rows, future, watched):
-        self._rows = rows
-        self._future = future
-        self._watched = watched  # (row, tensor, its version when hashing began)
-        self.rewritten = []  # rows whose tensor was written in place meanwhile
-
-    def result(self):
-        """The `(len(tensors), WORDS_PER_TENSOR)` uint32 words. A deferred tensor written in
-        place since `start` (torch's version counter moved) is hashed again, as it is now:
-        what the background thread read of it may have been half written."""
-        if self._future is not None:
-            for row, words in self._future.result():
-                self._rows[row] = words
-            self._future = None
-            for row, tensor, version in self._watched:
-                if tensor._version != version:
-                    self.rewritten.append(row)
-                    self._rows[row] = array_words(tensor)
-        return np.array(self._rows, np.uint32).reshape(len(self._rows), WORDS_PER_TENSOR)

@@ -80,9 +80,6 @@ class TorchHooks:
     def after_step(self, optimizer, args, kwargs):
         if not self.active:
             return
-        from twinrun.torch.tracer import _settle_pending
-
-        _settle_pending()  # a step still waiting for its words takes its number first
         session = self.session
         if not self.checked_explicit:
             self.checked_explicit = True

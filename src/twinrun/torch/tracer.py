@@ -9,7 +9,6 @@ At the end of every epoch and of the run the same tensors are also digested exac
 (`twinrun.trace.digests`).
 """
 
-import atexit
 import os
 import sys
 import time
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 
 from twinrun.fingerprint import digest_arrays, trace_words_for
-from twinrun.fingerprint.exact import TensorWords
 from twinrun.trace import TraceWriter
 from twinrun.trace.digests import state_digest_record
 from twinrun.trace.lockstep import Lockstep
@@ -75,8 +73,6 @@ class Tracer:
         self.count = 0
         self.epoch = 0
         self.writer = None
-        self._record = None  # a step whose record waits for its words (see `step`)
-        self._settle_hook = None
         if not self.enabled:
             print("twinrun: Tracer records nothing in this run: it was given no file and is "
                   "not under `twinrun check` (pass Tracer(model, optimizer, path=...) to "
@@ -106,25 +102,11 @@ class Tracer:
         self.probe = LayerProbe.from_environment()
         if self.probe is not None:
             self._attach_hooks()
-        # The optimizer's slots may be hashed while the next step's forward and backward run
-        # (see `step`): its next step waits for those words before it writes them.
-        self._defer = (isinstance(self._words, TensorWords) and self.probe is None
-                       and hasattr(optimizer, "register_step_pre_hook"))
-        self._settle_hook = (optimizer.register_step_pre_hook(_settle_pending)
-                             if self._defer else None)
 
     def step(self, loss=None, batch=None):
-        """Record the optimizer step just taken: the batch's loss, the batch and the state.
-
-        On a CPU, the optimizer's slots (Adam's two moments: two thirds of the state) are
-        hashed by a background thread while the training goes on, and the step's record is
-        written when they are done: before the optimizer's next step (which writes them), or
-        this tracer's next call, whichever comes first. The words are those the call would
-        compute itself; a slot written in place before then is hashed as the write left it,
-        and from then on the tracer hashes every slot itself (one line on stderr says so)."""
+        """Record the optimizer step just taken: the batch's loss, the batch and the state."""
         if not self.enabled:
             return
-        _settle_pending()
         batch_fp = self._batch_fingerprint(batch)
         loss_value = None if loss is None else float(loss.detach() if hasattr(loss, "detach")
                                                       else loss)
@@ -137,53 +119,13 @@ class Tracer:
                 # gradient): the step record says which tensors it holds from now on.
                 self._names = names
                 extra = {"names": names, "shapes": [list(t.shape) for t in tensors]}
-            later = self._later_rows(names, tensors) if self._defer else ()
-            if later:
-                global _pending
-                self._record = (self.count, self.epoch, batch_fp, loss_value,
-                                self._words.start(tensors, later), extra)
-                _pending = (os.getpid(), self)
-                self.count += 1
-                return
             words = self._words(tensors).tolist()
-        self._write_step(self.count, self.epoch, batch_fp, loss_value, words, extra)
-        self.count += 1
-
-    # Deferring fewer bytes than this costs the hand-over and saves nothing measurable.
-    DEFER_BYTES = 1 << 20
-
-    def _later_rows(self, names, tensors):
-        """The rows the background thread may hash: the optimizer's large slots in host
-        memory (nothing but the optimizer writes them)."""
-        rows, total = [], 0
-        for row, (name, tensor) in enumerate(zip(names, tensors)):
-            if (name.startswith("optimizer/") and not name.endswith("/hyperparameters")
-                    and tensor.device.type == "cpu"):
-                size = tensor.numel() * tensor.element_size()
-                if size >= 64 << 10:
-                    rows.append(row)
-                    total += size
-        return rows if total >= self.DEFER_BYTES else ()
-
-    def _write_step(self, count, epoch, batch_fp, loss_value, words, extra):
-        self.writer.step(count, epoch, batch_fp, loss_value, words, **extra)
+        self.writer.step(self.count, self.epoch, batch_fp, loss_value, words, **extra)
         if self.probe is not None:
-            self.probe.flush(self.writer, count)
+            self.probe.flush(self.writer, self.count)
+        self.count += 1
         if self.lockstep is not None:
-            self.lockstep.wait(count)
-
-    def _write_record(self):
-        """Write the step whose slots the background thread hashed, once they are done."""
-        count, epoch, batch_fp, loss_value, pending, extra = self._record
-        self._record = None
-        words = pending.result()
-        if pending.rewritten and self._defer:
-            self._defer = False
-            names = ", ".join(self._names[row] for row in pending.rewritten[:3])
-            print(f"twinrun: Tracer: {names} changed between tracer.step() and the "
-                  "optimizer's next step; its words are of the changed tensor, and from now "
-                  "on every step's words are computed inside tracer.step().", file=sys.stderr)
-        self._write_step(count, epoch, batch_fp, loss_value, words.tolist(), extra)
+            self.lockstep.wait(self.count - 1)
 
     def _open_writer(self):
         """The trace writer (`twinrun.hooks` gives its own, which keeps several optimizers in
@@ -231,7 +173,6 @@ class Tracer:
         """Record the end of an epoch (and a weights snapshot for distance measurements)."""
         if not self.enabled:
             return
-        _settle_pending()
         self.epoch += 1
         snapshot = None
         if self.snapshots and snapshot_due(self.epoch):
@@ -246,10 +187,6 @@ class Tracer:
     def close(self):
         """Record the end of the run (with the exact digest of the final state) and close
         the file."""
-        _settle_pending()
-        if self._settle_hook is not None:
-            self._settle_hook.remove()
-            self._settle_hook = None
         if self.writer is not None:
             self.writer.write(self._digest_record("end"))
             self.writer.write({"kind": "end", "steps": self.count})
@@ -258,7 +195,6 @@ class Tracer:
 
     def _digest_record(self, at):
         """The exact digest of the whole training state now (`twinrun.trace.digests`)."""
-        _settle_pending()
         names, tensors = self._state()
         return state_digest_record(at, names, [_exact_numpy(t) for t in tensors])
 
@@ -302,23 +238,6 @@ class Tracer:
                                            "class": kind, "grad": host_digest(grad)})
 
             parameter.register_hook(grad_hook)
-
-
-# The one step record in the process that waits for its words: (pid, tracer) or None. A new
-# step, an epoch's end, a digest or any traced optimizer's next step writes it first, so the
-# records of several tracers sharing one trace stay in step order.
-_pending = None
-
-
-def _settle_pending(*hook_arguments):
-    """Write the waiting step record, if any (also an optimizer's step pre-hook)."""
-    global _pending
-    waiting, _pending = _pending, None
-    if waiting is not None and waiting[0] == os.getpid():  # not a forked child's copy
-        waiting[1]._write_record()
-
-
-atexit.register(_settle_pending)
 
 
 def _to_numpy(value):
