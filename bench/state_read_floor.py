@@ -8,9 +8,8 @@ state.
 2. The same hash of a 2 MB buffer just read (in the cache): the hashing's own speed.
 3. `twinrun.fingerprint.exact.TensorWords` of native PyTorch's real state
    (`bench/native_torch_cnn.py`, Adam, after real optimizer steps, so the state is as cold as a
-   tracer finds it), on one
-   thread and shared among two (a tensor's xxh3 is one sequential stream, so the three 9.4 MB
-   tensors split two to one).
+   tracer finds it), on one thread and shared among two (a tensor's xxh3 is one sequential
+   stream, so the three 9.4 MB tensors split two to one).
 
 Medians; the variants of 3 take turns step by step. Run it as twinrun runs torch:
 
