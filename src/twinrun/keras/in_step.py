@@ -66,7 +66,7 @@ class InStepWords:
     def words(self):
         words = np.empty((len(self.sizes), 3), np.uint32)
         words[:, 0] = self.sizes
-        words[:, 1:] = self.slot.numpy()
+        words[:, 1:] = self.slot.value().numpy()  # half the time of `Variable.numpy()`
         return words
 
     def detach(self):
