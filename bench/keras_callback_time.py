@@ -11,11 +11,10 @@ most steps read only the loss.
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 
 def main():
@@ -25,19 +24,12 @@ def main():
 
     import keras
 
-    import twinrun
     from twinrun.keras import Trace
-    from twinrun.workloads import fashion_cnn
-    from twinrun.workloads.batches import shuffled_batches
-    from twinrun.workloads.fashion_mnist import load
 
-    report = twinrun.deterministic(0, backend=keras.backend.backend())
-    data = load()
-    rows = 64 * 120
-    x = (data.x_train[:rows].astype(np.float32) / 255.0)[..., None]
-    y = keras.utils.to_categorical(data.y_train[:rows], 10)
-    model = fashion_cnn.build_model(report.seeds)
-    batches = shuffled_batches(x, y, fashion_cnn.BATCH_SIZE, report.seeds["shuffle"])
+    sys.path.insert(0, str(Path(__file__).parent))
+    from trace_parts import seed_cnn_training
+
+    model, batches = seed_cnn_training(120)
     times = {"on_train_batch_begin": [], "on_train_batch_end": []}
 
     class Timed(Trace):

@@ -19,22 +19,31 @@ from pathlib import Path
 import numpy as np
 
 
-def main():
+def seed_cnn_training(steps):
+    """Under `twinrun.deterministic(0)` on Keras' backend: the seed CNN and twinrun's seeded
+    batches of 64 over the first `steps` * 64 real Fashion-MNIST training images."""
     import keras
 
     import twinrun
-    from twinrun.keras import Trace
     from twinrun.workloads import fashion_cnn
     from twinrun.workloads.batches import shuffled_batches
     from twinrun.workloads.fashion_mnist import load
 
     report = twinrun.deterministic(0, backend=keras.backend.backend())
     data = load()
-    rows = 64 * 160
+    rows = fashion_cnn.BATCH_SIZE * steps
     x = (data.x_train[:rows].astype(np.float32) / 255.0)[..., None]
     y = keras.utils.to_categorical(data.y_train[:rows], 10)
     model = fashion_cnn.build_model(report.seeds)
-    batches = shuffled_batches(x, y, fashion_cnn.BATCH_SIZE, report.seeds["shuffle"])
+    return model, shuffled_batches(x, y, fashion_cnn.BATCH_SIZE, report.seeds["shuffle"])
+
+
+def main():
+    import keras
+
+    from twinrun.keras import Trace
+
+    model, batches = seed_cnn_training(160)
     parts = {name: [] for name in ("read variables", "fingerprint", "loss", "write line",
                                    "trace in all")}
 
